@@ -1,0 +1,3 @@
+from simcore.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,161 @@
+"""Command line: ``python -m simcore`` / ``simcore`` (DESIGN section 1).
+
+Exit codes: 0 ok; 2 bad input (one paragraph naming file, YAML path, line
+and what was expected; never a traceback); 1 internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from pathlib import Path
+
+from simcore import __version__
+from simcore.errors import InputError, SimcoreError
+
+EXIT_OK, EXIT_INTERNAL, EXIT_INPUT = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="simcore",
+        description="Simulate Linux vmalloc / executable-memory / BPF arena allocators.",
+    )
+    p.add_argument("--version", action="version", version=f"simcore {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    r = sub.add_parser("run", help="simulate a workload file")
+    r.add_argument("workload", metavar="WORKLOAD.yaml")
+    r.add_argument("-o", "--output", metavar="DIR", help="results folder")
+    r.add_argument("--seed", type=int, help="override the workload's seed")
+    r.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="key.path=value",
+        help="override one value of the workload (repeatable)",
+    )
+    r.add_argument("--strategy", help="comma-separated strategies to compare")
+    r.add_argument("--quiet", action="store_true", help="no progress, no summary")
+
+    c = sub.add_parser("check", help="validate a workload; print the resolved config")
+    c.add_argument("workload", metavar="WORKLOAD.yaml")
+    c.add_argument("--set", action="append", default=[], metavar="key.path=value")
+
+    rep = sub.add_parser(
+        "report", help="re-render summary and charts of results folders"
+    )
+    rep.add_argument("dirs", nargs="+", metavar="DIR")
+
+    lst = sub.add_parser(
+        "list", help="what exists: strategies, profiles, workloads, metrics"
+    )
+    lst.add_argument("what", choices=["strategies", "profiles", "workloads", "metrics"])
+
+    sub.add_parser("schema", help="JSON Schema of the workload format")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except InputError as exc:
+        print(exc.render(), file=sys.stderr)
+        return EXIT_INPUT
+    except SimcoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INTERNAL
+    except KeyboardInterrupt:
+        print("interrupted; nothing was written", file=sys.stderr)
+        return 130
+    except Exception:  # a bug: say so, and keep the traceback for the report
+        print("internal error (a simcore bug, please report it):", file=sys.stderr)
+        traceback.print_exc()
+        return EXIT_INTERNAL
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "run":
+        return _cmd_run(args)
+    if args.command == "check":
+        return _cmd_check(args)
+    if args.command == "report":
+        return _cmd_report(args)
+    if args.command == "list":
+        return _cmd_list(args.what)
+    if args.command == "schema":
+        from simcore.config.schema import WorkloadFile
+
+        print(json.dumps(WorkloadFile.model_json_schema(), indent=2))
+        return EXIT_OK
+    raise AssertionError(args.command)  # pragma: no cover
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from simcore.config.load import load_workload
+    from simcore.engine import simulate
+    from simcore.results.writer import write_results
+
+    strategies = (
+        [s.strip() for s in args.strategy.split(",")] if args.strategy else None
+    )
+    resolved = load_workload(
+        args.workload, sets=args.set, seed=args.seed, strategies=strategies
+    )
+    results = simulate(resolved, quiet=args.quiet)
+    folder = write_results(resolved, results, out_dir=args.output)
+    if not args.quiet:
+        sys.stdout.write((folder / "summary.txt").read_text(encoding="utf-8"))
+    print(f"results: {folder}", file=sys.stderr if args.quiet else sys.stdout)
+    return EXIT_OK
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from simcore.config.load import load_workload
+
+    resolved = load_workload(args.workload, sets=args.set)
+    sys.stdout.write(resolved.to_yaml())
+    print(
+        f"ok: {args.workload} is valid (config {resolved.config_hash})", file=sys.stderr
+    )
+    return EXIT_OK
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from simcore.results.report import report
+
+    sys.stdout.write(report([Path(d) for d in args.dirs]))
+    return EXIT_OK
+
+
+def _cmd_list(what: str) -> int:
+    rows: list[tuple[str, str]] = []
+    if what == "strategies":
+        from simcore.strategies import get_strategy, strategy_names
+
+        for n in strategy_names():
+            cls = get_strategy(n)
+            rows.append((n, f"{cls.summary} [{cls.models}]"))
+    elif what == "profiles":
+        import yaml
+
+        from simcore.hw.profile import PROFILE_DIR, available_profiles
+
+        for n in available_profiles():
+            with (PROFILE_DIR / f"{n}.yaml").open(encoding="utf-8") as f:
+                rows.append((n, str(yaml.safe_load(f).get("description", ""))))
+    elif what == "workloads":
+        from simcore.workloads import workload_descriptions
+
+        rows = sorted(workload_descriptions().items())
+    else:
+        from simcore.results.catalog import CATALOG
+
+        rows = [(m.pattern, f"{m.description} [{m.unit}]") for m in CATALOG]
+    width = max(len(r[0]) for r in rows) if rows else 0
+    for name, desc in rows:
+        print(f"{name.ljust(width)}  {desc}")
+    return EXIT_OK

@@ -1,0 +1,1 @@
+"""Workload configuration: schema, units, YAML loading with line numbers."""

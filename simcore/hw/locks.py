@@ -1,0 +1,139 @@
+"""Kernel locks on SimPy: a queued spinlock and a mutex with optimistic spin.
+
+Both keep their waiters in a FIFO ``deque`` and hand the lock to the head
+waiter on release. That is how qspinlock behaves (MCS queue: each waiter
+spins on its own node and the releaser passes the lock to the next one), and
+it sidesteps two SimPy pitfalls at large waiter counts: ``PriorityResource``
+re-sorts its queue on every request and ``Store``-style lists pay
+``list.pop(0)``; a deque is O(1) at both ends.
+
+Hand-off cost is one cache-line transfer between the releasing and the
+acquiring CPU (hardware.md section 6), so a lock bouncing across sockets is
+slower than one staying within an LLC domain. Waiters of a spinlock burn
+their CPU for the whole wait (charged as ``lock_spin`` overhead).
+
+API, built for the hot path: ``acquire(cpu)`` returns ``None`` when the lock
+was free (the caller pays ``uncontended_ns`` in its next timeout, saving one
+SimPy event per uncontended acquisition) or an event to ``yield``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import simpy
+from simpy.events import NORMAL
+
+from simcore.hw.topology import Topology
+from simcore.results.metrics import Metrics
+
+# A mutex waiter spins while the owner is running (mutex_spin_on_owner) and
+# goes to sleep once it has spun this long: estimate, standing in for
+# need_resched() firing, about one scheduler tick slice at HZ=1000 / 100.
+MUTEX_SPIN_LIMIT_NS = 10_000
+
+
+@dataclass
+class LockStats:
+    acquisitions: int = 0
+    contended: int = 0
+    wait_ns: int = 0
+    hold_ns: int = 0
+
+    def export(self, name: str) -> dict[str, float]:
+        pct = 100.0 * self.contended / self.acquisitions if self.acquisitions else 0.0
+        return {
+            f"lock.{name}.acquisitions": self.acquisitions,
+            f"lock.{name}.wait_ns": self.wait_ns,
+            f"lock.{name}.hold_ns": self.hold_ns,
+            f"lock.{name}.contended_pct": round(pct, 6),
+        }
+
+
+def _trigger_at(env: simpy.Environment, ev: simpy.Event, delay: float) -> None:
+    # Event.succeed() schedules with delay 0; the hand-off needs a delay, and
+    # creating a Timeout only to chain a callback would cost a second event.
+    ev._ok = True
+    ev._value = None
+    env.schedule(ev, NORMAL, delay)
+
+
+class SpinLock:
+    """``spinlock_t`` (qspinlock): FIFO hand-off, waiters spin on their CPU."""
+
+    kind = "spinlock"
+
+    def __init__(
+        self,
+        env: simpy.Environment,
+        topo: Topology,
+        metrics: Metrics,
+        stats: LockStats,
+        uncontended_ns: int,
+    ) -> None:
+        self.env = env
+        self.topo = topo
+        self.metrics = metrics
+        self.stats = stats
+        self.uncontended_ns = uncontended_ns
+        self.owner: int | None = None
+        self.waiters: deque[tuple[int, simpy.Event, int]] = deque()
+        self._since = 0
+
+    def acquire(self, cpu: int) -> simpy.Event | None:
+        env = self.env
+        if self.owner is None:
+            self.owner = cpu
+            self._since = env.now
+            self.stats.acquisitions += 1
+            return None
+        ev = env.event()
+        self.waiters.append((cpu, ev, env.now))
+        return ev
+
+    def release(self, cpu: int) -> None:
+        env = self.env
+        now = env.now
+        self.stats.hold_ns += now - self._since
+        if not self.waiters:
+            self.owner = None
+            return
+        nxt, ev, t0 = self.waiters.popleft()
+        delay = int(self.topo.c2c_ns(cpu, nxt)) + self._extra_handoff(now - t0)
+        self.owner = nxt
+        self._since = now + delay
+        st = self.stats
+        st.acquisitions += 1
+        st.contended += 1
+        st.wait_ns += now + delay - t0
+        self._charge_wait(now + delay - t0)
+        _trigger_at(env, ev, delay)
+
+    def _extra_handoff(self, waited: int) -> int:
+        return 0
+
+    def _charge_wait(self, waited: int) -> None:
+        self.metrics.cpu_time("lock_spin", waited)
+
+
+class Mutex(SpinLock):
+    """``struct mutex``: waiters spin while the owner runs, then sleep.
+
+    A waiter that spun past ``MUTEX_SPIN_LIMIT_NS`` has gone to sleep, so
+    handing it the lock costs a wake-up and context switch
+    (``locks.mutex_wakeup_ns`` of the profile); only the spinning part of
+    the wait is lost CPU time.
+    """
+
+    kind = "mutex"
+
+    def __init__(self, *args, wakeup_ns: int, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.wakeup_ns = wakeup_ns
+
+    def _extra_handoff(self, waited: int) -> int:
+        return self.wakeup_ns if waited > MUTEX_SPIN_LIMIT_NS else 0
+
+    def _charge_wait(self, waited: int) -> None:
+        self.metrics.cpu_time("lock_spin", min(waited, MUTEX_SPIN_LIMIT_NS))

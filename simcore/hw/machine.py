@@ -1,0 +1,119 @@
+"""The modelled machine: CPUs, their TLBs, locks and the flush model."""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import simpy
+
+from simcore.hw.flush import FlushModel
+from simcore.hw.locks import LockStats, Mutex, SpinLock
+from simcore.hw.profile import HwProfile
+from simcore.hw.topology import Topology
+from simcore.results.metrics import Metrics
+
+_SHIFT = {"4K": 12, "2M": 21, "1G": 30}
+
+
+def component_rng(seed: int, name: str) -> np.random.Generator:
+    """An independent stream per named component.
+
+    Keyed by the component's name rather than by spawn order, so adding a
+    component or running on another executor never shifts another's stream.
+    """
+    ss = np.random.SeedSequence(entropy=seed, spawn_key=(zlib.crc32(name.encode()),))
+    return np.random.Generator(np.random.PCG64(ss))
+
+
+class Machine:
+    def __init__(
+        self,
+        env: simpy.Environment,
+        profile: HwProfile,
+        cpus: int,
+        metrics: Metrics,
+        seed: int,
+        tlb_model: str = "fast",
+    ) -> None:
+        self.env = env
+        self.profile = profile
+        self.nr_cpus = cpus
+        self.metrics = metrics
+        self.seed = seed
+        self.topo = Topology(profile, cpus)
+        self.tlb_model = tlb_model
+        self._tlbs: list | None = None
+        self.lock_stats: dict[str, LockStats] = {}
+        self.flush = FlushModel(
+            profile, self.topo, metrics, self.rng("hw.flush"), self.tlbs_in_use
+        )
+        self.uncontended_ns = int(round(profile.locks.atomic_uncontended_ns.value))
+
+    def rng(self, name: str) -> np.random.Generator:
+        return component_rng(self.seed, name)
+
+    def ns(self, cycles: float) -> float:
+        return cycles / self.profile.clock_ghz.value
+
+    # -- locks ---------------------------------------------------------------
+    def _stats(self, name: str) -> LockStats:
+        st = self.lock_stats.get(name)
+        if st is None:
+            st = self.lock_stats[name] = LockStats()
+        return st
+
+    def spinlock(self, name: str) -> SpinLock:
+        """A spinlock; instances sharing a name report as one lock class."""
+        return SpinLock(
+            self.env, self.topo, self.metrics, self._stats(name), self.uncontended_ns
+        )
+
+    def mutex(self, name: str) -> Mutex:
+        wake = int(round(self.profile.locks.mutex_wakeup_ns.value))
+        return Mutex(
+            self.env,
+            self.topo,
+            self.metrics,
+            self._stats(name),
+            self.uncontended_ns,
+            wakeup_ns=wake,
+        )
+
+    # -- TLBs ----------------------------------------------------------------
+    def tlb_geometry(self):
+        from simcore.hw.tlb import TlbArray, TlbGeometry
+
+        t = self.profile.tlb
+
+        def arrays(specs):
+            return tuple(
+                TlbArray(tuple(_SHIFT[s] for s in a.sizes), a.entries, a.ways)
+                for a in specs
+            )
+
+        return TlbGeometry(
+            itlb=arrays(t.itlb), dtlb=arrays(t.dtlb), stlb=arrays(t.stlb)
+        )
+
+    def tlb(self, cpu: int):
+        """CPU ``cpu``'s TLBs, created on first use (memory follows use)."""
+        tlbs = self._tlb_list()
+        return tlbs[cpu]
+
+    def _tlb_list(self) -> list:
+        if self._tlbs is None:
+            from simcore.hw.tlb import make_tlb
+
+            geo = self.tlb_geometry()
+            self._tlbs = [make_tlb(geo, self.tlb_model) for _ in range(self.nr_cpus)]
+        return self._tlbs
+
+    def tlbs_in_use(self) -> list:
+        return self._tlbs or []
+
+    def export_locks(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for name in sorted(self.lock_stats):
+            out.update(self.lock_stats[name].export(name))
+        return out

@@ -1,0 +1,1 @@
+"""Metrics, the results folder, the text summary and charts."""

@@ -1,0 +1,152 @@
+"""The results folder (DESIGN section 3), written atomically.
+
+Everything is written into a hidden sibling folder first and renamed into
+place at the end, so an interrupted or failed run never leaves a half
+folder, and a folder given with ``-o`` is only replaced once the new one is
+complete.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import yaml
+
+from simcore import __version__
+from simcore.config.load import Resolved
+from simcore.config.units import format_duration
+from simcore.engine import RunResult
+from simcore.results.charts import render_charts
+from simcore.results.summary import render_summary
+
+
+def metrics_doc(resolved: Resolved, results: list[RunResult]) -> dict:
+    return {
+        "simcore_version": __version__,
+        "seed": resolved.cfg.seed,
+        "config_hash": resolved.config_hash,
+        "strategies": {r.strategy: r.metrics for r in results},
+    }
+
+
+def meta_from_config(cfg: dict) -> dict:
+    """What summary.txt's title and footer need, from config.yaml."""
+    duration = cfg["duration"]
+    return {
+        "name": cfg["name"],
+        "profile": cfg["machine"]["profile"],
+        "cpus": cfg["machine"]["cpus"],
+        "preset": cfg["kernel"]["preset"],
+        "duration": duration
+        if isinstance(duration, str)
+        else format_duration(duration),
+    }
+
+
+def dumps_metrics(doc: dict) -> str:
+    return json.dumps(doc, indent=2, sort_keys=False) + "\n"
+
+
+def timeseries_csv(results: list[RunResult]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["strategy", "time_ns", "metric", "value"])
+    for r in results:
+        for t, row in r.series:
+            for k in sorted(row):
+                w.writerow([r.strategy, t, k, row[k]])
+    return buf.getvalue()
+
+
+def latency_csv(results: list[RunResult]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["strategy", "op", "latency_ns", "cum_fraction"])
+    for r in results:
+        for op, pts in r.latency_cdfs.items():
+            for v, f in pts:
+                w.writerow([r.strategy, op, v, f"{f:.6f}"])
+    return buf.getvalue()
+
+
+def read_latency_csv(path: Path) -> dict[str, dict[str, list]]:
+    out: dict[str, dict[str, list]] = {}
+    if not path.exists():
+        return out
+    with path.open(newline="") as f:
+        for row in csv.DictReader(f):
+            out.setdefault(row["strategy"], {}).setdefault(row["op"], []).append(
+                (float(row["latency_ns"]), float(row["cum_fraction"]))
+            )
+    return out
+
+
+def _target(resolved: Resolved, out_dir: str | None, base: str) -> Path:
+    if out_dir:
+        return Path(out_dir)
+    parent = Path(base) / resolved.cfg.name
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    run_id = f"{stamp}-{resolved.config_hash[:6]}"
+    target, n = parent / run_id, 2
+    while target.exists():
+        target, n = parent / f"{run_id}-{n}", n + 1
+    return target
+
+
+def write_results(
+    resolved: Resolved,
+    results: list[RunResult],
+    out_dir: str | None = None,
+    base: str = "results",
+) -> Path:
+    target = _target(resolved, out_dir, base)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        doc = metrics_doc(resolved, results)
+        (tmp / "config.yaml").write_text(resolved.to_yaml(), encoding="utf-8")
+        (tmp / "metrics.json").write_text(dumps_metrics(doc), encoding="utf-8")
+        meta = meta_from_config(resolved.data)
+        (tmp / "summary.txt").write_text(render_summary(doc, meta), encoding="utf-8")
+        (tmp / "timeseries.csv").write_text(timeseries_csv(results), encoding="utf-8")
+        (tmp / "latency.csv").write_text(latency_csv(results), encoding="utf-8")
+        timing = {
+            r.strategy: {
+                "sim.wall_s": round(r.wall_s, 4),
+                "sim.events": r.events,
+                "sim.events_per_s": round(r.events / r.wall_s) if r.wall_s else 0,
+            }
+            for r in results
+        }
+        (tmp / "timing.json").write_text(json.dumps(timing, indent=2) + "\n")
+        cdfs = {r.strategy: r.latency_cdfs for r in results}
+        render_charts(doc, cdfs, tmp, resolved.cfg.name)
+        _replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def _replace(tmp: Path, target: Path) -> None:
+    if not target.exists():
+        tmp.rename(target)
+        return
+    old = target.parent / f".{target.name}.old-{os.getpid()}"
+    target.rename(old)
+    tmp.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def load_config_yaml(folder: Path) -> dict:
+    with (folder / "config.yaml").open(encoding="utf-8") as f:
+        return yaml.safe_load(f)

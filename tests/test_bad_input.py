@@ -1,0 +1,119 @@
+"""Bad input: exit code 2, one paragraph with file, YAML path and line."""
+
+import pytest
+
+from tests.conftest import SMALL
+
+
+def _check(cli, path, *extra):
+    code, out, err = cli("check", str(path), *extra)
+    assert code == 2, err
+    assert "Traceback" not in err and "Traceback" not in out
+    assert err.startswith("error: ")
+    assert len(err.strip().splitlines()) == 1, err
+    return err
+
+
+CASES = [
+    # (name, yaml text, expected fragments of the message)
+    ("yaml syntax", SMALL.replace("seed: 1", "seed: [1"), ["w.yaml:", "YAML syntax"]),
+    (
+        "unknown top key",
+        SMALL.replace("seed: 1", "sede: 1"),
+        ["w.yaml:2", "sede", "did you mean 'seed'"],
+    ),
+    (
+        "unknown workload key",
+        SMALL.replace("nr_pages: 1", "nr_page: 1"),
+        ["w.yaml:11", "workloads[0].nr_page", "did you mean 'nr_pages'"],
+    ),
+    (
+        "wrong unit",
+        SMALL.replace("duration: 200us", "duration: 200"),
+        ["w.yaml:3", "at duration", "unit"],
+    ),
+    (
+        "unknown unit",
+        SMALL.replace("duration: 200us", "duration: 2h"),
+        ["w.yaml:3", "duration"],
+    ),
+    (
+        "negative size",
+        SMALL.replace("nr_pages: 1", "size: -4K"),
+        ["w.yaml:11", "workloads[0].size", "negative"],
+    ),
+    (
+        "zero pages",
+        SMALL.replace("nr_pages: 1", "nr_pages: 0"),
+        ["w.yaml:11", "workloads[0].nr_pages"],
+    ),
+    (
+        "unknown profile",
+        SMALL.replace("profile: small-test", "profile: skylake-xp"),
+        ["w.yaml:5", "machine.profile", "did you mean 'skylake-sp'"],
+    ),
+    (
+        "unknown strategy",
+        SMALL.replace("strategy: module_alloc", "strategy: modul_alloc"),
+        ["w.yaml:8", "strategy", "did you mean 'module_alloc'"],
+    ),
+    (
+        "unknown workload type",
+        SMALL.replace("vmalloc_stress", "vmalloc_stres"),
+        ["w.yaml:10", "workloads[0]"],
+    ),
+    (
+        "missing key",
+        SMALL.replace("duration: 200us\n", ""),
+        ["w.yaml", "duration", "missing"],
+    ),
+    (
+        "too many cpus",
+        SMALL.replace("profile: small-test", "profile: small-test\n  cpus: 64"),
+        ["w.yaml:6", "machine.cpus", "only 4"],
+    ),
+    (
+        "unknown preset",
+        SMALL.replace("preset: latest", "preset: '6.99'"),
+        ["w.yaml:7", "kernel.preset", "unknown kernel preset"],
+    ),
+    (
+        "unknown profile field",
+        SMALL.replace("profile: small-test", "profile: small-test\n  sokets: 2"),
+        ["w.yaml:6", "machine.sokets", "did you mean 'sockets'"],
+    ),
+    ("duplicate key", SMALL + "seed: 2\n", ["w.yaml:12", "duplicate key 'seed'"]),
+    ("empty file", "", ["w.yaml", "empty"]),
+    ("not a mapping", "- 1\n- 2\n", ["w.yaml:1", "top level must be a mapping"]),
+    ("bad type", SMALL.replace("seed: 1", "seed: many"), ["w.yaml:2", "seed"]),
+]
+
+
+@pytest.mark.parametrize("name,text,fragments", CASES, ids=[c[0] for c in CASES])
+def test_bad_workload(cli, write, name, text, fragments):
+    err = _check(cli, write(text))
+    for frag in fragments:
+        assert frag in err, (frag, err)
+
+
+def test_missing_file(cli, tmp_path):
+    err = _check(cli, tmp_path / "nope.yaml")
+    assert "nope.yaml" in err and "not found" in err
+
+
+def test_bad_set_value(cli, write):
+    err = _check(cli, write(SMALL), "--set", "duration=fast")
+    assert "--set duration=fast" in err and "duration" in err
+
+
+def test_bad_set_path(cli, write):
+    err = _check(cli, write(SMALL), "--set", "workloads[3].nr_pages=2")
+    assert "no list entry workloads[3]" in err
+
+
+def test_run_bad_input_writes_nothing(cli, write, tmp_path):
+    out = tmp_path / "out"
+    code, _, err = cli(
+        "run", str(write(SMALL.replace("seed: 1", "sede: 1"))), "-o", str(out)
+    )
+    assert code == 2 and not out.exists()

@@ -1,0 +1,41 @@
+import json
+
+from tests.conftest import SMALL
+
+
+def test_check_prints_resolved_config(cli, write):
+    code, out, err = cli("check", str(write(SMALL)), "--set", "machine.cpus=2")
+    assert code == 0, err
+    assert "cpus: 2" in out and "lazy_max_pages: 16384" in out
+    assert "ok:" in err
+
+
+def test_schema_is_json_schema(cli):
+    code, out, _ = cli("schema")
+    assert code == 0
+    schema = json.loads(out)
+    assert {"name", "duration", "machine", "workloads"} <= set(schema["properties"])
+
+
+def test_list(cli):
+    for what, expect in [
+        ("metrics", "tlb.shootdowns"),
+        ("strategies", "module_alloc"),
+        ("profiles", "skylake-sp"),
+        ("workloads", "vmalloc_stress"),
+    ]:
+        code, out, _ = cli("list", what)
+        assert code == 0 and expect in out
+
+
+def test_module_entry_point():
+    import subprocess
+    import sys
+
+    r = subprocess.run(
+        [sys.executable, "-m", "simcore", "list", "metrics"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert r.returncode == 0 and "cpu.overhead_pct" in r.stdout
