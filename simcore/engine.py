@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import simpy
 
 from simcore.config.load import Resolved
+from simcore.hw.execute import Executor
 from simcore.hw.machine import Machine, component_rng
 from simcore.kernel.vmalloc import Vmalloc
 from simcore.results.metrics import Metrics
@@ -54,6 +55,7 @@ class Simulation:
             self.seed,
             tlb_model=cfg.sim.tlb_model,
         )
+        self.executor = Executor(self.machine, self.metrics)
         self.vmalloc = Vmalloc(self)
         self.strategy = get_strategy(strategy)(self)
         for i, w in enumerate(cfg.workloads):
@@ -65,7 +67,8 @@ class Simulation:
 
     def _sampler(self, every: int):
         m = self.metrics
-        while True:
+        # bounded, so that env.run() without `until` (as tests do) ends
+        while self.env.now + every <= self.duration:
             yield self.env.timeout(every)
             extra = {
                 f"lock.{k}.wait_ns": v.wait_ns

@@ -26,6 +26,8 @@ CATALOG: tuple[MetricInfo, ...] = (
     MetricInfo("itlb.mpki", "count", "lower", "iTLB misses per 1,000 instructions"),
     MetricInfo("dtlb.mpki", "count", "lower", "dTLB misses per 1,000 instructions"),
     MetricInfo("pagewalk.cycles", "count", "lower", "cycles spent in page walks"),
+    MetricInfo("pagewalk.walks", "count", "lower", "page walks (STLB misses)"),
+    MetricInfo("cpu.instructions", "count", "none", "instructions run by workloads"),
     MetricInfo(
         "cpu.overhead_pct",
         "pct",

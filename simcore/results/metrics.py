@@ -52,6 +52,11 @@ class Metrics:
             out[f"{base}.p99"] = _clean(h.percentile(99))
             out[f"{base}.mean"] = _clean(h.mean)
             out[f"alloc.{op}.count"] = h.n
+        instr = self.counters.get("cpu.instructions", 0)
+        if instr:
+            for side in ("itlb", "dtlb"):
+                misses = self.counters.get(f"{side}.misses", 0)
+                out[f"{side}.mpki"] = _clean(1000.0 * misses / instr)
         capacity = duration_ns * cpus
         lost = sum(self.cpu_ns.get(k, 0) for k in OVERHEAD_KINDS)
         out["cpu.overhead_pct"] = _clean(100.0 * lost / capacity if capacity else 0.0)
