@@ -133,5 +133,5 @@ def test_report_rerenders(cli, write, tmp_path):
     assert code == 0 and stdout == before
     assert (out / "lock_wait.png").exists()
     code, stdout, _ = cli("report", str(out), str(out))
-    assert code == 0 and "1.r:module_" in stdout and "2.r:module_" in stdout
+    assert code == 0 and "1.r" in stdout and "2.r" in stdout
     assert cli("report", str(tmp_path))[0] == 2

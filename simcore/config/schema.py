@@ -35,6 +35,12 @@ class KernelConfig(Strict):
     lazy_max_pages: int | None = Field(default=None, ge=0)
     page_alloc: Literal["single", "bulk", "high_order"] | None = None
     drain_in_workqueue: bool | None = None
+    direct_map_page: Literal["1G", "2M"] | None = None
+    cpa_collapse: bool | None = None
+    cpa_nx_alias: bool | None = None
+    cpa_rox: Literal["native", "ro_then_x"] | None = None
+    fragmentation: float | None = Field(default=None, ge=0.0, le=1.0)
+    buddyinfo: str | None = None
 
     @field_validator("preset", mode="before")
     @classmethod

@@ -92,6 +92,21 @@ class SpinLock:
         self.waiters.append((cpu, ev, env.now))
         return ev
 
+    def take(self, cpu: int):
+        """Generator form of ``acquire``: returns the ns the caller still
+        owes for an uncontended acquisition (0 after a hand-off)."""
+        ev = self.acquire(cpu)
+        if ev is None:
+            return self.uncontended_ns
+        yield ev
+        return 0
+
+    def hold(self, cpu: int, work_ns: float):
+        """Take the lock, spend ``work_ns`` in it, release it."""
+        extra = yield from self.take(cpu)
+        yield self.env.timeout(int(work_ns + extra))
+        self.release(cpu)
+
     def release(self, cpu: int) -> None:
         env = self.env
         now = env.now

@@ -63,6 +63,7 @@ class Memory(Strict):
     dram_remote_ns: SFloat
     l2_bytes: SInt
     llc_bytes: SInt
+    dram_bytes: SInt  # installed RAM, all sockets together
 
 
 class TlbArraySpec(_Sourced):

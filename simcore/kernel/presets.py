@@ -14,6 +14,12 @@ KNOBS = (
     "lazy_max_pages",
     "page_alloc",
     "drain_in_workqueue",
+    "direct_map_page",
+    "cpa_collapse",
+    "cpa_nx_alias",
+    "cpa_rox",
+    "fragmentation",
+    "buddyinfo",
 )
 
 

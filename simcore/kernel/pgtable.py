@@ -1,0 +1,636 @@
+"""Kernel page tables (init_mm) on x86-64: vmalloc-range mappings and the
+direct map.
+
+Two structures, kept as the kernel keeps them but stored sparsely:
+
+**Outside the direct map** (vmalloc, modules: :class:`VmapPageTable`),
+as mm/vmalloc.c builds them:
+
+- ``vmap_pages_range()`` -> ``vmap_range_noflush()``: walk pgd -> p4d ->
+  pud -> pmd -> pte, allocating a missing PMD table (one per 1 GiB) or PTE
+  table (one per 2 MiB) with ``GFP_PGTABLE_KERNEL`` (zeroed) and installing
+  it under ``init_mm.page_table_lock`` (``__pmd_alloc()``,
+  ``__pte_alloc_kernel()``; a CPU that loses the race frees its page);
+  then one PTE store per 4 KiB page;
+- ``vmap_try_huge_pmd()``: with a 2 MiB page shift, a chunk that is exactly
+  ``PMD_SIZE``, with virtual and physical address 2 MiB aligned, gets one
+  PMD leaf; an (empty) PTE table already there is released by
+  ``pmd_free_pte_page()``, which on x86-64 flushes one page on every CPU
+  (``flush_tlb_kernel_range(addr, addr + PAGE_SIZE - 1)``) before freeing it;
+- ``vunmap_range_noflush()``: clear the PTEs (``vunmap_pte_range``) or the
+  PMD leaf (``pmd_clear_huge``); page-table pages are never freed;
+- the PUD level of the vmalloc range is preallocated at boot
+  (``preallocate_vmalloc_pages()``), and the PMD tables of the top 2 GiB
+  (kernel image, modules) are static (``level2_kernel_pgt``,
+  ``level2_fixmap_pgt``), so neither is counted.
+
+Every page-table page allocated or freed here moves ``mem.pagetable_pages``.
+
+**The direct map** (:class:`DirectMap`), the linear map of all RAM at
+``PAGE_OFFSET``: x86 maps it with 1 GiB pages when the CPU has them and
+``direct_gbpages`` is on (``probe_page_size_mask()``), else with 2 MiB
+pages (``kernel.direct_map_page``). A whole GiB that was never split is
+one implicit entry; only split regions get tables (512 one-byte entries per
+table), and an entry's permission is stored only where it differs from
+``PAGE_KERNEL``. ``direct_pages_count[]`` is kept as ``split_page_count()``
+and ``collapse_page_count()`` in arch/x86/mm/pat/set_memory.c keep it and
+published as ``directmap.4k_bytes`` / ``2m_bytes`` / ``1g_bytes`` (/proc/
+meminfo ``DirectMap4k/2M/1G``); splits and collapses count
+``directmap.level{2,3}_splits`` / ``_collapses`` (/proc/vmstat). Split
+tables are plain ``alloc_pages(GFP_KERNEL, 0)`` pages, not constructed page
+tables, so /proc/meminfo ``PageTables`` does not see them: they are counted
+in ``directmap.pagetable_pages``. The boot-time splits around the kernel
+image, the ISA hole and firmware ranges are not modelled.
+
+The CPA logic that drives splits and collapses is in
+:mod:`simcore.kernel.set_memory`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from simcore.errors import SimulationError
+from simcore.kernel.page_alloc import node_pages_from_profile
+from simcore.results.metrics import Metrics
+
+if TYPE_CHECKING:
+    from simcore.engine import Simulation
+    from simcore.kernel.page_alloc import PageAlloc
+
+PAGE_SHIFT = 12
+PMD_SHIFT = 21
+PUD_SHIFT = 30
+PAGE_SIZE = 1 << PAGE_SHIFT
+PMD_SIZE = 1 << PMD_SHIFT
+PUD_SIZE = 1 << PUD_SHIFT
+PTRS_PER_TABLE = 512
+PAGES_PER_PMD = PMD_SIZE >> PAGE_SHIFT
+PAGES_PER_PUD = PUD_SIZE >> PAGE_SHIFT
+
+# Documentation/arch/x86/x86_64/mm.rst, 4-level paging, no KASLR:
+# "ffff888000000000 ... direct mapping of all physical memory".
+PAGE_OFFSET = 0xFFFF888000000000
+# __START_KERNEL_map: kernel image, then the module area, to the top.
+START_KERNEL_MAP = 0xFFFFFFFF80000000
+# Any range this long is past every flush ceiling: flush_tlb_all().
+FLUSH_ALL = (0xFFFF800000000000, 1 << 64)
+
+# Permission bits of the model (x86: _PAGE_PRESENT bit 0, _PAGE_RW bit 1,
+# _PAGE_NX bit 63; _PAGE_DIRTY, _PAGE_GLOBAL and the cache bits are not
+# kept, as no modelled decision depends on them).
+_PAGE_PRESENT = 0x01
+_PAGE_RW = 0x02
+_PAGE_NX = 0x04
+PAGE_KERNEL = _PAGE_PRESENT | _PAGE_RW | _PAGE_NX
+PAGE_KERNEL_RO = _PAGE_PRESENT | _PAGE_NX
+PAGE_KERNEL_EXEC = _PAGE_PRESENT | _PAGE_RW
+PAGE_KERNEL_ROX = _PAGE_PRESENT
+# Entry states that are not leaf permissions.
+_TABLE = 0x40  # points to a lower-level table
+_NONE = 0x80  # pte_none(): nothing mapped
+
+LEVEL_4K, LEVEL_2M, LEVEL_1G = PAGE_SHIFT, PMD_SHIFT, PUD_SHIFT
+
+
+@dataclass(frozen=True, slots=True)
+class Mapping:
+    """What lookup_address() finds: the leaf's level (page shift), the pfn
+    of the 4 KiB page at the address, the leaf's permission bits."""
+
+    shift: int
+    pfn: int
+    flags: int
+
+    @property
+    def present(self) -> bool:
+        return bool(self.flags & _PAGE_PRESENT)
+
+
+# ---------------------------------------------------------------------------
+# the direct map
+# ---------------------------------------------------------------------------
+class DirectMap:
+    """The linear map of ``nr_pages`` of RAM, default leaf size 1G or 2M."""
+
+    def __init__(
+        self, nr_pages: int, *, page_size: str = "1G", metrics: Metrics | None = None
+    ) -> None:
+        if page_size not in ("1G", "2M"):
+            raise SimulationError(f"direct map page size {page_size!r}: 1G or 2M")
+        self.nr_pages = nr_pages
+        self.gbpages = page_size == "1G"
+        self.metrics = metrics
+        self.full_gb = nr_pages // PAGES_PER_PUD  # GiBs wholly backed by RAM
+        self.pud: dict[int, int] = {}  # 1G leaves whose flags are not default
+        self.pmd: dict[int, np.ndarray] = {}  # GiB -> 512 PMD entries
+        self.pte: dict[int, np.ndarray] = {}  # 2 MiB index -> 512 PTE flags
+        self.table_pfn: dict[tuple[int, int], int | None] = {}
+        self.count = [0, 0, 0]  # direct_pages_count[PG_LEVEL_4K, 2M, 1G]
+        if self.gbpages:
+            self.count[2] = self.full_gb
+        else:
+            self.count[1] = self.full_gb * PTRS_PER_TABLE
+        # init_memory_mapping() maps a partial last GiB with 2M then 4K pages.
+        tail = nr_pages - self.full_gb * PAGES_PER_PUD
+        if tail:
+            t = np.full(PTRS_PER_TABLE, _NONE, dtype=np.uint8)
+            n2m, n4k = divmod(tail, PAGES_PER_PMD)
+            t[:n2m] = PAGE_KERNEL
+            self.count[1] += n2m
+            if n4k:
+                t[n2m] = _TABLE
+                pte = np.full(PTRS_PER_TABLE, _NONE, dtype=np.uint8)
+                pte[:n4k] = PAGE_KERNEL
+                self.pte[self.full_gb * PTRS_PER_TABLE + n2m] = pte
+                self.count[0] += n4k
+            self.pmd[self.full_gb] = t
+        self.splits = [0, 0]  # level2 (2M->4K), level3 (1G->2M)
+        self.collapses = [0, 0]
+        self._publish()
+
+    # -- addresses ---------------------------------------------------------------
+    def contains(self, addr: int) -> bool:
+        return PAGE_OFFSET <= addr < PAGE_OFFSET + (self.nr_pages << PAGE_SHIFT)
+
+    @staticmethod
+    def page_address(pfn: int) -> int:
+        """page_address() / __va(): where a pfn sits in the direct map."""
+        return PAGE_OFFSET + (pfn << PAGE_SHIFT)
+
+    @staticmethod
+    def pfn_of(addr: int) -> int:
+        """__pa(addr) >> PAGE_SHIFT for a direct-map address."""
+        return (addr - PAGE_OFFSET) >> PAGE_SHIFT
+
+    # -- lookup ------------------------------------------------------------------
+    def lookup_pfn(self, pfn: int) -> Mapping | None:
+        if not 0 <= pfn < self.nr_pages:
+            return None
+        gb = pfn >> 18
+        t = self.pmd.get(gb)
+        if t is None:
+            if self.gbpages:
+                return Mapping(LEVEL_1G, pfn, self.pud.get(gb, PAGE_KERNEL))
+            return Mapping(LEVEL_2M, pfn, PAGE_KERNEL)
+        e = int(t[(pfn >> 9) & 511])
+        if e == _TABLE:
+            f = int(self.pte[pfn >> 9][pfn & 511])
+            return None if f == _NONE else Mapping(LEVEL_4K, pfn, f)
+        return None if e == _NONE else Mapping(LEVEL_2M, pfn, e)
+
+    def _pmd_table(self, gb: int) -> np.ndarray:
+        """The PMD table of a GiB, materialising an implicit 2M-mapped one."""
+        t = self.pmd.get(gb)
+        if t is None:
+            if self.gbpages:
+                raise SimulationError(f"direct map GiB {gb} is a 1G leaf")
+            t = self.pmd[gb] = np.full(PTRS_PER_TABLE, PAGE_KERNEL, dtype=np.uint8)
+        return t
+
+    # -- changes -----------------------------------------------------------------
+    def set_leaf(self, pfn: int, shift: int, flags: int) -> None:
+        """Write the leaf at ``shift`` covering ``pfn`` (set_pte_atomic or
+        __set_pmd_pte on a large page kept whole)."""
+        gb = pfn >> 18
+        if shift == LEVEL_1G:
+            if flags == PAGE_KERNEL:
+                self.pud.pop(gb, None)
+            else:
+                self.pud[gb] = flags
+        elif shift == LEVEL_2M:
+            self._pmd_table(gb)[(pfn >> 9) & 511] = flags
+        else:
+            self.pte[pfn >> 9][pfn & 511] = flags
+
+    def split(self, pfn: int, shift: int, table_pfn: int | None) -> None:
+        """__split_large_page(): 512 entries of the next size, each with the
+        large page's permissions; split_page_count(level)."""
+        gb = pfn >> 18
+        if shift == LEVEL_1G:
+            flags = self.pud.pop(gb, PAGE_KERNEL)
+            self.pmd[gb] = np.full(PTRS_PER_TABLE, flags, dtype=np.uint8)
+            self.table_pfn[(LEVEL_1G, gb)] = table_pfn
+            self.count[2] -= 1
+            self.count[1] += PTRS_PER_TABLE
+            self.splits[1] += 1
+            self._event("directmap.level3_splits")
+        else:
+            t = self._pmd_table(gb)
+            i = (pfn >> 9) & 511
+            flags = int(t[i])
+            t[i] = _TABLE
+            self.pte[pfn >> 9] = np.full(PTRS_PER_TABLE, flags, dtype=np.uint8)
+            self.table_pfn[(LEVEL_2M, pfn >> 9)] = table_pfn
+            self.count[1] -= 1
+            self.count[0] += PTRS_PER_TABLE
+            self.splits[0] += 1
+            self._event("directmap.level2_splits")
+        self._publish(tables=+1)
+
+    def collapse(self, pfn: int) -> list[int | None]:
+        """collapse_large_pages(): re-form the 2M page around ``pfn`` if its
+        512 PTEs are present with equal flags (collapse_pmd_page), then the
+        1G page if all 512 PMDs are present 2M leaves with equal flags and
+        GB pages are on (collapse_pud_page). Returns the freed tables."""
+        idx = pfn >> 9
+        gb = idx >> 9
+        t = self.pmd.get(gb)
+        if t is None or t[idx & 511] != _TABLE:
+            return []
+        pte = self.pte[idx]
+        first = int(pte[0])
+        if first & (_TABLE | _NONE) or not first & _PAGE_PRESENT:
+            return []
+        if (pte != first).any():
+            return []
+        t[idx & 511] = first
+        del self.pte[idx]
+        freed = [self.table_pfn.pop((LEVEL_2M, idx), None)]
+        self.count[0] -= PTRS_PER_TABLE
+        self.count[1] += 1
+        self.collapses[0] += 1
+        self._event("directmap.level2_collapses")
+        lead = int(t[0])
+        if (
+            self.gbpages
+            and gb < self.full_gb
+            and lead & _PAGE_PRESENT
+            and not lead & (_TABLE | _NONE)
+            and (t == lead).all()
+        ):
+            del self.pmd[gb]
+            if lead != PAGE_KERNEL:
+                self.pud[gb] = lead
+            freed.append(self.table_pfn.pop((LEVEL_1G, gb), None))
+            self.count[1] -= PTRS_PER_TABLE
+            self.count[2] += 1
+            self.collapses[1] += 1
+            self._event("directmap.level3_collapses")
+        elif not self.gbpages and gb < self.full_gb and (t == PAGE_KERNEL).all():
+            # An all-default table of a 2M-mapped GiB is the implicit state.
+            del self.pmd[gb]
+        self._publish(tables=-len(freed))
+        return freed
+
+    # -- counters ------------------------------------------------------------------
+    def bytes(self) -> tuple[int, int, int]:
+        """DirectMap4k, DirectMap2M, DirectMap1G in bytes."""
+        return (
+            self.count[0] << PAGE_SHIFT,
+            self.count[1] << PMD_SHIFT,
+            self.count[2] << PUD_SHIFT,
+        )
+
+    def nr_tables(self) -> int:
+        return len(self.table_pfn)
+
+    def _event(self, name: str) -> None:
+        if self.metrics is not None:
+            self.metrics.inc(name)
+
+    def _publish(self, tables: int = 0) -> None:
+        m = self.metrics
+        if m is None:
+            return
+        b4, b2, b1 = self.bytes()
+        m.counters["directmap.4k_bytes"] = b4
+        m.counters["directmap.2m_bytes"] = b2
+        m.counters["directmap.1g_bytes"] = b1
+        if tables:
+            m.inc("directmap.pagetable_pages", tables)
+
+
+# ---------------------------------------------------------------------------
+# vmalloc / module mappings
+# ---------------------------------------------------------------------------
+class PteTable:
+    """One PTE table: the pfn of each entry (-1: none) and its flags."""
+
+    __slots__ = ("page", "pfns", "flags")
+
+    def __init__(self, page: int | None) -> None:
+        self.page = page  # the page-table page itself, when from the buddy
+        self.pfns = np.full(PTRS_PER_TABLE, -1, dtype=np.int64)
+        self.flags = np.full(PTRS_PER_TABLE, _NONE, dtype=np.uint8)
+
+    def empty(self) -> bool:
+        return bool((self.flags == _NONE).all())
+
+
+class VmapPageTable:
+    """init_mm's tables outside the direct map, keyed by 2 MiB / 1 GiB index."""
+
+    def __init__(self) -> None:
+        self.pmd_tables: dict[int, int | None] = {}  # GiB index -> table page
+        self.ptes: dict[int, PteTable] = {}  # 2 MiB index -> PTE table
+        self.huge: dict[int, tuple[int, int]] = {}  # 2 MiB index -> (pfn, flags)
+
+    def has_pmd_table(self, addr: int) -> bool:
+        return addr >= START_KERNEL_MAP or (addr >> PUD_SHIFT) in self.pmd_tables
+
+    def has_pte_table(self, addr: int) -> bool:
+        return (addr >> PMD_SHIFT) in self.ptes
+
+    def lookup(self, addr: int) -> Mapping | None:
+        idx = addr >> PMD_SHIFT
+        h = self.huge.get(idx)
+        if h is not None:
+            return Mapping(LEVEL_2M, h[0] + ((addr >> PAGE_SHIFT) & 511), h[1])
+        t = self.ptes.get(idx)
+        if t is None:
+            return None
+        i = (addr >> PAGE_SHIFT) & 511
+        f = int(t.flags[i])
+        return None if f == _NONE else Mapping(LEVEL_4K, int(t.pfns[i]), f)
+
+    def set_ptes(self, addr: int, pfns: Sequence[int], flags: int) -> None:
+        """vmap_pte_range(): one PTE per page, the range was unmapped."""
+        pos = 0
+        while pos < len(pfns):
+            a = addr + (pos << PAGE_SHIFT)
+            t = self.ptes[a >> PMD_SHIFT]
+            i = (a >> PAGE_SHIFT) & 511
+            n = min(PTRS_PER_TABLE - i, len(pfns) - pos)
+            if (t.flags[i : i + n] != _NONE).any():
+                raise SimulationError(f"vmap over a live PTE at {a:#x}")
+            t.pfns[i : i + n] = pfns[pos : pos + n]
+            t.flags[i : i + n] = flags
+            pos += n
+
+    def set_huge(self, addr: int, pfn: int, flags: int) -> PteTable | None:
+        """pmd_set_huge(); returns the PTE table it replaces, if any."""
+        idx = addr >> PMD_SHIFT
+        old = self.ptes.pop(idx, None)
+        if old is not None and not old.empty():
+            raise SimulationError(f"huge vmap over live PTEs at {addr:#x}")
+        if idx in self.huge:
+            raise SimulationError(f"huge vmap over a live PMD at {addr:#x}")
+        self.huge[idx] = (pfn, flags)
+        return old
+
+    def clear(self, addr: int, size: int) -> tuple[int, int]:
+        """vunmap_range_noflush(); returns (PTE slots walked, PMDs cleared)."""
+        end = addr + size
+        ptes = pmds = 0
+        a = addr
+        while a < end:
+            idx = a >> PMD_SHIFT
+            nxt = min(end, (idx + 1) << PMD_SHIFT)
+            if idx in self.huge:
+                del self.huge[idx]
+                pmds += 1
+            else:
+                t = self.ptes.get(idx)
+                if t is not None:
+                    i = (a >> PAGE_SHIFT) & 511
+                    j = i + ((nxt - a) >> PAGE_SHIFT)
+                    t.flags[i:j] = _NONE
+                    t.pfns[i:j] = -1
+                    ptes += j - i
+            a = nxt
+        return ptes, pmds
+
+    def set_flags(self, addr: int, shift: int, flags: int) -> None:
+        idx = addr >> PMD_SHIFT
+        if shift == LEVEL_2M:
+            pfn, _ = self.huge[idx]
+            self.huge[idx] = (pfn, flags)
+        else:
+            self.ptes[idx].flags[(addr >> PAGE_SHIFT) & 511] = flags
+
+    def split(self, addr: int, table_page: int | None) -> PteTable:
+        """__split_large_page() of a PMD leaf: 512 PTEs, same flags."""
+        idx = addr >> PMD_SHIFT
+        pfn, flags = self.huge.pop(idx)
+        t = PteTable(table_page)
+        t.pfns[:] = np.arange(pfn, pfn + PTRS_PER_TABLE, dtype=np.int64)
+        t.flags[:] = flags
+        self.ptes[idx] = t
+        return t
+
+    def collapse(self, addr: int) -> PteTable | None:
+        """collapse_pmd_page(): 512 present PTEs, equal flags, contiguous
+        pfns from a 2 MiB-aligned one become a PMD leaf. Returns the freed
+        table. (collapse_pud_page never applies: vmalloc has no 1G leaves.)"""
+        idx = addr >> PMD_SHIFT
+        t = self.ptes.get(idx)
+        if t is None:
+            return None
+        first = int(t.flags[0])
+        pfn = int(t.pfns[0])
+        if first == _NONE or not first & _PAGE_PRESENT or pfn % PTRS_PER_TABLE:
+            return None
+        if (t.flags != first).any():
+            return None
+        if (t.pfns != np.arange(pfn, pfn + PTRS_PER_TABLE)).any():
+            return None
+        del self.ptes[idx]
+        self.huge[idx] = (pfn, first)
+        return t
+
+
+# ---------------------------------------------------------------------------
+# the simulated machine's kernel page tables
+# ---------------------------------------------------------------------------
+class KernelPageTables:
+    """init_mm's page tables on the simulated machine: the structures above
+    plus SimPy generators that allocate table pages (through ``page_alloc``
+    when given, else charging ``page_alloc_ns`` + ``page_zero_ns``), take
+    ``init_mm.page_table_lock`` (reported as ``page_table_lock``) and charge
+    ``pte_write_ns`` per entry written. ``pgd_lock`` is here for CPA."""
+
+    def __init__(self, sim: Simulation, page_alloc: PageAlloc | None = None) -> None:
+        self.sim = sim
+        self.env = sim.env
+        self.metrics = sim.metrics
+        self.page_alloc = page_alloc
+        m = sim.machine
+        c = sim.profile.kernel_costs
+        self.pte_ns = c.pte_write_ns.value
+        self.page_ns = c.page_alloc_ns.value
+        self.zero_ns = c.page_zero_ns.value
+        self.uncontended_ns = m.uncontended_ns
+        if page_alloc is not None:
+            total = page_alloc.buddy.total_pages
+        else:
+            total = sum(node_pages_from_profile(sim.profile))
+        self.direct = DirectMap(
+            total,
+            page_size=str(sim.kernel_knobs.get("direct_map_page", "1G")),
+            metrics=sim.metrics,
+        )
+        self.vmap = VmapPageTable()
+        self.ptl = m.spinlock("page_table_lock")
+        self.pgd_lock = m.spinlock("pgd_lock")
+        self.metrics.counters.setdefault("mem.pagetable_pages", 0)
+
+    # -- lookups (no time) -----------------------------------------------------------
+    def lookup(self, addr: int) -> Mapping | None:
+        """lookup_address(): the leaf mapping ``addr`` (present or not)."""
+        if self.direct.contains(addr):
+            return self.direct.lookup_pfn(self.direct.pfn_of(addr))
+        return self.vmap.lookup(addr)
+
+    def page_shift(self, addr: int) -> int | None:
+        """Size of the present mapping covering ``addr`` (12, 21 or 30), or
+        None when nothing is mapped there (what a TLB fill would find)."""
+        m = self.lookup(addr)
+        return m.shift if m is not None and m.present else None
+
+    def pfn_of(self, addr: int) -> int | None:
+        """vmalloc_to_pfn() / __pa(): the page behind ``addr``."""
+        m = self.lookup(addr)
+        return None if m is None else m.pfn
+
+    def in_direct_map(self, addr: int) -> bool:
+        return self.direct.contains(addr)
+
+    def page_address(self, pfn: int) -> int:
+        return self.direct.page_address(pfn)
+
+    # -- leaf changes for CPA (no time; set_memory.py charges it) -------------------
+    def set_leaf(self, addr: int, shift: int, flags: int) -> None:
+        if self.direct.contains(addr):
+            self.direct.set_leaf(self.direct.pfn_of(addr), shift, flags)
+        else:
+            self.vmap.set_flags(addr, shift, flags)
+
+    def split(self, addr: int, shift: int, table_page: int | None) -> None:
+        """Install a split table for the large leaf at ``addr``."""
+        if self.direct.contains(addr):
+            self.direct.split(self.direct.pfn_of(addr), shift, table_page)
+        else:
+            self.vmap.split(addr, table_page)
+            self._tables(+1)
+
+    def collapse(self, addr: int) -> tuple[bool, list[int | None]]:
+        """collapse_large_pages() at ``addr``: (whether a PTE table was
+        examined, the table pages freed)."""
+        if self.direct.contains(addr):
+            d = self.direct
+            pfn = d.pfn_of(addr)
+            t = d.pmd.get(pfn >> 18)
+            examined = t is not None and t[(pfn >> 9) & 511] == _TABLE
+            return examined, d.collapse(pfn) if examined else []
+        examined = self.vmap.has_pte_table(addr)
+        old = self.vmap.collapse(addr) if examined else None
+        if old is None:
+            return examined, []
+        self._tables(-1)
+        return True, [old.page]
+
+    # -- table pages -------------------------------------------------------------------
+    def alloc_table_page(self, cpu: int, *, zero: bool = True):
+        """A page for a page table (``GFP_PGTABLE_KERNEL`` zeroes it). The
+        return value is the pfn, None without a page allocator, or False
+        when the allocation failed."""
+        if self.page_alloc is not None:
+            pfn = yield from self.page_alloc.alloc_pages(cpu, 0, zero=zero)
+            return False if pfn is None else pfn
+        yield self.env.timeout(int(self.page_ns + (self.zero_ns if zero else 0)))
+        return None
+
+    def free_table_page(self, cpu: int, pfn: int | None):
+        if self.page_alloc is not None and pfn is not None:
+            yield from self.page_alloc.free_pages(cpu, pfn, 0)
+        else:
+            yield self.env.timeout(int(self.page_ns))
+
+    def _tables(self, delta: int) -> None:
+        self.metrics.inc("mem.pagetable_pages", delta)
+
+    def _install(self, cpu: int, present, install):
+        """__pte_alloc_kernel() / __pmd_alloc(): allocate, then install under
+        page_table_lock unless another CPU did meanwhile. False: no memory."""
+        page = yield from self.alloc_table_page(cpu)
+        if page is False:
+            return False
+        ev = self.ptl.acquire(cpu)
+        if ev is not None:
+            yield ev
+        lost = present()
+        if not lost:
+            install(page)
+            self._tables(+1)
+        yield self.env.timeout(int(self.pte_ns + (0 if ev else self.uncontended_ns)))
+        self.ptl.release(cpu)
+        if lost:
+            yield from self.free_table_page(cpu, page)
+        return True
+
+    # -- mapping -------------------------------------------------------------------------
+    def vmap_pages_range(
+        self,
+        cpu: int,
+        addr: int,
+        pfns: Sequence[int],
+        *,
+        page_shift: int = PAGE_SHIFT,
+        prot: int = PAGE_KERNEL,
+    ):
+        """vmap_pages_range(): map ``pfns`` at ``addr`` (no flush needed: the
+        range was flushed before reuse). With ``page_shift`` 21 each 2 MiB
+        chunk tries vmap_try_huge_pmd() first. Returns False when a table
+        page could not be allocated (the kernel's -ENOMEM)."""
+        if addr % PAGE_SIZE:
+            raise SimulationError(f"vmap at unaligned address {addr:#x}")
+        vm = self.vmap
+        n = len(pfns)
+        pos = 0
+        work = 0.0
+        while pos < n:
+            a = addr + (pos << PAGE_SHIFT)
+            if not vm.has_pmd_table(a):
+                yield self.env.timeout(int(work))
+                work = 0.0
+                gb = a >> PUD_SHIFT
+                ok = yield from self._install(
+                    cpu,
+                    lambda gb=gb: gb in vm.pmd_tables,
+                    lambda page, gb=gb: vm.pmd_tables.__setitem__(gb, page),
+                )
+                if not ok:
+                    return False
+            chunk = min(PAGES_PER_PMD - ((a >> PAGE_SHIFT) & 511), n - pos)
+            if (
+                page_shift >= PMD_SHIFT
+                and chunk == PAGES_PER_PMD
+                and pfns[pos] % PAGES_PER_PMD == 0
+            ):
+                old = vm.set_huge(a, int(pfns[pos]), prot)
+                work += self.pte_ns
+                if old is not None:
+                    # pmd_free_pte_page(): clear, flush one page, free.
+                    self._tables(-1)
+                    work += self.sim.machine.flush.kernel_range(cpu, a, a + PAGE_SIZE)
+                    yield self.env.timeout(int(work))
+                    work = 0.0
+                    yield from self.free_table_page(cpu, old.page)
+            else:
+                if not vm.has_pte_table(a):
+                    yield self.env.timeout(int(work))
+                    work = 0.0
+                    idx = a >> PMD_SHIFT
+                    ok = yield from self._install(
+                        cpu,
+                        lambda idx=idx: idx in vm.ptes,
+                        lambda page, idx=idx: vm.ptes.__setitem__(idx, PteTable(page)),
+                    )
+                    if not ok:
+                        return False
+                vm.set_ptes(a, pfns[pos : pos + chunk], prot)
+                work += chunk * self.pte_ns
+            pos += chunk
+        yield self.env.timeout(int(work))
+        return True
+
+    def vunmap_range_noflush(self, cpu: int, addr: int, size: int):
+        """vunmap_range_noflush(): clear PTEs / PMD leaves, keep the tables,
+        no flush (the caller or the lazy purge flushes)."""
+        ptes, pmds = self.vmap.clear(addr, size)
+        yield self.env.timeout(int((ptes + pmds) * self.pte_ns))

@@ -1,0 +1,199 @@
+"""Parser for real ``/proc/vmallocinfo`` captures.
+
+The format is what ``vmalloc_info_show()`` (``s_show()`` before v6.9) and
+``show_purge_info()`` of mm/vmalloc.c print, one area per line::
+
+    0xffffc90000000000-0xffffc90000005000   20480 func+0x1e/0x30 pages=4 vmalloc N0=4
+    0xffffc9000000a000-0xffffc9000000c000    8192 acpi_os_map_iomem+0x1c/0x30 phys=0x00000000fed00000 ioremap
+    0xffffc90000400000-0xffffc90000500000 1048576 vm_map_ram
+    0xffffc90000600000-0xffffc90000602000    8192 unpurged vm_area
+
+Fields after the size, in the kernel's order: the caller (``%pS``:
+``symbol+0xoff/0xlen``, a ``[module]`` suffix for module code, or a bare
+address when no symbol is known; absent when ``vm->caller`` is NULL),
+``pages=N``, ``phys=ADDR`` (``%pa``, 0x-prefixed; older kernels printed
+bare hex), the flag words ``ioremap sparse vmalloc vmap user dma-coherent
+vpages``, and on NUMA kernels ``N<node>=<pages>`` from ``show_numa_info()``.
+The size printed is ``vm->size``, which includes the guard page, and equals
+end - start.
+
+A capture read without CAP_SYSLOG under ``kptr_restrict`` shows every
+address as zero (``%pK``); such a file cannot seed an address space and is
+rejected with a hint.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from simcore.errors import CaptureError
+
+# vm_struct flag words, as s_show()/vmalloc_info_show() prints them
+FLAG_WORDS = ("ioremap", "sparse", "vmalloc", "vmap", "user", "dma-coherent", "vpages")
+
+_RANGE = re.compile(r"0x([0-9a-fA-F]+)-0x([0-9a-fA-F]+)$")
+_CALLER = re.compile(
+    r"(?:[A-Za-z_.$][\w.$]*\+0x[0-9a-fA-F]+/0x[0-9a-fA-F]+|0x[0-9a-fA-F]+)$"
+)
+_MODULE = re.compile(r"\[[\w-]+\]$")
+_NUMA = re.compile(r"N(\d+)=(\d+)$")
+_EXPECTED = (
+    "'0xSTART-0xEND SIZE [caller] [pages=N] [phys=ADDR] [flags] [Nn=N]', "
+    "'0xSTART-0xEND SIZE vm_map_ram' or '0xSTART-0xEND SIZE unpurged vm_area'"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class VmallocInfoEntry:
+    """One line of /proc/vmallocinfo."""
+
+    start: int
+    end: int
+    kind: str  # "vm" (a vm_struct), "vm_map_ram" or "unpurged"
+    caller: str | None = None  # symbol+off/len, with " [module]" if any
+    pages: int = 0
+    phys: int | None = None
+    flags: frozenset[str] = frozenset()
+    numa: tuple[tuple[int, int], ...] = field(default=())
+    line: int = 0
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start
+
+
+def parse_vmallocinfo(
+    text: str, *, file: str = "<vmallocinfo>"
+) -> list[VmallocInfoEntry]:
+    """Parse the whole capture; CaptureError names the first bad line."""
+    out: list[VmallocInfoEntry] = []
+    for no, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        out.append(_parse_line(raw, no, file))
+    return out
+
+
+def load_vmallocinfo(path: str | Path) -> list[VmallocInfoEntry]:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8", errors="strict")
+    except FileNotFoundError:
+        raise CaptureError(
+            "vmallocinfo capture not found",
+            file=str(p),
+            expected="a file saved with `sudo cat /proc/vmallocinfo > FILE`",
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CaptureError(f"cannot read the capture: {exc}", file=str(p)) from None
+    return parse_vmallocinfo(text, file=str(p))
+
+
+def _fail(msg: str, no: int, file: str, expected: str = _EXPECTED) -> CaptureError:
+    return CaptureError(msg, file=file, line=no, expected=expected)
+
+
+def _parse_line(raw: str, no: int, file: str) -> VmallocInfoEntry:
+    tok = raw.split()
+    if len(tok) < 2:
+        raise _fail("too few fields", no, file)
+    m = _RANGE.match(tok[0])
+    if not m:
+        raise _fail(f"bad address range {tok[0]!r}", no, file)
+    start, end = int(m.group(1), 16), int(m.group(2), 16)
+    if start == 0 and end == 0:
+        raise _fail(
+            "addresses are hidden (printed as 0 by %pK under kptr_restrict)",
+            no,
+            file,
+            expected="a capture taken as root, or with kernel.kptr_restrict=0",
+        )
+    if end <= start or start & 0xFFF or end & 0xFFF:
+        raise _fail(
+            f"range {tok[0]} is empty or not page aligned",
+            no,
+            file,
+            "START < END, both multiples of 4096",
+        )
+    if not tok[1].isdigit():
+        raise _fail(f"size {tok[1]!r} is not a number", no, file)
+    if int(tok[1]) != end - start:
+        raise _fail(
+            f"size {tok[1]} does not match the range ({end - start} bytes)",
+            no,
+            file,
+            "the size column to equal END - START",
+        )
+    rest = tok[2:]
+    if rest == ["vm_map_ram"]:
+        return VmallocInfoEntry(start, end, "vm_map_ram", line=no)
+    if rest == ["unpurged", "vm_area"]:
+        return VmallocInfoEntry(start, end, "unpurged", line=no)
+    i = 0
+    caller = None
+    if i < len(rest) and _CALLER.match(rest[i]) and "=" not in rest[i]:
+        caller = rest[i]
+        i += 1
+        if i < len(rest) and _MODULE.match(rest[i]):
+            caller += " " + rest[i]
+            i += 1
+    pages = 0
+    phys = None
+    flags: list[str] = []
+    numa: list[tuple[int, int]] = []
+    for t in rest[i:]:
+        key, eq, val = t.partition("=")
+        if eq and key == "pages":
+            if not val.isdigit():
+                raise _fail(f"bad page count {t!r}", no, file)
+            pages = int(val)
+        elif eq and key == "phys":
+            try:
+                phys = int(val, 16)
+            except ValueError:
+                raise _fail(f"bad physical address {t!r}", no, file) from None
+        elif (nm := _NUMA.match(t)) is not None:
+            numa.append((int(nm.group(1)), int(nm.group(2))))
+        elif t in FLAG_WORDS:
+            flags.append(t)
+        else:
+            raise _fail(f"unexpected field {t!r}", no, file)
+    if pages * 4096 > end - start:
+        raise _fail(
+            f"pages={pages} does not fit in {end - start} bytes",
+            no,
+            file,
+            "pages * 4096 <= END - START",
+        )
+    return VmallocInfoEntry(
+        start,
+        end,
+        "vm",
+        caller=caller,
+        pages=pages,
+        phys=phys,
+        flags=frozenset(flags),
+        numa=tuple(numa),
+        line=no,
+    )
+
+
+def format_line(entry: VmallocInfoEntry) -> str:
+    """The line the kernel would print for ``entry`` (round-trips the parser)."""
+    head = f"0x{entry.start:016x}-0x{entry.end:016x} {entry.size:7d}"
+    if entry.kind == "vm_map_ram":
+        return head + " vm_map_ram"
+    if entry.kind == "unpurged":
+        return head + " unpurged vm_area"
+    parts = [head]
+    if entry.caller:
+        parts.append(entry.caller)
+    if entry.pages:
+        parts.append(f"pages={entry.pages}")
+    if entry.phys is not None:
+        parts.append(f"phys=0x{entry.phys:016x}")
+    parts.extend(w for w in FLAG_WORDS if w in entry.flags)
+    parts.extend(f"N{n}={c}" for n, c in entry.numa)
+    return " ".join(parts)

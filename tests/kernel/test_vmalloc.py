@@ -1,0 +1,488 @@
+"""vmalloc/vfree, lazy purge and readers on the SimPy model."""
+
+from __future__ import annotations
+
+import tempfile
+import tracemalloc
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from simcore.config.load import load_workload
+from simcore.engine import Simulation
+from simcore.kernel.kva import PAGE
+from simcore.kernel.vmalloc import (
+    KVA_END,
+    KVA_START,
+    MODULES_VADDR,
+    VMALLOC_START,
+    Vmalloc,
+)
+from simcore.kernel.vmallocinfo import parse_vmallocinfo
+
+WORKLOAD = """\
+name: vmtest
+seed: 1
+duration: {duration}
+machine: {{profile: {profile}, cpus: {cpus}}}
+kernel: {{preset: "{preset}"}}
+workloads:
+  - type: vmalloc_stress
+    cpus: {workers}
+    loops: {loops}
+"""
+
+
+def make_sim(
+    *,
+    preset: str = "latest",
+    profile: str = "small-test",
+    cpus: int = 4,
+    workers: int = 1,
+    loops: int = 1,
+    duration: str = "1s",
+    sets: tuple[str, ...] = (),
+    ranges: dict | None = None,
+    bare: bool = False,
+) -> Simulation:
+    """A Simulation; ``bare``: with a fresh, untouched vmap space.
+
+    The workload file needs one workload; a bare simulation lets its single
+    loop finish and then replaces the allocator, so a test drives a clean
+    model of the same machine and kernel.
+    """
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "w.yaml"
+        p.write_text(
+            WORKLOAD.format(
+                preset=preset,
+                profile=profile,
+                cpus=cpus,
+                workers=workers,
+                loops=loops,
+                duration=duration,
+            )
+        )
+        sim = Simulation(load_workload(p, sets=list(sets)), "module_alloc")
+    if bare or ranges is not None:
+        sim.env.run(until=100_000)
+        sim.vmalloc = Vmalloc(sim, ranges=ranges)
+    return sim
+
+
+def run(sim: Simulation, gen):
+    """Run one generator to completion and return its value."""
+    proc = sim.env.process(gen)
+    sim.env.run(until=proc)
+    return proc.value
+
+
+def quiesce(sim: Simulation):
+    """Wait until no drain work is pending or running."""
+    vm = sim.vmalloc
+
+    def idle():
+        while vm.drain_pending or vm.purge_lock.owner is not None:
+            yield sim.env.timeout(1000)
+
+    run(sim, idle())
+
+
+# -- 1. random interleavings on several CPUs ---------------------------------------
+cpu_op = st.one_of(
+    st.tuples(st.just("vmalloc"), st.integers(1, 40)),
+    st.tuples(st.just("vfree"), st.integers(0, 99)),
+    st.tuples(st.just("map"), st.sampled_from([1, 2, 3, 8, 16, 64, 65, 100])),
+    st.tuples(st.just("unmap"), st.integers(0, 99)),
+    st.tuples(st.just("purge"), st.sampled_from(["drain", "reclaim", "aliases"])),
+    st.tuples(st.just("think"), st.integers(0, 3000)),
+)
+
+
+@pytest.mark.parametrize("preset", ["latest", "6.1", "5.10"])
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(programs=st.lists(st.lists(cpu_op, max_size=25), min_size=4, max_size=4))
+def test_interleavings_keep_kva_sound(preset, programs):
+    # A 3 MiB vmalloc range makes the allocator reuse addresses (and fail,
+    # reclaim and retry), which is where overlaps and stale TLBs would show.
+    sim = make_sim(
+        preset=preset,
+        sets=("kernel.lazy_max_pages=96",),
+        ranges={"vmalloc": (VMALLOC_START, VMALLOC_START + (3 << 20))},
+    )
+    vm = sim.vmalloc
+    flush = sim.machine.flush
+    free_at_start = vm.kva.free_bytes()
+    unflushed: list[tuple[int, int]] = []  # freed ranges no flush covered yet
+    live: dict[int, tuple[int, int]] = {}  # start -> (end, kind)
+    orig = flush.kernel_range
+
+    def kernel_range(cpu, start, end):
+        if -(-(end - start) // PAGE) > flush.ceiling:
+            unflushed.clear()  # a full flush
+        else:
+            unflushed[:] = [r for r in unflushed if not (start <= r[0] and r[1] <= end)]
+        return orig(cpu, start, end)
+
+    flush.kernel_range = kernel_range
+
+    def handed_out(start, end, kind):
+        for s, e in unflushed:
+            assert not (s < end and start < e), (
+                f"{kind} {start:#x}-{end:#x} reuses {s:#x}-{e:#x} before a flush"
+            )
+        for s, (e, k) in live.items():
+            assert not (s < end and start < e), f"{kind} overlaps live {k} {s:#x}"
+        live[start] = (end, kind)
+
+    def taken_back(start, end):
+        del live[start]
+        unflushed.append((start, end))
+
+    def worker(cpu, program):
+        areas, maps = [], []
+        for op, arg in program:
+            if op == "vmalloc":
+                a = yield from vm.vmalloc(cpu, arg * PAGE)
+                if a is not None:
+                    handed_out(a.addr, a.end, "vmalloc")
+                    areas.append(a)
+            elif op == "vfree" and areas:
+                a = areas.pop(arg % len(areas))
+                taken_back(a.addr, a.end)
+                yield from vm.vfree(cpu, a)
+            elif op == "map":
+                addr = yield from vm.vm_map_ram(cpu, arg)
+                if addr is not None:
+                    handed_out(addr, addr + arg * PAGE, "vm_map_ram")
+                    maps.append((addr, arg))
+            elif op == "unmap" and maps:
+                addr, n = maps.pop(arg % len(maps))
+                taken_back(addr, addr + n * PAGE)
+                yield from vm.vm_unmap_ram(cpu, addr, n)
+            elif op == "purge":
+                if arg == "drain":
+                    yield from vm.purge(cpu)
+                elif arg == "reclaim":
+                    yield from vm.reclaim_and_purge(cpu)
+                else:
+                    yield from vm.vm_unmap_aliases(cpu)
+            elif op == "think":
+                yield sim.env.timeout(arg)
+        return areas, maps
+
+    procs = [sim.env.process(worker(c, p)) for c, p in enumerate(programs)]
+    sim.env.run(until=sim.env.all_of(procs))
+    quiesce(sim)
+    vm.check()
+
+    def teardown():
+        for cpu, p in enumerate(procs):
+            areas, maps = p.value
+            for a in areas:
+                taken_back(a.addr, a.end)
+                yield from vm.vfree(cpu, a)
+            for addr, n in maps:
+                taken_back(addr, addr + n * PAGE)
+                yield from vm.vm_unmap_ram(cpu, addr, n)
+        yield from vm.reclaim_and_purge(0)
+
+    run(sim, teardown())
+    quiesce(sim)
+    vm.check()
+    # everything came back: no leak in the free tree, lazy lists or pools
+    assert vm.kva.free_bytes() == free_at_start
+    assert vm.lazy_nr == 0 and vm.used_bytes == sim.vmalloc.used_bytes == 0
+    assert not live
+
+
+# -- 2. lock contention ------------------------------------------------------------
+def per_op_latency(locking: str, workers: int) -> tuple[float, float]:
+    """Mean vmalloc + vfree latency, and lock waiting per loop, in ns."""
+    sim = make_sim(
+        profile="skylake-sp",
+        cpus=16,
+        workers=workers,
+        loops=400,
+        duration="400us",
+        sets=(f"kernel.vmap_locking={locking}", "kernel.lazy_max_pages=2048"),
+    )
+    m = sim.run().metrics
+    loops = m["workload.vmalloc_stress.loops"]
+    wait = sum(
+        v for k, v in m.items() if k.startswith("lock.") and k.endswith("wait_ns")
+    )
+    lat = m["alloc.vmalloc.latency_ns.mean"] + m["alloc.vfree.latency_ns.mean"]
+    return lat, wait / loops
+
+
+def test_global_locks_serialise_and_per_node_locks_do_not():
+    lat = {
+        (lk, n): per_op_latency(lk, n)
+        for lk in ("global", "per_node")
+        for n in (1, 4, 16)
+    }
+    g = [lat["global", n][0] for n in (1, 4, 16)]
+    p = [lat["per_node", n][0] for n in (1, 4, 16)]
+    assert g[0] < g[1] < g[2]
+    growth_global = g[2] / g[0]
+    growth_node = p[2] / p[0]
+    assert growth_global > 4
+    assert growth_node < 2.5
+    assert growth_global > 3 * growth_node
+    # the growth is lock waiting: what one CPU does not wait for, 16 do
+    extra = g[2] - g[0]
+    waited = lat["global", 16][1] - lat["global", 1][1]
+    assert 0.7 * extra < waited < 1.3 * extra
+
+
+# -- 3. lazy purges batch the flushes ----------------------------------------------
+@pytest.mark.parametrize("preset", ["latest", "5.10"])
+def test_purge_waits_for_lazy_max_pages(preset):
+    # 1-page vmalloc = 2 lazy pages (guard included): 500 frees reach 1000
+    # exactly, the 501st passes lazy_max_pages = 1000
+    for loops, purges in ((500, 0), (501, 1)):
+        sim = make_sim(preset=preset, loops=loops, sets=("kernel.lazy_max_pages=1000",))
+        m = sim.run().metrics
+        assert m["vmap.lazy_purges"] == purges
+        assert m["tlb.shootdowns"] == purges
+
+
+def test_many_frees_few_shootdowns():
+    sim = make_sim(workers=4, loops=3000, sets=("kernel.lazy_max_pages=2000",))
+    m = sim.run().metrics
+    frees = m["alloc.vfree.count"]
+    assert frees == 4 * 3000
+    purges = m["vmap.lazy_purges"]
+    # a drain that is already running no longer counts as pending, so frees
+    # during it queue one more (small) drain: at most two per threshold
+    assert frees * 2 // 2000 // 2 <= purges <= 2 * (frees * 2 // 2000) + 1
+    assert m["tlb.shootdowns"] == purges  # one flush per purge, not per free
+    assert frees / m["tlb.shootdowns"] > 500
+
+
+def test_purge_helpers_take_nodes_when_far_over_the_limit():
+    sim = make_sim(sets=("kernel.lazy_max_pages=100000",), bare=True)
+    vm = sim.vmalloc
+
+    def fill():
+        for cpu in range(4):
+            for _ in range(25):
+                a = yield from vm.vmalloc(cpu, PAGE)
+                yield from vm.vfree(cpu, a)
+
+    run(sim, fill())
+    assert vm.lazy_nr == 200 and sim.metrics.counters["vmap.lazy_purges"] == 0
+    vm.lazy_max_pages = 50  # lazy_nr / lazy_max_pages = 4 -> 3 helpers
+    run(sim, vm.purge(0))
+    assert sim.metrics.counters["vmap.purge_helpers"] == 3
+    assert vm.lazy_nr == 0
+    # each node's areas went back to that node's own pool
+    assert all(sum(map(len, vn.pools.values())) == 25 for vn in vm.nodes)
+    vm.check()
+
+    vm.lazy_max_pages = 100000
+    run(sim, fill())
+    quiesce(sim)
+    vm.lazy_max_pages = 1000  # under the limit: the caller purges alone
+    run(sim, vm.purge(0))
+    assert sim.metrics.counters["vmap.purge_helpers"] == 3
+
+
+def test_pools_serve_after_a_purge_only_per_node():
+    for preset, hits in (("latest", True), ("6.1", False)):
+        sim = make_sim(preset=preset, loops=2000, sets=("kernel.lazy_max_pages=500",))
+        m = sim.run().metrics
+        assert (m.get("vmap.pool_hits", 0) > 0) is hits, preset
+
+
+def test_allocation_failure_reclaims_then_retries():
+    sim = make_sim(
+        sets=("kernel.lazy_max_pages=100000",),
+        ranges={"vmalloc": (VMALLOC_START, VMALLOC_START + 16 * PAGE)},
+    )
+    vm = sim.vmalloc
+
+    def body():
+        areas = []
+        for _ in range(4):  # 3 pages + guard each: the range is full
+            areas.append((yield from vm.vmalloc(0, 3 * PAGE)))
+        for a in areas:
+            yield from vm.vfree(0, a)  # lazily: the KVA is still taken
+        again = yield from vm.vmalloc(0, 3 * PAGE)  # needs the reclaim
+        more = []
+        for _ in range(4):
+            more.append((yield from vm.vmalloc(0, 3 * PAGE)))
+        return again, more
+
+    again, more = run(sim, body())
+    c = sim.metrics.counters
+    assert again is not None and again.addr >= VMALLOC_START
+    assert c["vmap.reclaims"] == 2 and c["vmap.lazy_purges"] == 1
+    assert sum(a is None for a in more) == 1 and c["vmap.alloc_failures"] == 1
+
+
+def test_flush_reset_perms_flushes_at_free():
+    sim = make_sim(bare=True)
+    vm = sim.vmalloc
+
+    def body():
+        a = yield from vm.vmalloc(0, 2 * PAGE, range_="modules", flags=0x100)
+        assert a.addr >= MODULES_VADDR
+        yield from vm.vfree(0, a)
+
+    run(sim, body())
+    c = sim.metrics.counters
+    assert c["vmap.lazy_purges"] == 1 and c["tlb.shootdowns"] == 1
+    assert vm.lazy_nr == 0
+
+
+# -- 6. memory follows live areas, not the size of the address space ----------------
+def traced_bytes(span: int, live: int) -> int:
+    sim = make_sim(ranges={"vmalloc": (VMALLOC_START, VMALLOC_START + span)})
+    vm = sim.vmalloc
+
+    def body():
+        keep = []
+        for i in range(live):
+            keep.append((yield from vm.vmalloc(i % 4, PAGE)))
+        for a in keep[::2]:  # fragment: every other area freed
+            yield from vm.vfree(0, a)
+        yield from vm.reclaim_and_purge(0)
+
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        run(sim, body())
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    return after - before
+
+
+def test_model_memory_grows_with_areas_not_with_range():
+    huge = traced_bytes(32 << 40, 3000)
+    small = traced_bytes(1 << 30, 3000)
+    assert abs(huge - small) < 0.15 * small
+    assert traced_bytes(32 << 40, 300) < huge / 4
+
+
+# -- readers -------------------------------------------------------------------------
+def test_vread_copies_mapped_pages_and_zero_fills_the_rest():
+    sim = make_sim(bare=True)
+    vm = sim.vmalloc
+
+    def body():
+        a = yield from vm.vmalloc(0, 3 * PAGE)
+        r = yield from vm.vread(1, a.addr, 4 * PAGE)  # guard page included
+        return r
+
+    r = run(sim, body())
+    assert (r.count, r.copied, r.zeroed, r.areas) == (4 * PAGE, 3 * PAGE, PAGE, 1)
+
+
+def test_vread_locks_by_era():
+    held = {}
+    for preset in ("latest", "6.1"):
+        sim = make_sim(preset=preset, bare=True)
+        vm = sim.vmalloc
+        stats = sim.machine.lock_stats
+
+        def body(vm=vm):
+            areas = []
+            for _ in range(8):
+                areas.append((yield from vm.vmalloc(0, 16 * PAGE)))
+            lo, hi = areas[0].addr, areas[-1].end
+            return (yield from vm.vread(1, lo, hi - lo))
+
+        name = "vn_busy_lock" if preset == "latest" else "vmap_area_lock"
+        before = stats[name].acquisitions
+        t0 = stats[name].hold_ns
+        r = run(sim, body())
+        assert r.copied == 8 * 16 * PAGE and r.areas == 8
+        held[preset] = (stats[name].acquisitions - before, stats[name].hold_ns - t0)
+    # per node: every node's lock for each area found, then the owner's;
+    # global: the allocations' 8 plus one section covering the whole copy
+    assert held["latest"][0] >= 8 + 8 * (4 + 1)
+    assert held["6.1"][0] == 8 + 1
+    copy_ns = 8 * 16 * 2 * 120  # pages x (2 x page_zero_ns)
+    assert held["6.1"][1] > copy_ns
+
+
+@pytest.mark.parametrize("preset", ["latest", "6.1"])
+def test_vmallocinfo_reader_prints_what_is_busy(preset):
+    sim = make_sim(preset=preset, sets=("kernel.lazy_max_pages=100000",), bare=True)
+    vm = sim.vmalloc
+
+    def body(n):
+        areas = []
+        for i in range(n):
+            areas.append((yield from vm.vmalloc(i % 4, PAGE, caller="test_fn+0x1/0x2")))
+        yield from vm.vfree(0, areas.pop())
+        addr = yield from vm.vm_map_ram(0, 4)
+        lines = yield from vm.vmallocinfo(1)
+        return areas, addr, lines
+
+    stats = sim.machine.lock_stats
+    busy = "vn_busy_lock" if preset == "latest" else "vmap_area_lock"
+    h0 = stats[busy].hold_ns
+    areas, addr, lines = run(sim, body(400))
+    hold_400 = stats[busy].hold_ns - h0
+    entries = parse_vmallocinfo("\n".join(lines))
+    vms = [e for e in entries if e.kind == "vm"]
+    assert sorted(e.start for e in vms) == sorted(a.addr for a in areas)
+    assert all(e.pages == 1 and "vmalloc" in e.flags for e in vms)
+    assert [e.kind for e in entries].count("unpurged") == 1
+    rams = [e for e in entries if e.kind == "vm_map_ram"]
+    assert len(rams) == 1 and rams[0].start <= addr < rams[0].end
+    if preset == "6.1":
+        # one s_start()/s_stop() per PAGE_SIZE of output
+        chunks = stats["vmap_purge_lock"].acquisitions
+        assert chunks >= sum(len(t) + 1 for t in lines) // PAGE
+
+    # the readers' lock hold time follows the number of areas printed
+    sim2 = make_sim(preset=preset, sets=("kernel.lazy_max_pages=100000",), bare=True)
+    vm = sim2.vmalloc
+    stats2 = sim2.machine.lock_stats
+    h0 = stats2[busy].hold_ns
+    run(sim2, body(1600))
+    hold_1600 = stats2[busy].hold_ns - h0
+    assert hold_1600 > 3 * hold_400
+
+
+def test_seeded_capture_is_busy_and_bounds_allocations():
+    sim = make_sim(bare=True)
+    vm = sim.vmalloc
+    start = VMALLOC_START
+    text = "\n".join(
+        [
+            f"0x{start:x}-0x{start + 0x5000:x}   20480 f+0x1/0x2 pages=4 vmalloc N0=4",
+            f"0x{start + 0x5000:x}-0x{start + 0x7000:x}    8192 unpurged vm_area",
+        ]
+    )
+    vm.seed_vmallocinfo(parse_vmallocinfo(text))
+    vm.check()
+    assert vm.lazy_nr == 2 and vm.used_bytes == 0x5000
+    a = run(sim, vm.vmalloc(0, PAGE))
+    assert a.addr == start + 0x7000  # above both seeded areas
+    r = run(sim, vm.vread(0, start, 0x5000))
+    assert r.copied == 4 * PAGE and r.zeroed == PAGE
+    run(sim, vm.reclaim_and_purge(0))
+    assert vm.lazy_nr == 0
+    assert vm.kva.is_free(start + 0x5000, 0x2000)
+
+
+def test_one_free_tree_spans_every_range():
+    sim = make_sim(bare=True)
+    vm = sim.vmalloc
+    assert vm.kva.start == KVA_START and vm.kva.end == KVA_END
+    a = run(sim, vm.vmalloc(0, PAGE, range_="modules"))
+    b = run(sim, vm.vmalloc(0, PAGE))
+    assert a.addr >= MODULES_VADDR and VMALLOC_START <= b.addr < MODULES_VADDR
+    assert len(vm.kva) == 3  # below vmalloc, between the two, above modules
