@@ -18,6 +18,17 @@ from simcore.errors import InputError, SimcoreError
 EXIT_OK, EXIT_INTERNAL, EXIT_INPUT = 0, 1, 2
 
 
+FORMATS = ("text", "markdown", "json")
+_FORMAT_HELP = "summary on stdout as text (summary.txt), markdown or json"
+
+
+def _replications(text: str) -> int:
+    n = int(text) if text.strip().isdigit() else 0
+    if n < 2:
+        raise argparse.ArgumentTypeError("N must be an integer of at least 2")
+    return n
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="simcore",
@@ -39,15 +50,28 @@ def _parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--strategy", help="comma-separated strategies to compare")
     r.add_argument("--quiet", action="store_true", help="no progress, no summary")
+    r.add_argument(
+        "--replications",
+        type=_replications,
+        metavar="N",
+        help="run every strategy under N seeds derived from the workload seed "
+        "(N >= 2); report means with 95%% intervals",
+    )
+    r.add_argument("--format", choices=FORMATS, default="text", help=_FORMAT_HELP)
 
     c = sub.add_parser("check", help="validate a workload; print the resolved config")
     c.add_argument("workload", metavar="WORKLOAD.yaml")
     c.add_argument("--set", action="append", default=[], metavar="key.path=value")
 
+    from simcore.sweep.cli import add_parser as add_sweep_parser
+
+    add_sweep_parser(sub)
+
     rep = sub.add_parser(
         "report", help="re-render summary and charts of results folders"
     )
     rep.add_argument("dirs", nargs="+", metavar="DIR")
+    rep.add_argument("--format", choices=FORMATS, default="text", help=_FORMAT_HELP)
 
     lst = sub.add_parser(
         "list", help="what exists: strategies, profiles, workloads, metrics"
@@ -82,6 +106,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _cmd_run(args)
     if args.command == "check":
         return _cmd_check(args)
+    if args.command == "sweep":
+        from simcore.sweep.cli import run as run_sweep
+
+        return run_sweep(args)
     if args.command == "report":
         return _cmd_report(args)
     if args.command == "list":
@@ -102,14 +130,31 @@ def _cmd_run(args: argparse.Namespace) -> int:
     strategies = (
         [s.strip() for s in args.strategy.split(",")] if args.strategy else None
     )
-    resolved = load_workload(
-        args.workload, sets=args.set, seed=args.seed, strategies=strategies
-    )
-    results = simulate(resolved, quiet=args.quiet)
-    folder = write_results(resolved, results, out_dir=args.output)
+    if args.replications:
+        from simcore.results.replicate import run_replications
+
+        resolved, replicated = run_replications(
+            args.workload,
+            args.replications,
+            sets=args.set,
+            seed=args.seed,
+            strategies=strategies,
+            quiet=args.quiet,
+        )
+        folder = write_results(resolved, [], out_dir=args.output, replicated=replicated)
+    else:
+        resolved = load_workload(
+            args.workload, sets=args.set, seed=args.seed, strategies=strategies
+        )
+        results = simulate(resolved, quiet=args.quiet)
+        folder = write_results(resolved, results, out_dir=args.output)
     if not args.quiet:
-        sys.stdout.write((folder / "summary.txt").read_text(encoding="utf-8"))
-    print(f"results: {folder}", file=sys.stderr if args.quiet else sys.stdout)
+        from simcore.results.report import render_folders
+
+        sys.stdout.write(render_folders([folder], args.format))
+    # stdout stays parseable for markdown and json
+    loud = not args.quiet and args.format == "text"
+    print(f"results: {folder}", file=sys.stdout if loud else sys.stderr)
     return EXIT_OK
 
 
@@ -127,7 +172,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from simcore.results.report import report
 
-    sys.stdout.write(report([Path(d) for d in args.dirs]))
+    sys.stdout.write(report([Path(d) for d in args.dirs], args.format))
     return EXIT_OK
 
 

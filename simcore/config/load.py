@@ -223,8 +223,7 @@ def resolve(located: Located) -> Resolved:
     }
     data["machine"].update(mach)
     data["kernel"] = {"preset": kernel["preset"], **{k: kernel[k] for k in KNOBS}}
-    canon = json.dumps(data, sort_keys=True, separators=(",", ":"))
-    digest = hashlib.sha256(canon.encode()).hexdigest()[:12]
+    digest = config_hash(data)
     return Resolved(
         file=located.file,
         cfg=cfg,
@@ -234,6 +233,13 @@ def resolve(located: Located) -> Resolved:
         data=data,
         config_hash=digest,
     )
+
+
+def config_hash(data: dict[str, Any]) -> str:
+    """Short SHA-256 of the resolved config as canonical JSON: the run's identity
+    in footers and the key a sweep stores each point under."""
+    canon = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canon.encode()).hexdigest()[:12]
 
 
 def load_workload(

@@ -27,7 +27,6 @@ CATALOG: tuple[MetricInfo, ...] = (
     MetricInfo("dtlb.mpki", "count", "lower", "dTLB misses per 1,000 instructions"),
     MetricInfo("pagewalk.cycles", "count", "lower", "cycles spent in page walks"),
     MetricInfo("pagewalk.walks", "count", "lower", "page walks (STLB misses)"),
-    MetricInfo("cpu.instructions", "count", "none", "instructions run by workloads"),
     MetricInfo(
         "cpu.overhead_pct",
         "pct",
@@ -35,6 +34,7 @@ CATALOG: tuple[MetricInfo, ...] = (
         "share of CPU time lost to page walks, shootdowns and lock spinning",
     ),
     MetricInfo("cpu.*_ns", "ns", "lower", "CPU time by kind (summed over CPUs)"),
+    MetricInfo("cpu.instructions", "count", "none", "instructions run by workloads"),
     MetricInfo(
         "tlb.shootdowns",
         "count",
@@ -135,3 +135,12 @@ def lookup(name: str) -> MetricInfo | None:
         if fnmatch.fnmatchcase(name, _glob(info.pattern)):
             return info
     return None
+
+
+def rank(name: str) -> int:
+    """Position in the catalog, which lists metrics in reading order; unknown
+    names go last."""
+    for i, info in enumerate(CATALOG):
+        if fnmatch.fnmatchcase(name, _glob(info.pattern)):
+            return i
+    return len(CATALOG)

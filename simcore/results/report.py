@@ -1,4 +1,11 @@
-"""``simcore report``: re-render results folders without simulating."""
+"""``simcore report``: re-render results folders without simulating.
+
+One folder: summary.txt and the charts are redrawn in place from
+metrics.json, config.yaml, timeseries.csv and latency.csv. Several folders:
+their strategies side by side, printed only. Columns are named after what
+differs between the folders' configs (``preset=6.1``, ``cpus=64``), which
+is what a reader compares; run ids are only the fallback.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +14,24 @@ from pathlib import Path
 
 from simcore.errors import ConfigError
 from simcore.results.charts import render_charts
-from simcore.results.summary import render_summary
-from simcore.results.writer import load_config_yaml, meta_from_config, read_latency_csv
+from simcore.results.summary import Origin, build_comparison, render
+from simcore.results.writer import (
+    load_config_yaml,
+    meta_from_config,
+    read_latency_csv,
+    read_timeseries_csv,
+)
+
+# the knobs an RFC comparison usually turns, in the order labels name them
+_PRIORITY = (
+    "kernel.preset",
+    "machine.profile",
+    "machine.cpus",
+    "duration",
+    "seed",
+    "name",
+)
+_MAX_KEYS = 2
 
 
 def _load(folder: Path) -> tuple[dict, dict]:
@@ -25,28 +48,120 @@ def _load(folder: Path) -> tuple[dict, dict]:
     return doc, load_config_yaml(folder)
 
 
-def report(folders: list[Path]) -> str:
-    """Summary of one folder (charts redrawn in place), or several side by side."""
-    loaded = [_load(f) for f in folders]
-    if len(folders) == 1:
-        doc, cfg = loaded[0]
-        render_charts(
-            doc, read_latency_csv(folders[0] / "latency.csv"), folders[0], cfg["name"]
-        )
-        text = render_summary(doc, meta_from_config(cfg))
-        (folders[0] / "summary.txt").write_text(text, encoding="utf-8")
-        return text
-    # several folders: each folder's strategies become columns "dir:strategy"
-    merged = {
+def _flatten(value, prefix: str = "") -> dict[str, str]:
+    if isinstance(value, dict):
+        out: dict[str, str] = {}
+        for k, v in value.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    if isinstance(value, list) and any(isinstance(v, dict | list) for v in value):
+        out = {}
+        for i, v in enumerate(value):
+            out.update(_flatten(v, f"{prefix}[{i}]"))
+        return out
+    if isinstance(value, list):
+        return {prefix: ",".join(str(v) for v in value)}
+    return {prefix: str(value)}
+
+
+def _short(key: str) -> str:
+    return key.rsplit(".", 1)[-1].split("[")[0]
+
+
+def folder_labels(folders: list[Path], cfgs: list[dict]) -> tuple[list[str], str]:
+    """A label per folder, and where it came from.
+
+    Labels name the config values that differ (``strategy`` aside: the
+    columns show it anyway), source ``"config"``. When more differs than
+    fits in a label the folder names are used (numbered if they clash),
+    source ``"folder"``; when nothing differs, the same with source
+    ``"same"``.
+    """
+    flats = [_flatten(c) for c in cfgs]
+    keys = sorted(set().union(*flats))
+    differ = [
+        k for k in keys if k != "strategy" and len({f.get(k, "") for f in flats}) > 1
+    ]
+    chosen = [k for k in _PRIORITY if k in differ][:_MAX_KEYS]
+    if not chosen and len(differ) <= _MAX_KEYS:
+        chosen = differ
+    if chosen:
+        labels = [
+            ",".join(f"{_short(k)}={f.get(k, '-')}" for k in chosen) for f in flats
+        ]
+        if len(set(labels)) == len(labels):
+            return labels, "config"
+    labels = [f.resolve().name for f in folders]
+    if len(set(labels)) < len(labels):
+        labels = [f"{i + 1}.{lb}" for i, lb in enumerate(labels)]
+    return labels, "folder" if differ else "same"
+
+
+def _column_names(
+    labels: list[str], source: str, strategy_sets: list[list[str]]
+) -> list[list[str]]:
+    flat = [s for ss in strategy_sets for s in ss]
+    if source == "same" and len(set(flat)) == len(flat):
+        # the runs differ in nothing but their strategies: name those
+        return strategy_sets
+    if all(len(ss) == 1 for ss in strategy_sets) and len(set(flat)) == 1:
+        return [[lb] for lb in labels]
+    return [
+        [f"{lb}:{s}" for s in ss] for lb, ss in zip(labels, strategy_sets, strict=True)
+    ]
+
+
+def _merge(folders: list[Path], loaded: list[tuple[dict, dict]]):
+    labels, source = folder_labels(folders, [c for _, c in loaded])
+    names = _column_names(labels, source, [list(d["strategies"]) for d, _ in loaded])
+    merged: dict = {
         "simcore_version": loaded[0][0]["simcore_version"],
         "seed": loaded[0][0]["seed"],
         "config_hash": "+".join(d["config_hash"][:6] for d, _ in loaded),
         "strategies": {},
     }
-    labels = [f.resolve().name for f in folders]
-    if len(set(labels)) < len(labels):
-        labels = [f"{i + 1}.{lb}" for i, lb in enumerate(labels)]
-    for label, (doc, _) in zip(labels, loaded, strict=True):
-        for s, m in doc["strategies"].items():
-            merged["strategies"][f"{label}:{s}"] = m
-    return render_summary(merged, meta_from_config(loaded[0][1]))
+    reps: dict = {}
+    origins = []
+    for folder, label, cols, (doc, cfg) in zip(
+        folders, labels, names, loaded, strict=True
+    ):
+        for col, (s, m) in zip(cols, doc["strategies"].items(), strict=True):
+            merged["strategies"][col] = m
+            if s in doc.get("replications", {}):
+                reps[col] = doc["replications"][s]
+        origins.append(
+            Origin(label, doc, meta_from_config(cfg), folder=folder.resolve().name)
+        )
+    if reps:
+        merged["replications"] = reps
+    return merged, origins
+
+
+def render_folders(folders: list[Path], fmt: str = "text") -> str:
+    """The summary of one folder, or of several side by side; no side effects."""
+    loaded = [_load(f) for f in folders]
+    if len(folders) == 1:
+        doc, cfg = loaded[0]
+        return render(build_comparison(doc, meta_from_config(cfg)), fmt)
+    merged, origins = _merge(folders, loaded)
+    return render(build_comparison(merged, origins[0].meta, origins=origins), fmt)
+
+
+def report(folders: list[Path], fmt: str = "text") -> str:
+    """Like :func:`render_folders`; a single folder also gets its
+    summary.txt and charts redrawn in place."""
+    if len(folders) == 1:
+        folder = folders[0]
+        doc, cfg = _load(folder)
+        render_charts(
+            doc,
+            folder,
+            cfg["name"],
+            cdfs=read_latency_csv(folder / "latency.csv"),
+            series=read_timeseries_csv(folder / "timeseries.csv"),
+        )
+        comp = build_comparison(doc, meta_from_config(cfg))
+        text = render(comp, "text")
+        (folder / "summary.txt").write_text(text, encoding="utf-8")
+        return text if fmt == "text" else render(comp, fmt)
+    return render_folders(folders, fmt)

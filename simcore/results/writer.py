@@ -23,16 +23,25 @@ from simcore.config.load import Resolved
 from simcore.config.units import format_duration
 from simcore.engine import RunResult
 from simcore.results.charts import render_charts
+from simcore.results.replicate import Replicated
 from simcore.results.summary import render_summary
 
 
-def metrics_doc(resolved: Resolved, results: list[RunResult]) -> dict:
-    return {
+def metrics_doc(
+    resolved: Resolved,
+    results: list[RunResult],
+    replicated: Replicated | None = None,
+) -> dict:
+    doc = {
         "simcore_version": __version__,
         "seed": resolved.cfg.seed,
         "config_hash": resolved.config_hash,
         "strategies": {r.strategy: r.metrics for r in results},
     }
+    if replicated is not None:
+        doc["replication_seeds"] = replicated.seeds
+        doc["replications"] = replicated.doc()
+    return doc
 
 
 def meta_from_config(cfg: dict) -> dict:
@@ -75,6 +84,19 @@ def latency_csv(results: list[RunResult]) -> str:
     return buf.getvalue()
 
 
+def read_timeseries_csv(path: Path) -> dict[str, dict[str, list]]:
+    """timeseries.csv as strategy -> metric -> [(time ns, value)]."""
+    out: dict[str, dict[str, list]] = {}
+    if not path.exists():
+        return out
+    with path.open(newline="") as f:
+        for row in csv.DictReader(f):
+            out.setdefault(row["strategy"], {}).setdefault(row["metric"], []).append(
+                (int(row["time_ns"]), float(row["value"]))
+            )
+    return out
+
+
 def read_latency_csv(path: Path) -> dict[str, dict[str, list]]:
     out: dict[str, dict[str, list]] = {}
     if not path.exists():
@@ -104,7 +126,13 @@ def write_results(
     results: list[RunResult],
     out_dir: str | None = None,
     base: str = "results",
+    replicated: Replicated | None = None,
 ) -> Path:
+    """Write the results folder. With ``replicated`` (``run --replications``)
+    ``results`` is ignored: the folder holds the means over the replications
+    and metrics.json every replication's values with their intervals."""
+    if replicated is not None:
+        results = replicated.merged()
     target = _target(resolved, out_dir, base)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
@@ -112,7 +140,7 @@ def write_results(
         shutil.rmtree(tmp)
     tmp.mkdir()
     try:
-        doc = metrics_doc(resolved, results)
+        doc = metrics_doc(resolved, results, replicated)
         (tmp / "config.yaml").write_text(resolved.to_yaml(), encoding="utf-8")
         (tmp / "metrics.json").write_text(dumps_metrics(doc), encoding="utf-8")
         meta = meta_from_config(resolved.data)
@@ -128,8 +156,14 @@ def write_results(
             for r in results
         }
         (tmp / "timing.json").write_text(json.dumps(timing, indent=2) + "\n")
-        cdfs = {r.strategy: r.latency_cdfs for r in results}
-        render_charts(doc, cdfs, tmp, resolved.cfg.name)
+        # charts from the files just written, as `simcore report` draws them
+        render_charts(
+            doc,
+            tmp,
+            resolved.cfg.name,
+            cdfs=read_latency_csv(tmp / "latency.csv"),
+            series=read_timeseries_csv(tmp / "timeseries.csv"),
+        )
         _replace(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
