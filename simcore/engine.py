@@ -20,9 +20,18 @@ import simpy
 from simcore.config.load import Resolved
 from simcore.hw.execute import Executor
 from simcore.hw.machine import Machine, component_rng
+from simcore.kernel.alternative import TextPoke
+from simcore.kernel.bpf.core import BpfCore
+from simcore.kernel.page_alloc import PageAlloc
+from simcore.kernel.pgtable import KernelPageTables
+from simcore.kernel.set_memory import Cpa
 from simcore.kernel.vmalloc import Vmalloc
 from simcore.results.metrics import Metrics
 from simcore.strategies import get_strategy
+
+# What a domain runs when the strategy under comparison is of the other one:
+# the kernel's own design in the modelled era.
+DEFAULT_STRATEGY = {"exec": "module_alloc", "arena": "arena_4k"}
 
 
 @dataclass
@@ -55,12 +64,42 @@ class Simulation:
             self.seed,
             tlb_model=cfg.sim.tlb_model,
         )
+        self.quantum = cfg.sim.quantum
         self.executor = Executor(self.machine, self.metrics)
+        # the kernel, bottom up: mm/page_alloc.c, init_mm's page tables,
+        # mm/vmalloc.c, arch/x86/mm/pat/set_memory.c (whose
+        # vm_unmap_aliases() is mm/vmalloc.c's), text_poke, the BPF core
+        self.page_alloc = PageAlloc(self)
+        self.pagetables = KernelPageTables(self, self.page_alloc)
         self.vmalloc = Vmalloc(self)
+        self.cpa = Cpa(
+            self, self.pagetables, vm_unmap_aliases=self.vmalloc.vm_unmap_aliases
+        )
+        self.text_poke = TextPoke(self)
+        self.bpf = BpfCore(self)
+        # The strategy under comparison serves its own domain (executable
+        # memory or arenas); the other domain gets the kernel's own design.
         self.strategy = get_strategy(strategy)(self)
+        self._domains = {self.strategy.domain: self.strategy}
         for i, w in enumerate(cfg.workloads):
             w.start(self, i)
         self.env.process(self._sampler(max(1, self.duration // cfg.sim.samples)))
+
+    def strategy_for(self, domain: str):
+        """The strategy serving ``domain`` ("exec" or "arena")."""
+        st = self._domains.get(domain)
+        if st is None:
+            st = get_strategy(DEFAULT_STRATEGY[domain])(self)
+            self._domains[domain] = st
+        return st
+
+    @property
+    def exec_strategy(self):
+        return self.strategy_for("exec")
+
+    @property
+    def arena_strategy(self):
+        return self.strategy_for("arena")
 
     def rng(self, name: str):
         return component_rng(self.seed, name)

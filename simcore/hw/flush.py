@@ -90,16 +90,19 @@ class FlushModel:
             )
         else:
             m.inc("tlb.shootdowns")
-            latency = max(local, self._ipi_round(cpu, local))
+            latency = max(local, self.ipi_round(cpu, local))
         ns = int(round(latency))
         m.cpu_time("shootdown", ns)
         return ns
 
-    def _ipi_round(self, cpu: int, inv_ns: float) -> float:
-        """Send to all other CPUs, wait for the slowest acknowledgement."""
+    def ipi_round(self, cpu: int, inv_ns: float, counter: str = "tlb.ipis") -> float:
+        """on_each_cpu(): IPI every other online CPU, each runs ``inv_ns`` of
+        work; the sender waits for the slowest acknowledgement (csd lock)."""
         n = self.topo.nr_cpus
         targets = n - 1
-        self.metrics.inc("tlb.ipis", targets)
+        if targets == 0:
+            return 0.0
+        self.metrics.inc(counter, targets)
         deliver = self.rng.lognormal(self.mu, self.sigma, size=targets)
         deliver += self._transfer_ns(cpu)
         slowest = float(deliver.max()) + self.irq_ns + inv_ns

@@ -910,6 +910,18 @@ class PageAlloc:
         """alloc_pages_bulk(): up to ``nr_pages`` order-0 pages of the local
         node (vmalloc asks for at most BULK_CHUNK at a time); one page from
         the ordinary path when the local node has none."""
+        out, ns = yield from self.alloc_pages_bulk_ns(
+            cpu, nr_pages, node=node, zero=zero
+        )
+        yield self.env.timeout(int(ns))
+        return out
+
+    def alloc_pages_bulk_ns(
+        self, cpu: int, nr_pages: int, *, node: int | None = None, zero: bool = False
+    ):
+        """alloc_pages_bulk() returning ``(pages, ns)``: the lock-free part
+        is left for the caller to fold into its next timeout, one SimPy
+        event fewer per call on the vmalloc hot path."""
         b = self.buddy
         n = self.node_of(cpu) if node is None else node
         out: list[int] = []
@@ -923,11 +935,10 @@ class PageAlloc:
             out.append(pfn)
         if not out and nr_pages > 0:
             pfn = yield from self.alloc_pages(cpu, 0, node=n, zero=zero)
-            return [] if pfn is None else [pfn]
+            return ([] if pfn is None else [pfn]), 0.0
         per_page = self.bulk_page_ns - self.locked_ns + (self.zero_ns if zero else 0)
-        yield self.env.timeout(int(self.page_ns + len(out) * per_page))
         self._publish()
-        return out
+        return out, self.page_ns + len(out) * per_page
 
     def free_pages(self, cpu: int, pfn: int, order: int = 0):
         """__free_pages(): order 0 to this CPU's list (draining a batch under
@@ -943,6 +954,25 @@ class PageAlloc:
             yield from self._locked(cpu, node, self._free_one, pfn, order)
         yield self.env.timeout(int(self.page_ns))
         self._publish()
+
+    def free_pages_batch(self, cpu: int, pfns: list[int]):
+        """A loop of __free_page() over order-0 ``pfns`` (vfree(),
+        release_pages()): each goes to this CPU's list, a batch drained
+        under zone->lock whenever the list passes pcp->high. One timeout for
+        the lock-free part instead of one per page."""
+        ns = yield from self.free_pages_batch_ns(cpu, pfns)
+        yield self.env.timeout(int(ns))
+
+    def free_pages_batch_ns(self, cpu: int, pfns: list[int]):
+        """free_pages_batch() returning the lock-free ns for the caller to
+        spend (see alloc_pages_bulk_ns)."""
+        b = self.buddy
+        for pfn in pfns:
+            if b.pcp_push(pfn, cpu):
+                node = b.zone_of(pfn).node
+                yield from self._locked(cpu, node, self._drain, node, cpu)
+        self._publish()
+        return self.page_ns * len(pfns)
 
     def split_page(self, cpu: int, pfn: int, order: int):
         """split_page(): one refcount store per tail page (costed like a

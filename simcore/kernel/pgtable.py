@@ -572,17 +572,19 @@ class KernelPageTables:
         *,
         page_shift: int = PAGE_SHIFT,
         prot: int = PAGE_KERNEL,
+        pre_ns: float = 0.0,
     ):
         """vmap_pages_range(): map ``pfns`` at ``addr`` (no flush needed: the
         range was flushed before reuse). With ``page_shift`` 21 each 2 MiB
         chunk tries vmap_try_huge_pmd() first. Returns False when a table
-        page could not be allocated (the kernel's -ENOMEM)."""
+        page could not be allocated (the kernel's -ENOMEM). ``pre_ns`` is
+        the caller's lock-free work, charged with the first timeout."""
         if addr % PAGE_SIZE:
             raise SimulationError(f"vmap at unaligned address {addr:#x}")
         vm = self.vmap
         n = len(pfns)
         pos = 0
-        work = 0.0
+        work = pre_ns
         while pos < n:
             a = addr + (pos << PAGE_SHIFT)
             if not vm.has_pmd_table(a):
@@ -632,5 +634,10 @@ class KernelPageTables:
     def vunmap_range_noflush(self, cpu: int, addr: int, size: int):
         """vunmap_range_noflush(): clear PTEs / PMD leaves, keep the tables,
         no flush (the caller or the lazy purge flushes)."""
+        yield self.env.timeout(int(self.vunmap_ns(addr, size)))
+
+    def vunmap_ns(self, addr: int, size: int) -> float:
+        """vunmap_range_noflush() as a plain step (it takes no lock): clear
+        the entries, return the ns for the caller to spend."""
         ptes, pmds = self.vmap.clear(addr, size)
-        yield self.env.timeout(int((ptes + pmds) * self.pte_ns))
+        return (ptes + pmds) * self.pte_ns

@@ -54,11 +54,12 @@ their place.
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
 from simcore.errors import CaptureError, SimulationError
 from simcore.kernel.kva import PAGE, KvaSpace
+from simcore.kernel.page_alloc import BULK_CHUNK, MAX_PAGE_ORDER
 from simcore.kernel.vmallocinfo import FLAG_WORDS, VmallocInfoEntry
 
 if TYPE_CHECKING:
@@ -72,7 +73,8 @@ VMALLOC_END = VMALLOC_START + (32 << 40)
 MODULES_VADDR = 0xFFFFFFFFA0000000
 MODULES_END = 0xFFFFFFFFFF000000
 PAGE_OFFSET = 0xFFFF888000000000  # direct map base, same document
-PMD_SIZE = 2 << 20
+PMD_SHIFT = 21
+PMD_SIZE = 1 << PMD_SHIFT
 
 # vmap_init_free_space(): the free tree starts as [1, ULONG_MAX) minus the
 # early vmlist areas.
@@ -87,7 +89,12 @@ VM_USERMAP = 0x8
 VM_DMA_COHERENT = 0x10
 VM_NO_GUARD = 0x40
 VM_FLUSH_RESET_PERMS = 0x100
+VM_ALLOW_HUGE_VMAP = 0x400  # v5.18+ (559089e0a93d); opt-in huge mappings
 VM_SPARSE = 0x1000
+# v5.13-v5.17 had the opposite, VM_NO_HUGE_VMAP (also 0x400): huge was the
+# default where the arch allowed it. The model gives it a bit of its own so
+# a strategy can ask for huge and still be vetoed, as modules were.
+VM_NO_HUGE_VMAP = 1 << 30
 _FLAG_OF_WORD = {
     "ioremap": VM_IOREMAP,
     "sparse": VM_SPARSE,
@@ -107,11 +114,6 @@ MAX_VA_SIZE_PAGES = 256
 POOL_DECAY_SHIFT = 2
 # vmap_init_nodes(): a vmap_node owns 16-page zones (vmap_zone_size).
 VMAP_ZONE_SHIFT = 4 + PAGE_SHIFT
-
-# Bulk allocation costs 0.41 of the per-page path: __alloc_pages 35.60% of
-# the profile became __alloc_pages_bulk 14.48% in 5c1f4e690eec
-# (20210516202056.2120-3-urezki@gmail.com). Derived, see calibration.md A3.
-BULK_PAGE_FACTOR = 14.48 / 35.60
 
 # --- per-CPU vmap blocks (mm/vmalloc.c "Per cpu kva allocator") ------------
 # CONFIG_NR_CPUS: arch/x86/Kconfig NR_CPUS_DEFAULT is 8192 with MAXSMP,
@@ -173,6 +175,8 @@ class VmArea:
     caller: str | None = None
     phys: int | None = None
     numa: tuple[tuple[int, int], ...] = ()
+    pages: list[int] = field(default_factory=list)  # pfns, vm->pages
+    page_shift: int = PAGE_SHIFT  # vm->page_order + PAGE_SHIFT
 
     @property
     def end(self) -> int:
@@ -267,11 +271,6 @@ class Vmalloc:
         self.visit_ns = c.rb_node_visit_ns.value
         self.pte_ns = c.pte_write_ns.value
         self.slab_ns = c.slab_alloc_ns.value
-        page_ns = c.page_alloc_ns.value
-        self.page_ns = (
-            page_ns if k["page_alloc"] == "single" else page_ns * BULK_PAGE_FACTOR
-        )
-        self.page_free_ns = page_ns  # estimate: freeing costs about an allocation
         self.copy_page_ns = COPY_PAGE_FACTOR * c.page_zero_ns.value
         self.walk_ns = PAGE_WALK_LOADS * self.visit_ns
         # show_numa_info() reads each page's flags: a struct page per page,
@@ -288,6 +287,10 @@ class Vmalloc:
         self.lazy_max_pages = k["lazy_max_pages"]
         self.in_workqueue = k["drain_in_workqueue"]
         self.uncontended_ns = m.uncontended_ns
+        self.page_alloc = sim.page_alloc
+        self.pt = sim.pagetables
+        self.bulk = k["page_alloc"] != "single"
+        self.high_order_first = k["page_alloc"] == "high_order"
         self.ranges = {
             "vmalloc": (VMALLOC_START, VMALLOC_END),
             "modules": (MODULES_VADDR, MODULES_END),
@@ -307,7 +310,6 @@ class Vmalloc:
         self._vbqs: dict[int, _Vbq] = {}
         self.lazy_nr = 0
         self.used_bytes = 0
-        self.pt_regions: set[int] = set()  # PMD-sized regions with a PTE table
         self.drain_pending = False
 
     # -- helpers ---------------------------------------------------------------
@@ -337,19 +339,6 @@ class Vmalloc:
                 return name
         return "other"
 
-    def _map_cost(self, addr: int, nr_pages: int) -> float:
-        """vmap_pages_range(): PTE writes plus page-table pages on first use."""
-        ns = nr_pages * self.pte_ns
-        first = addr // PMD_SIZE
-        last = (addr + nr_pages * PAGE - 1) // PMD_SIZE
-        for r in range(first, last + 1):
-            if r not in self.pt_regions:
-                # a new PTE table: one page allocation, never freed
-                self.pt_regions.add(r)
-                self.metrics.inc("mem.pagetable_pages")
-                ns += self.page_ns
-        return ns
-
     def _flush(self, cpu: int, start: int, end: int) -> int:
         """flush_tlb_kernel_range(); returns the initiator's latency."""
         return self.sim.machine.flush.kernel_range(cpu, start, end)
@@ -358,29 +347,84 @@ class Vmalloc:
         """The busy area starting at ``addr`` (no time charged)."""
         return self._addr_node(addr).busy.get(addr)
 
-    # -- physical pages (replaced by the buddy model) ---------------------------
-    def vm_area_alloc_pages(self, cpu: int, area: VmArea):
-        """vm_area_alloc_pages(): returns lock-free ns spent, or None on failure.
+    # -- physical pages ------------------------------------------------------------
+    def vm_area_alloc_pages(self, cpu: int, area: VmArea, order: int, zero: bool):
+        """vm_area_alloc_pages(): fill ``area.pages``; returns the lock-free
+        ns still to spend when all came, None when they did not.
 
-        Charged per page (bulk chunks of 100 or one alloc_page per page, by
-        era) until mm/page_alloc is modelled.
+        Order 0 first tries high orders in the ``high_order`` era
+        (20251014182754.4329-1-vishal.moola@gmail.com), then goes through
+        alloc_pages_bulk() in requests of at most 100 pages (v5.13+; one
+        alloc_page() per page in the ``single`` era), then
+        single pages for what the bulk call left. Higher orders (huge
+        mappings) are one alloc_pages_node(order) each, split_page()d so
+        that vfree() can free them page by page; the first failure ends the
+        attempt (``__GFP_NORETRY``) and the caller falls back to 4K.
         """
-        return area.nr_pages * self.page_ns
-        yield  # a generator, so a model with zone-lock waits can replace it
+        pa = self.page_alloc
+        want = area.nr_pages
+        pages = area.pages
+        if order == 0 and self.high_order_first:
+            # late 2025: opportunistic orders min(ilog2(remaining), 10), no
+            # reclaim, each success split_page()d; the first failure drops
+            # to the bulk path for what is left
+            while want - len(pages) >= 2:
+                o = min((want - len(pages)).bit_length() - 1, MAX_PAGE_ORDER)
+                pfn = yield from pa.alloc_pages(cpu, o, zero=zero)
+                if pfn is None:
+                    break
+                yield from pa.split_page(cpu, pfn, o)
+                pages.extend(range(pfn, pfn + (1 << o)))
+        if order == 0 and self.bulk:
+            while len(pages) < want:
+                req = min(BULK_CHUNK, want - len(pages))
+                got, ns = yield from pa.alloc_pages_bulk_ns(cpu, req, zero=zero)
+                pages.extend(got)
+                if len(pages) == want:
+                    # the last chunk's lock-free part goes with the mapping
+                    return ns
+                yield self.env.timeout(int(ns))
+                if len(got) != req:
+                    break
+        step = 1 << order
+        while len(pages) < want:
+            pfn = yield from pa.alloc_pages(cpu, order, zero=zero)
+            if pfn is None:
+                return None
+            if order:
+                yield from pa.split_page(cpu, pfn, order)
+                pages.extend(range(pfn, pfn + step))
+            else:
+                pages.append(pfn)
+        return 0.0
 
     def free_pages(self, cpu: int, area: VmArea):
-        """__free_page() per page in vfree(); returns lock-free ns spent."""
-        return area.nr_pages * self.page_free_ns
-        yield
+        """vfree()'s loop of __free_page() over ``area.pages``; returns
+        the lock-free ns still to spend."""
+        if not area.pages:
+            return 0.0
+        ns = yield from self.page_alloc.free_pages_batch_ns(cpu, area.pages)
+        area.pages = []
+        return ns
 
     def direct_map_span(self, area: VmArea) -> tuple[int, int]:
-        """Direct-map [start, end) of the area's pages, for vm_reset_perms().
+        """vm_reset_perms(): the direct-map [start, end) its pages span."""
+        pt = self.pt
+        lo = min(area.pages)
+        hi = max(area.pages)
+        return pt.page_address(lo), pt.page_address(hi) + PAGE
 
-        Estimate until the page allocator supplies real pfns: the pages are
-        taken as physically contiguous at an offset derived from the area.
-        """
-        base = PAGE_OFFSET + ((area.addr - VMALLOC_START) % (1 << 40))
-        return base, base + max(1, area.nr_pages) * PAGE
+    def vm_reset_perms(self, cpu: int, area: VmArea):
+        """vm_reset_perms(): make the direct-map alias of each page invalid,
+        flush the vmalloc range and that alias span at once
+        (_vm_unmap_aliases() with flush_dmap), then restore the alias."""
+        start, end = self.direct_map_span(area)
+        cpa, pt = self.sim.cpa, self.pt
+        for pfn in area.pages:
+            yield from cpa.set_direct_map_invalid_noflush(cpu, pt.page_address(pfn))
+        yield from self._vm_unmap_aliases(cpu, start, end, True)
+        for pfn in area.pages:
+            yield from cpa.set_direct_map_default_noflush(cpu, pt.page_address(pfn))
 
     # -- alloc_vmap_area -----------------------------------------------------------
     def _alloc_vmap_area(
@@ -496,47 +540,113 @@ class Vmalloc:
         align: int = PAGE,
         flags: int = 0,
         caller: str | None = None,
+        zero: bool = False,
     ):
-        """__vmalloc_node_range(): returns the VmArea, or None on failure."""
+        """__vmalloc_node_range(): returns the VmArea, or None on failure.
+
+        With ``VM_ALLOW_HUGE_VMAP`` (vmalloc_huge()) and at least a PMD of
+        size, the area is PMD-aligned and sized and backed by order-9 pages
+        mapped with 2M leaves; when those run out the whole attempt is
+        undone and retried with 4K pages (``vmalloc.huge_fallbacks``).
+        ``zero`` is vzalloc()'s __GFP_ZERO.
+        """
         t0 = self.env.now
+        shift = PAGE_SHIFT
+        huge = flags & VM_ALLOW_HUGE_VMAP and not flags & VM_NO_HUGE_VMAP
+        if huge and size >= PMD_SIZE:
+            shift = PMD_SHIFT
+        while True:
+            area = yield from self._vmalloc_node_range(
+                cpu, size, range_, align, flags, caller, zero, shift
+            )
+            if area is not None or shift == PAGE_SHIFT:
+                break
+            # fail: "if (shift > PAGE_SHIFT) { shift = PAGE_SHIFT; ... goto again; }"
+            self.metrics.inc("vmalloc.huge_fallbacks")
+            shift = PAGE_SHIFT
+        if area is None:
+            return None
+        self.metrics.latency("vmalloc", self.env.now - t0)
+        return area
+
+    def _vmalloc_node_range(self, cpu, size, range_, align, flags, caller, zero, shift):
+        """One pass of __vmalloc_node_range(): __get_vm_area_node() then
+        __vmalloc_area_node() (vm_area_alloc_pages(), vmap_pages_range())."""
+        if shift > PAGE_SHIFT:
+            step = 1 << shift
+            align = max(align, step)
+            size = -(-size // step) * step
         nr_pages = -(-size // PAGE)
         va_size = nr_pages * PAGE + (0 if flags & VM_NO_GUARD else PAGE)
-        # kzalloc_node() of the vm_struct, folded into the next timeout
+        # kzalloc_node() of the vm_struct, and the kvmalloc_array() of the
+        # page pointers that follows alloc_vmap_area(), both lock-free slab
+        # work folded into one timeout
         area = yield from self._alloc_vmap_area(
-            cpu, va_size, align, range_, pre_ns=self.slab_ns
+            cpu, va_size, align, range_, pre_ns=2 * self.slab_ns
         )
         if area is None:
             return None
         area.nr_pages = nr_pages
         area.flags = flags | VM_ALLOC
         area.caller = caller
+        area.page_shift = shift
         self.metrics.counters["vmap.used_bytes"] = self.used_bytes
-        ns = yield from self.vm_area_alloc_pages(cpu, area)
-        if ns is None:
-            # __vmalloc_area_node() fail: the area is freed again
+        ns = yield from self.vm_area_alloc_pages(cpu, area, shift - PAGE_SHIFT, zero)
+        ok = ns is not None
+        if ok:
+            # vmap_pages_range(): no flush, the range was flushed before reuse
+            ok = yield from self.pt.vmap_pages_range(
+                cpu, area.addr, area.pages, page_shift=shift, pre_ns=ns
+            )
+        if not ok:
+            # __vmalloc_area_node() fail: vfree() of what was set up
+            area.flags &= ~VM_FLUSH_RESET_PERMS
             yield from self.vfree(cpu, area)
-            self.metrics.inc("vmap.alloc_failures")
+            if shift == PAGE_SHIFT:
+                self.metrics.inc("vmap.alloc_failures")
             return None
-        # vmap_pages_range(): no flush, the range was flushed before reuse
-        yield self.env.timeout(int(ns + self._map_cost(area.addr, nr_pages)))
-        self.metrics.latency("vmalloc", self.env.now - t0)
         return area
+
+    def get_vm_area(self, cpu: int, size: int, *, flags: int = 0, range_="vmalloc"):
+        """get_vm_area() / __get_vm_area_node(): KVA only, no pages (the
+        caller maps what it wants, e.g. bpf_arena with VM_SPARSE)."""
+        nr = -(-size // PAGE)
+        va_size = nr * PAGE + (0 if flags & VM_NO_GUARD else PAGE)
+        area = yield from self._alloc_vmap_area(
+            cpu, va_size, PAGE, range_, pre_ns=self.slab_ns
+        )
+        if area is None:
+            return None
+        area.flags = flags
+        self.metrics.counters["vmap.used_bytes"] = self.used_bytes
+        return area
+
+    def free_vm_area(self, cpu: int, area: VmArea):
+        """free_vm_area(): remove_vm_area() (clears whatever the owner left
+        mapped, frees the KVA lazily); the owner frees its own pages."""
+        va = yield from self._find_unlink(cpu, area.addr)
+        if va is None:
+            raise SimulationError(f"free_vm_area of unknown area {area.addr:#x}")
+        self.metrics.counters["vmap.used_bytes"] = self.used_bytes
+        yield from self.pt.vunmap_range_noflush(cpu, area.addr, area.size - PAGE)
+        yield from self._free_vmap_area_noflush(cpu, va)
 
     # -- vfree -------------------------------------------------------------------
     def vfree(self, cpu: int, area: VmArea):
-        """vfree(): unlink, clear PTEs, lazily free the KVA, free the pages."""
+        """vfree(): unlink, clear PTEs, lazily free the KVA, reset the
+        direct map for VM_FLUSH_RESET_PERMS, free the pages."""
         t0 = self.env.now
         va = yield from self._find_unlink(cpu, area.addr)
         if va is None:
             raise SimulationError(f"vfree of unknown area {area.addr:#x}")
         self.metrics.counters["vmap.used_bytes"] = self.used_bytes
-        # vunmap_range_noflush(): clear the PTEs only
-        yield self.env.timeout(int(area.nr_pages * self.pte_ns))
+        # vunmap_range_noflush(): clear the PTEs only (lock-free, so its time
+        # is spent together with the page frees at the end: one event less)
+        ns = self.pt.vunmap_ns(area.addr, area.nr_pages * PAGE)
         yield from self._free_vmap_area_noflush(cpu, va)
-        if area.flags & VM_FLUSH_RESET_PERMS:
-            start, end = self.direct_map_span(area)
-            yield from self._vm_unmap_aliases(cpu, start, end, True)
-        ns = yield from self.free_pages(cpu, area)
+        if area.flags & VM_FLUSH_RESET_PERMS and area.pages:
+            yield from self.vm_reset_perms(cpu, area)
+        ns += yield from self.free_pages(cpu, area)
         yield self.env.timeout(int(ns))
         self.metrics.latency("vfree", self.env.now - t0)
 
@@ -768,8 +878,10 @@ class Vmalloc:
         # addr_to_vb_idx()
         return (addr - (VMALLOC_START & ~(VMAP_BLOCK_SIZE - 1))) // VMAP_BLOCK_SIZE
 
-    def vm_map_ram(self, cpu: int, count: int):
-        """vm_map_ram(pages, count): returns the address, or None on failure."""
+    def vm_map_ram(self, cpu: int, pages: list[int]):
+        """vm_map_ram(pages, count): map the caller's pfns; returns the
+        address, or None on failure."""
+        count = len(pages)
         if count <= 0:
             raise ValueError("vm_map_ram of no pages")
         t0 = self.env.now
@@ -792,8 +904,13 @@ class Vmalloc:
         if addr is None:
             self.metrics.inc("vmap.alloc_failures")
             return None
+        yield self.env.timeout(int(ns))
         # vmap_pages_range() of the caller's pages
-        yield self.env.timeout(int(ns + self._map_cost(addr, count)))
+        ok = yield from self.pt.vmap_pages_range(cpu, addr, pages)
+        if not ok:
+            yield from self.vm_unmap_ram(cpu, addr, count)
+            self.metrics.inc("vmap.alloc_failures")
+            return None
         self.metrics.latency("vm_map_ram", self.env.now - t0)
         return addr
 
@@ -874,7 +991,7 @@ class Vmalloc:
             if va is None:
                 raise SimulationError(f"vm_unmap_ram of unknown area {addr:#x}")
             # free_unmap_vmap_area()
-            yield self.env.timeout(int(count * self.pte_ns))
+            yield from self.pt.vunmap_range_noflush(cpu, addr, count * PAGE)
             yield from self._free_vmap_area_noflush(cpu, va)
         self.metrics.latency("vm_unmap_ram", self.env.now - t0)
 
@@ -895,7 +1012,7 @@ class Vmalloc:
         vb.lock.release(cpu)
         # vunmap_range_noflush(): PTEs only, the TLB entries stay until a
         # flush of the dirty range or of the whole block
-        yield self.env.timeout(int(count * self.pte_ns))
+        yield from self.pt.vunmap_range_noflush(cpu, addr, count * PAGE)
         extra = yield from self._acquire(cpu, vb.lock)
         vb.dirty_min = min(vb.dirty_min, offset)
         vb.dirty_max = max(vb.dirty_max, offset + need)

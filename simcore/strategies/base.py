@@ -1,43 +1,164 @@
 """The interface every executable-memory strategy implements.
 
-A strategy decides where executable memory for a module or a BPF program
-comes from and how its permissions are set. Every method is a SimPy
-generator run on a CPU: it spends simulated time, takes kernel locks and
-returns its result with ``return`` (callers use ``yield from``).
+A strategy decides where executable memory for a module section, a BPF
+program or a trampoline comes from, how its image gets written and how its
+permissions are set. The kernel paths that use it (the module loader in
+``simcore.kernel.module``, the BPF JIT in ``simcore.kernel.bpf.core``) call,
+in order::
+
+    alloc -> write -> finalize      (load)
+    update                          (live image change, e.g. a dispatcher)
+    free                            (unload)
+
+Every method is a SimPy generator run on a CPU: it spends simulated time,
+takes kernel locks and returns its result with ``return`` (callers use
+``yield from``). ``alloc`` returns an :class:`ExecAlloc` recording where the
+bytes live and at which mapping size, so the execution model can turn "this
+program ran" into page touches.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import numpy as np
 
 if TYPE_CHECKING:
     from simcore.engine import Simulation
 
+PAGE = 4096
+
+# enum mod_mem_type (kernel/module, 6.4+) plus the execmem users
+Kind = Literal[
+    "module_text",
+    "module_data",
+    "module_rodata",
+    "module_ro_after_init",
+    "module_init_text",
+    "module_init_data",
+    "module_init_rodata",
+    "bpf_prog",
+    "bpf_trampoline",
+    "kprobe",
+    "ftrace",
+]
+TEXT_KINDS = frozenset(
+    {
+        "module_text",
+        "module_init_text",
+        "bpf_prog",
+        "bpf_trampoline",
+        "kprobe",
+        "ftrace",
+    }
+)
+
+# ro_after_init turns read-only after the module's init has run
+RO_KINDS = frozenset({"module_rodata", "module_init_rodata", "module_ro_after_init"})
+
 
 @dataclass(slots=True)
 class ExecAlloc:
-    """Where an allocation's bytes live, for the TLB model to touch."""
+    """An object's bytes: where, how big, under which mapping size."""
 
     addr: int
-    size: int
-    page_shift: int  # mapping size covering it: 12, 21 or 30
-    kind: str  # module_text, bpf_prog, ...
+    size: int  # bytes the caller asked for
+    kind: str
+    page_shift: int = 12  # mapping covering it: 12, 21 or 30
+    footprint: int = 0  # bytes set aside for it alone (0 when shared)
     handle: Any = None  # the strategy's own bookkeeping
+    _touch: np.ndarray | None = field(default=None, repr=False)
+
+    def touches(self) -> np.ndarray:
+        """Addresses of the pages (of the mapping size) the bytes span."""
+        if self._touch is None:
+            s = self.page_shift
+            first = self.addr >> s
+            last = (self.addr + max(1, self.size) - 1) >> s
+            self._touch = (np.arange(first, last + 1, dtype=np.uint64)) << np.uint64(s)
+        return self._touch
 
 
 class Strategy:
+    """Base of every strategy. ``domain`` says what it serves: ``exec``
+    (executable memory, the interface below) or ``arena`` (BPF arenas,
+    see :mod:`simcore.strategies.arena_base`)."""
+
+    domain: ClassVar[str] = "exec"
     name: ClassVar[str]
     summary: ClassVar[str]  # one line for `simcore list strategies`
     models: ClassVar[str]  # kernel version or RFC it models
 
     def __init__(self, sim: Simulation) -> None:
         self.sim = sim
+        self.env = sim.env
+        self.metrics = sim.metrics
+        c = sim.profile.kernel_costs
+        # memcpy into the image streams at about clear_page() bandwidth
+        # (estimate, as in simcore.kernel.alternative)
+        self.byte_ns = c.page_zero_ns.value / PAGE
+        self.store_ns = c.pte_write_ns.value  # one relocation store (estimate)
 
+    # -- sizing ----------------------------------------------------------------
+    def bpf_image_size(self, proglen: int) -> int:
+        """Bytes the JIT asks for: bpf_jit_binary_alloc() rounds a program
+        plus its header and at least 128 bytes of random padding up to pages
+        (kernel/bpf/core.c)."""
+        return -(-(proglen + 8 + 128) // PAGE) * PAGE
+
+    # -- the life of an object ---------------------------------------------
     def alloc(self, cpu: int, size: int, kind: str):  # pragma: no cover - interface
         raise NotImplementedError
         yield
 
-    def free(self, cpu: int, alloc: ExecAlloc):  # pragma: no cover - interface
+    def write(self, cpu: int, obj: ExecAlloc, nbytes: int, writes: int = 1):
+        """Write the image; ``writes`` > 1 means that many separate writes
+        (e.g. relocations applied one at a time)."""
+        raise NotImplementedError  # pragma: no cover - interface
+        yield
+
+    def finalize(self, cpu: int, obj: ExecAlloc):  # pragma: no cover - interface
         raise NotImplementedError
         yield
+
+    def update(self, cpu: int, obj: ExecAlloc, nbytes: int):
+        """Change a live image: text_poke_copy into it (bpf_arch_text_copy)."""
+        yield from self.sim.text_poke.text_poke_copy(cpu, obj.addr, nbytes)
+
+    def free(self, cpu: int, obj: ExecAlloc):  # pragma: no cover - interface
+        raise NotImplementedError
+        yield
+
+    # -- shared steps ------------------------------------------------------------
+    def copy_ns(self, nbytes: int, writes: int = 1) -> float:
+        """Plain stores into a writable mapping: the bytes, plus one store
+        per extra separate write (a relocation)."""
+        return nbytes * self.byte_ns + max(0, writes - 1) * self.store_ns
+
+    def protect(self, cpu: int, addr: int, npages: int, kind: str):
+        """The permissions the kernel gives each kind once written
+        (module_enable_text_rox(), module_enable_rodata_ro(),
+        bpf_jit_binary_lock_ro()): text read-only and executable, read-only
+        data read-only; data stays RW+NX as vmalloc mapped it."""
+        cpa = self.sim.cpa
+        if kind in TEXT_KINDS:
+            yield from cpa.set_memory_rox(cpu, addr, npages)
+        elif kind in RO_KINDS:
+            yield from cpa.set_memory_ro(cpu, addr, npages)
+
+    # -- accounting ------------------------------------------------------------
+    def shrink_request(self, obj: ExecAlloc, nbytes: int) -> None:
+        """The caller asked for more than it needs (the JIT's header and
+        random padding): only ``nbytes`` count as requested."""
+        self.account(nbytes - obj.size, 0)
+        obj.size = nbytes
+
+    def account(self, requested: int, allocated: int) -> None:
+        """Track live requested bytes and bytes set aside (mem.exec.*)."""
+        c = self.sim.metrics.counters
+        c["mem.exec.requested_bytes"] += requested
+        c["mem.exec.allocated_bytes"] += allocated
+        c["mem.exec.waste_bytes"] = (
+            c["mem.exec.allocated_bytes"] - c["mem.exec.requested_bytes"]
+        )

@@ -3,30 +3,57 @@
 Models arch/x86/kernel/module.c ``module_alloc()`` before execmem (v6.10):
 ``__vmalloc_node_range(size, MODULE_ALIGN, MODULES_VADDR + offset,
 MODULES_END, GFP_KERNEL, PAGE_KERNEL, VM_FLUSH_RESET_PERMS, ...)``, which
-was also the BPF JIT's allocator before bpf_prog_pack (v5.18): every
-program gets at least one page of its own. Freeing goes through ``vfree``
-with ``VM_FLUSH_RESET_PERMS``, so each free purges lazy areas and flushes
+was also the BPF JIT's allocator before bpf_prog_pack (v5.18):
+``bpf_jit_binary_alloc()`` gives every program at least one page of its
+own. The image is written through the RW mapping with plain stores, then
+``set_memory_rox()`` (``set_memory_ro()`` + ``set_memory_x()`` before
+v6.2) makes it executable: a CPA on the vmalloc range *and* on its
+direct-map alias, which splits 1G/2M direct-map pages as programs load and
+flushes every CPU. Freeing goes through ``vfree()`` with
+``VM_FLUSH_RESET_PERMS``: the alias is invalidated and the range flushed
 at once.
 """
 
 from __future__ import annotations
 
-from simcore.kernel.vmalloc import VM_FLUSH_RESET_PERMS
-from simcore.strategies.base import ExecAlloc, Strategy
+from simcore.kernel.vmalloc import PAGE_SHIFT, VM_FLUSH_RESET_PERMS
+from simcore.strategies.base import PAGE, ExecAlloc, Strategy
 
 
 class ModuleAlloc(Strategy):
     name = "module_alloc"
     summary = "per-allocation vmalloc in the module range, 4K pages"
     models = "module_alloc(), Linux <= 6.9; BPF JIT before 5.18"
+    vm_flags = VM_FLUSH_RESET_PERMS
 
     def alloc(self, cpu: int, size: int, kind: str):
+        """module_alloc() / bpf_jit_binary_alloc()."""
         area = yield from self.sim.vmalloc.vmalloc(
-            cpu, size, range_="modules", flags=VM_FLUSH_RESET_PERMS
+            cpu, size, range_="modules", flags=self.vm_flags, caller=kind
         )
         if area is None:
             return None
-        return ExecAlloc(area.addr, size, 12, kind, handle=area)
+        footprint = area.nr_pages * PAGE
+        self.account(size, footprint)
+        return ExecAlloc(area.addr, size, kind, area.page_shift, footprint, handle=area)
 
-    def free(self, cpu: int, alloc: ExecAlloc):
-        yield from self.sim.vmalloc.vfree(cpu, alloc.handle)
+    def write(self, cpu: int, obj: ExecAlloc, nbytes: int, writes: int = 1):
+        """Section copies and relocations: plain stores, the area is RW."""
+        yield self.env.timeout(int(self.copy_ns(nbytes, writes)))
+
+    def finalize(self, cpu: int, obj: ExecAlloc):
+        """module_enable_text_rox() / bpf_jit_binary_lock_ro()."""
+        area = obj.handle
+        yield from self.protect(cpu, area.addr, area.nr_pages, obj.kind)
+
+    def update(self, cpu: int, obj: ExecAlloc, nbytes: int):
+        """Live patching of read-only text goes through text_poke."""
+        yield from self.sim.text_poke.text_poke_copy(cpu, obj.addr, nbytes)
+
+    def free(self, cpu: int, obj: ExecAlloc):
+        """module_memfree() / bpf_jit_binary_free(): vfree()."""
+        area = obj.handle
+        self.account(-obj.size, -obj.footprint)
+        yield from self.sim.vmalloc.vfree(cpu, area)
+        # the area's pages are back: a later mapping may differ
+        obj.page_shift = PAGE_SHIFT

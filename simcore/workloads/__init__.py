@@ -12,6 +12,7 @@ from functools import cache
 
 _REGISTRY: dict[str, str] = {
     "vmalloc_stress": "simcore.workloads.vmalloc_stress:VmallocStress",
+    "bpf_jit": "simcore.workloads.bpf_jit:BpfJit",
 }
 
 

@@ -72,6 +72,16 @@ class VmallocStress(Strict):
         # draw sizes in blocks: one numpy call per 1024 iterations, not per loop
         sizes = iter(())
         done = 0
+        pool: list[int] = []
+        if self.vm_map_ram:
+            # vm_map_ram_test(): the pages are allocated once, up front
+            while len(pool) < hi:
+                got = yield from sim.page_alloc.alloc_pages_bulk(
+                    cpu, min(100, hi - len(pool))
+                )
+                if not got:
+                    break
+                pool.extend(got)
         while self.loops is None or done < self.loops:
             try:
                 pages = next(sizes)
@@ -79,7 +89,7 @@ class VmallocStress(Strict):
                 sizes = iter(rng.integers(lo, hi + 1, size=1024).tolist())
                 pages = next(sizes)
             if self.vm_map_ram:
-                addr = yield from vm.vm_map_ram(cpu, pages)
+                addr = yield from vm.vm_map_ram(cpu, pool[:pages])
                 if addr is not None:
                     yield from vm.vm_unmap_ram(cpu, addr, pages)
             else:

@@ -57,3 +57,15 @@ def run(sim: Simulation, gen):
     proc = sim.env.process(gen)
     sim.env.run(until=proc)
     return proc.value
+
+
+_next_pfn = [1 << 20]
+
+
+def pfns(n: int) -> list[int]:
+    """``n`` distinct page frame numbers for vm_map_ram(), which maps the
+    caller's pages and never owns them (so they need not come from the
+    buddy allocator for tests of the vmap side)."""
+    start = _next_pfn[0]
+    _next_pfn[0] += n
+    return list(range(start, start + n))

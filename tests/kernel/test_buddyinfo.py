@@ -90,6 +90,5 @@ def test_simulation_seeds_from_a_capture_next_to_the_workload(tmp_path):
 
 def test_simulation_refuses_a_capture_with_other_nodes(tmp_path):
     (tmp_path / "two.txt").write_text(CAPTURE)
-    sim = make_sim(kernel="{preset: latest, buddyinfo: two.txt}", where=tmp_path)
     with pytest.raises(CaptureError, match="NUMA node"):
-        PageAlloc(sim)
+        make_sim(kernel="{preset: latest, buddyinfo: two.txt}", where=tmp_path)

@@ -17,10 +17,13 @@ from simcore.kernel.vmalloc import (
     KVA_END,
     KVA_START,
     MODULES_VADDR,
+    VM_ALLOW_HUGE_VMAP,
+    VM_FLUSH_RESET_PERMS,
     VMALLOC_START,
     Vmalloc,
 )
 from simcore.kernel.vmallocinfo import parse_vmallocinfo
+from tests.kernel import pfns
 
 WORKLOAD = """\
 name: vmtest
@@ -69,6 +72,7 @@ def make_sim(
     if bare or ranges is not None:
         sim.env.run(until=100_000)
         sim.vmalloc = Vmalloc(sim, ranges=ranges)
+        sim.cpa.vm_unmap_aliases = sim.vmalloc.vm_unmap_aliases
     return sim
 
 
@@ -93,6 +97,9 @@ def quiesce(sim: Simulation):
 # -- 1. random interleavings on several CPUs ---------------------------------------
 cpu_op = st.one_of(
     st.tuples(st.just("vmalloc"), st.integers(1, 40)),
+    st.tuples(st.just("vmalloc_rp"), st.integers(1, 8)),
+    st.tuples(st.just("ro"), st.integers(0, 99)),
+    st.tuples(st.just("huge"), st.integers(512, 700)),
     st.tuples(st.just("vfree"), st.integers(0, 99)),
     st.tuples(st.just("map"), st.sampled_from([1, 2, 3, 8, 16, 64, 65, 100])),
     st.tuples(st.just("unmap"), st.integers(0, 99)),
@@ -119,6 +126,13 @@ def test_interleavings_keep_kva_sound(preset, programs):
     vm = sim.vmalloc
     flush = sim.machine.flush
     free_at_start = vm.kva.free_bytes()
+    buddy = sim.page_alloc.buddy
+    counters = sim.metrics.counters
+    pages_at_start = buddy.nr_allocated_pages
+    tables_at_start = counters["mem.pagetable_pages"] + counters.get(
+        "directmap.pagetable_pages", 0
+    )
+    ram = buddy.total_pages * PAGE
     unflushed: list[tuple[int, int]] = []  # freed ranges no flush covered yet
     live: dict[int, tuple[int, int]] = {}  # start -> (end, kind)
     orig = flush.kernel_range
@@ -148,17 +162,25 @@ def test_interleavings_keep_kva_sound(preset, programs):
     def worker(cpu, program):
         areas, maps = [], []
         for op, arg in program:
-            if op == "vmalloc":
-                a = yield from vm.vmalloc(cpu, arg * PAGE)
+            if op in ("vmalloc", "vmalloc_rp", "huge"):
+                flags = {"vmalloc": 0, "vmalloc_rp": VM_FLUSH_RESET_PERMS}.get(
+                    op, VM_ALLOW_HUGE_VMAP
+                )
+                a = yield from vm.vmalloc(cpu, arg * PAGE, flags=flags)
                 if a is not None:
-                    handed_out(a.addr, a.end, "vmalloc")
+                    handed_out(a.addr, a.end, op)
+                    assert len(a.pages) == a.nr_pages
                     areas.append(a)
+            elif op == "ro" and areas:
+                a = areas[arg % len(areas)]
+                if a.flags & VM_FLUSH_RESET_PERMS:
+                    yield from sim.cpa.set_memory_ro(cpu, a.addr, a.nr_pages)
             elif op == "vfree" and areas:
                 a = areas.pop(arg % len(areas))
                 taken_back(a.addr, a.end)
                 yield from vm.vfree(cpu, a)
             elif op == "map":
-                addr = yield from vm.vm_map_ram(cpu, arg)
+                addr = yield from vm.vm_map_ram(cpu, pfns(arg))
                 if addr is not None:
                     handed_out(addr, addr + arg * PAGE, "vm_map_ram")
                     maps.append((addr, arg))
@@ -175,6 +197,8 @@ def test_interleavings_keep_kva_sound(preset, programs):
                     yield from vm.vm_unmap_aliases(cpu)
             elif op == "think":
                 yield sim.env.timeout(arg)
+            # the direct map covers all memory, whatever was split
+            assert sum(sim.pagetables.direct.bytes()) == ram
         return areas, maps
 
     procs = [sim.env.process(worker(c, p)) for c, p in enumerate(programs)]
@@ -200,6 +224,13 @@ def test_interleavings_keep_kva_sound(preset, programs):
     assert vm.kva.free_bytes() == free_at_start
     assert vm.lazy_nr == 0 and vm.used_bytes == sim.vmalloc.used_bytes == 0
     assert not live
+    # every physical page is back, bar the page-table pages built meanwhile
+    buddy.check(full=False)
+    tables = counters["mem.pagetable_pages"] + counters.get(
+        "directmap.pagetable_pages", 0
+    )
+    assert buddy.nr_allocated_pages - pages_at_start == tables - tables_at_start
+    assert sum(sim.pagetables.direct.bytes()) == ram
 
 
 # -- 2. lock contention ------------------------------------------------------------
@@ -339,7 +370,11 @@ def test_flush_reset_perms_flushes_at_free():
 
     run(sim, body())
     c = sim.metrics.counters
-    assert c["vmap.lazy_purges"] == 1 and c["tlb.shootdowns"] == 1
+    # set_direct_map_invalid_noflush() split the 1G alias page down to 4K:
+    # __split_large_page() does a flush_tlb_all() per split
+    splits = c["directmap.level3_splits"] + c["directmap.level2_splits"]
+    assert splits == 2
+    assert c["vmap.lazy_purges"] == 1 and c["tlb.shootdowns"] == 1 + splits
     assert vm.lazy_nr == 0
 
 
@@ -425,7 +460,7 @@ def test_vmallocinfo_reader_prints_what_is_busy(preset):
         for i in range(n):
             areas.append((yield from vm.vmalloc(i % 4, PAGE, caller="test_fn+0x1/0x2")))
         yield from vm.vfree(0, areas.pop())
-        addr = yield from vm.vm_map_ram(0, 4)
+        addr = yield from vm.vm_map_ram(0, pfns(4))
         lines = yield from vm.vmallocinfo(1)
         return areas, addr, lines
 
@@ -486,3 +521,51 @@ def test_one_free_tree_spans_every_range():
     b = run(sim, vm.vmalloc(0, PAGE))
     assert a.addr >= MODULES_VADDR and VMALLOC_START <= b.addr < MODULES_VADDR
     assert len(vm.kva) == 3  # below vmalloc, between the two, above modules
+
+
+# -- 6. huge mappings and CPA on vmalloc'd pages -------------------------------------
+def test_vmalloc_huge_maps_2m_and_falls_back_when_fragmented():
+    """vmalloc_huge(): order-9 pages mapped with PMD leaves while the buddy
+    has them; on a fragmented machine the attempt is undone and redone with
+    4K pages, and the fallback is counted."""
+    from tests.kernel import make_sim as make_kernel_sim
+
+    fresh = make_kernel_sim()
+    a = run(fresh, fresh.vmalloc.vmalloc(0, 4 << 20, flags=VM_ALLOW_HUGE_VMAP))
+    assert a.page_shift == 21 and a.addr % (2 << 20) == 0
+    assert fresh.pagetables.page_shift(a.addr + (3 << 20)) == 21
+    assert fresh.metrics.counters.get("vmalloc.huge_fallbacks", 0) == 0
+    # the buddy is back where it was after vfree
+    free0 = fresh.page_alloc.buddy.nr_allocated_pages
+    run(fresh, fresh.vmalloc.vfree(0, a))
+    assert fresh.page_alloc.buddy.nr_allocated_pages == free0 - 1024
+
+    frag = make_kernel_sim(kernel="{preset: latest, fragmentation: 1.0}")
+    b = run(frag, frag.vmalloc.vmalloc(0, 4 << 20, flags=VM_ALLOW_HUGE_VMAP))
+    assert b is not None and b.page_shift == 12
+    assert frag.pagetables.page_shift(b.addr) == 12
+    assert frag.metrics.counters["vmalloc.huge_fallbacks"] == 1
+    assert len(b.pages) == 1024
+
+
+def test_set_memory_ro_on_vmalloc_pages_splits_the_direct_map():
+    """set_memory_ro() of a vmalloc'd page also changes its direct-map alias
+    (cpa_process_alias): the 1G page holding it splits to 2M, then to 4K,
+    as /proc/vmstat direct_map_level{3,2}_splits count; a second page in the
+    same 2M region splits nothing more."""
+    from tests.kernel import make_sim as make_kernel_sim
+
+    sim = make_kernel_sim()
+    c = sim.metrics.counters
+    l2, l3 = c.get("directmap.level2_splits", 0), c.get("directmap.level3_splits", 0)
+    a = run(sim, sim.vmalloc.vmalloc(0, 2 * PAGE, flags=VM_FLUSH_RESET_PERMS))
+    alias = sim.pagetables.lookup(sim.pagetables.page_address(a.pages[0]))
+    assert alias.shift == 30
+    run(sim, sim.cpa.set_memory_ro(0, a.addr, 1))
+    assert c["directmap.level3_splits"] - l3 == 1
+    assert c["directmap.level2_splits"] - l2 == 1
+    assert sim.pagetables.lookup(sim.pagetables.page_address(a.pages[0])).shift == 12
+    run(sim, sim.cpa.set_memory_ro(0, a.addr + PAGE, 1))
+    assert c["directmap.level3_splits"] - l3 == 1
+    assert c["directmap.level2_splits"] - l2 == 1
+    assert c["directmap.4k_bytes"] == 2 << 20

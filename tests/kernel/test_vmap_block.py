@@ -12,6 +12,7 @@ from simcore.kernel.vmalloc import (
     VMAP_RAM,
     vmap_bbmap_bits,
 )
+from tests.kernel import pfns
 from tests.kernel.test_vmalloc import make_sim, run
 
 
@@ -45,10 +46,10 @@ def test_bump_allocation_never_reuses_holes():
     def body():
         a = []
         for _ in range(3):
-            a.append((yield from vm.vm_map_ram(0, 1)))
+            a.append((yield from vm.vm_map_ram(0, pfns(1))))
         yield from vm.vm_unmap_ram(0, a[1], 1)
-        b = yield from vm.vm_map_ram(0, 3)  # order 2: four pages
-        c = yield from vm.vm_map_ram(0, 1)
+        b = yield from vm.vm_map_ram(0, pfns(3))  # order 2: four pages
+        c = yield from vm.vm_map_ram(0, pfns(1))
         return a, b, c
 
     a, b, c = run(sim, body())
@@ -67,9 +68,9 @@ def test_each_cpu_allocates_from_its_own_block():
     vm = sim.vmalloc
 
     def body():
-        x = yield from vm.vm_map_ram(0, 1)
-        y = yield from vm.vm_map_ram(1, 1)
-        z = yield from vm.vm_map_ram(0, 1)
+        x = yield from vm.vm_map_ram(0, pfns(1))
+        y = yield from vm.vm_map_ram(1, pfns(1))
+        z = yield from vm.vm_map_ram(0, pfns(1))
         return x, y, z
 
     x, y, z = run(sim, body())
@@ -86,7 +87,7 @@ def test_fully_dirty_block_goes_through_the_lazy_path():
     def body():
         addrs = []
         for _ in range(VMAP_BBMAP_BITS):
-            addrs.append((yield from vm.vm_map_ram(0, 1)))
+            addrs.append((yield from vm.vm_map_ram(0, pfns(1))))
         assert not vm._vbq(0).free  # a full block leaves the free list
         for a in addrs:
             yield from vm.vm_unmap_ram(0, a, 1)
@@ -111,7 +112,7 @@ def test_vm_unmap_aliases_flushes_the_dirty_range_once():
     def body():
         addrs = []
         for _ in range(10):
-            addrs.append((yield from vm.vm_map_ram(0, 1)))
+            addrs.append((yield from vm.vm_map_ram(0, pfns(1))))
         for a in addrs[2:5]:
             yield from vm.vm_unmap_ram(0, a, 1)
         yield from vm.vm_unmap_aliases(3)
@@ -132,7 +133,7 @@ def test_fragmented_blocks_are_purged_below_the_threshold_or_when_forced():
     def churn(cpu, n):
         addrs = []
         for _ in range(n):
-            addrs.append((yield from vm.vm_map_ram(cpu, 1)))
+            addrs.append((yield from vm.vm_map_ram(cpu, pfns(1))))
         for a in addrs:
             yield from vm.vm_unmap_ram(cpu, a, 1)
         return addrs[0]
@@ -155,7 +156,7 @@ def test_fragmented_blocks_are_purged_below_the_threshold_or_when_forced():
 def test_large_requests_bypass_the_blocks():
     sim = make_sim(bare=True, sets=("kernel.lazy_max_pages=100000",))
     vm = sim.vmalloc
-    addr = run(sim, vm.vm_map_ram(0, 65))  # > VMAP_MAX_ALLOC pages
+    addr = run(sim, vm.vm_map_ram(0, pfns(65)))  # > VMAP_MAX_ALLOC pages
     va = vm.find_vmap_area(addr)
     assert va.va_flags == VMAP_RAM and va.size == 65 * PAGE  # no guard page
     assert "vmap.blocks" not in sim.metrics.counters
@@ -168,9 +169,9 @@ def test_vread_reads_only_the_mapped_parts_of_a_block():
     vm = sim.vmalloc
 
     def body():
-        a = yield from vm.vm_map_ram(0, 2)
-        b = yield from vm.vm_map_ram(0, 1)
-        yield from vm.vm_map_ram(0, 4)
+        a = yield from vm.vm_map_ram(0, pfns(2))
+        b = yield from vm.vm_map_ram(0, pfns(1))
+        yield from vm.vm_map_ram(0, pfns(4))
         yield from vm.vm_unmap_ram(0, b, 1)
         return a, (yield from vm.vread(1, a, VMAP_BLOCK_SIZE))
 
@@ -179,7 +180,7 @@ def test_vread_reads_only_the_mapped_parts_of_a_block():
     assert r.areas == 1
 
     old = make_sim(preset="6.1", bare=True)  # before v6.3: skipped entirely
-    a = run(old, old.vmalloc.vm_map_ram(0, 2))
+    a = run(old, old.vmalloc.vm_map_ram(0, pfns(2)))
     r = run(old, old.vmalloc.vread(1, a, 2 * PAGE))
     assert r.copied == 0 and r.zeroed == 2 * PAGE
 

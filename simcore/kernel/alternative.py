@@ -1,0 +1,112 @@
+"""arch/x86/kernel/alternative.c: the text_poke family.
+
+Writing into executable kernel memory without ever making it writable:
+
+- ``__text_poke()`` maps the one or two target pages at ``poking_addr`` in a
+  private mm (``poking_mm``) with non-global RW PTEs, switches to that mm with
+  IRQs off, copies (or memsets), verifies, clears the PTEs, switches back and
+  flushes the poking range *locally*. No IPI: "a temporary mm also allows to
+  avoid TLB shootdowns" (20190426232303.28381-1-nadav.amit@gmail.com).
+- ``text_poke_copy()`` / ``text_poke_set()`` hold ``text_mutex`` once and
+  loop ``__text_poke`` over chunks of at most two pages (8 KiB).
+- ``text_poke_bp_batch()`` patches live code with the INT3 protocol: INT3 on
+  every site, sync, the tail bytes, sync, the first byte, sync. Each sync is
+  ``on_each_cpu(do_sync_core)``: an IPI round to every CPU
+  (cover.1560325897.git.bristot@redhat.com). A batch holds at most
+  ``TP_VEC_MAX`` sites, one page of ``struct text_poke_loc``.
+
+Costs come from the profile: CR3 writes (``flush.cr3_flush_cycles``) for the
+two mm switches, PTE writes, INVLPG for the poking range, and copying at
+the store bandwidth ``kernel_costs.page_zero_ns`` implies (an estimate: a
+copy streams about as fast as clear_page). The sync IPI's work on each CPU
+is the interrupt entry/exit itself, whose IRET serialises the core.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from simcore.engine import Simulation
+
+PAGE = 4096
+# TP_VEC_MAX = PAGE_SIZE / sizeof(struct text_poke_loc) (24 bytes on x86-64)
+TP_VEC_MAX = PAGE // 24
+
+
+class TextPoke:
+    def __init__(self, sim: Simulation) -> None:
+        self.sim = sim
+        self.env = sim.env
+        self.metrics = sim.metrics
+        m = sim.machine
+        p = sim.profile
+        self.text_mutex = m.mutex("text_mutex")
+        self.flush = m.flush
+        ghz = p.clock_ghz.value
+        self.switch_ns = 2 * p.flush.cr3_flush_cycles.value / ghz
+        self.pte_ns = p.kernel_costs.pte_write_ns.value
+        self.invlpg_ns = p.flush.invlpg_cycles.value / ghz
+        self.byte_ns = p.kernel_costs.page_zero_ns.value / PAGE
+
+    def poke_ns(self, addr: int, nbytes: int) -> float:
+        """One __text_poke() of ``nbytes`` (<= 2 pages) at ``addr``."""
+        pages = 1 if (addr % PAGE) + nbytes <= PAGE else 2
+        # map + unmap PTEs, two mm switches, copy + memcmp verify, local flush
+        return (
+            2 * pages * self.pte_ns
+            + self.switch_ns
+            + 2 * nbytes * self.byte_ns
+            + pages * self.invlpg_ns
+        )
+
+    def _chunks_ns(self, addr: int, nbytes: int) -> tuple[float, int]:
+        ns, pokes, done = 0.0, 0, 0
+        while done < nbytes:
+            off = (addr + done) % PAGE
+            n = min(2 * PAGE - off, nbytes - done)
+            ns += self.poke_ns(addr + done, n)
+            pokes += 1
+            done += n
+        return ns, pokes
+
+    def text_poke_copy(self, cpu: int, addr: int, nbytes: int):
+        """text_poke_copy()/text_poke_set(): one text_mutex hold, <=8K chunks."""
+        ns, pokes = self._chunks_ns(addr, nbytes)
+        yield from self._under_text_mutex(cpu, ns)
+        self.metrics.inc("text_poke.pokes", pokes)
+        self.metrics.inc("tlb.local_flushes", pokes)
+
+    text_poke_set = text_poke_copy
+
+    def text_poke(self, cpu: int, addr: int, nbytes: int):
+        """text_poke(): one small write, text_mutex taken by the caller path."""
+        yield from self.text_poke_copy(cpu, addr, nbytes)
+
+    def text_poke_bp(self, cpu: int, sites: int, insn_len: int = 5):
+        """text_poke_bp_batch() over ``sites`` live call sites, in batches."""
+        left = sites
+        while left > 0:
+            batch = min(left, TP_VEC_MAX)
+            left -= batch
+            ev = self.text_mutex.acquire(cpu)
+            if ev is not None:
+                yield ev
+            # INT3 on each site, then the tail, then the first byte
+            pokes = batch * (3 if insn_len > 1 else 2)
+            ns = batch * (self.poke_ns(0, 1) * 2 + self.poke_ns(0, insn_len - 1))
+            for _ in range(3):
+                ns += self.flush.ipi_round(cpu, 0.0, counter="text_poke.sync_ipis")
+            self.metrics.inc("text_poke.sync_rounds", 3)
+            self.metrics.inc("text_poke.pokes", pokes)
+            yield self.env.timeout(int(ns) + self.sim.machine.uncontended_ns)
+            self.text_mutex.release(cpu)
+
+    def _under_text_mutex(self, cpu: int, ns: float):
+        ev = self.text_mutex.acquire(cpu)
+        if ev is None:
+            ns += self.sim.machine.uncontended_ns
+        else:
+            yield ev
+        yield self.env.timeout(int(ns))
+        self.text_mutex.release(cpu)

@@ -1,0 +1,1 @@
+"""kernel/bpf/: the BPF JIT's memory side."""
