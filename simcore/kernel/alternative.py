@@ -83,6 +83,21 @@ class TextPoke:
         """text_poke(): one small write, text_mutex taken by the caller path."""
         yield from self.text_poke_copy(cpu, addr, nbytes)
 
+    def text_poke_each(
+        self, cpu: int, addr: int, writes: int, nbytes: int, *, sync: bool = False
+    ):
+        """``writes`` separate text_poke() calls of ``nbytes`` each under one
+        text_mutex hold: write_relocate_add() applying relocations one at a
+        time into ROX memory, perm_writable_finish() poking page by page.
+        ``sync`` ends with text_poke_sync(), an IPI round to every CPU."""
+        ns = writes * self.poke_ns(addr, nbytes)
+        if sync:
+            ns += self.flush.ipi_round(cpu, 0.0, counter="text_poke.sync_ipis")
+            self.metrics.inc("text_poke.sync_rounds")
+        yield from self._under_text_mutex(cpu, ns)
+        self.metrics.inc("text_poke.pokes", writes)
+        self.metrics.inc("tlb.local_flushes", writes)
+
     def text_poke_bp(self, cpu: int, sites: int, insn_len: int = 5):
         """text_poke_bp_batch() over ``sites`` live call sites, in batches."""
         left = sites

@@ -15,6 +15,19 @@ from simcore.strategies.base import Strategy
 # name -> "module:Class"; imported on first use.
 _REGISTRY: dict[str, str] = {
     "module_alloc": "simcore.strategies.module_alloc:ModuleAlloc",
+    "arena_4k": "simcore.strategies.arena_4k:Arena4K",
+    "arena_huge": "simcore.strategies.arena_huge:ArenaHuge",
+    "arena_batched_free": "simcore.strategies.arena_batched_free:ArenaBatchedFree",
+    "bpf_prog_pack": "simcore.strategies.bpf_prog_pack:BpfProgPack",
+    "bpf_prog_pack_2m": "simcore.strategies.bpf_prog_pack_2m:BpfProgPack2M",
+    "execmem_rox": "simcore.strategies.execmem_rox:ExecmemRox",
+    "vmalloc_huge_modules": "simcore.strategies.vmalloc_huge_modules:VmallocHugeModules",
+    "vmalloc_huge_modules_nohuge": "simcore.strategies.vmalloc_huge_modules:VmallocHugeModulesNoHuge",
+    "perm_alloc": "simcore.strategies.perm_alloc:PermAlloc",
+    "jitalloc": "simcore.strategies.jitalloc:JitAlloc",
+    "jitalloc_setmem": "simcore.strategies.jitalloc:JitAllocSetMemory",
+    "module_alloc_type": "simcore.strategies.module_alloc_type:ModuleAllocType",
+    "unmapped_cache": "simcore.strategies.unmapped_cache:UnmappedCache",
 }
 _LOADED: dict[str, type[Strategy]] = {}
 

@@ -34,20 +34,22 @@ def make_sim(
     kernel: str = "{preset: latest}",
     seed: int = 1,
     where: Path | None = None,
+    strategy: str = "module_alloc",
 ) -> Simulation:
-    """A Simulation of a small machine. The workload file goes to
-    ``where`` when given (so captures named relative to it stay readable),
-    else to a directory removed at once."""
+    """A Simulation of a small machine serving executable memory with
+    ``strategy``. The workload file goes to ``where`` when given (so
+    captures named relative to it stay readable), else to a directory
+    removed at once."""
     text = WORKLOAD.format(machine=machine, kernel=kernel, seed=seed)
     if where is not None:
         p = where / "w.yaml"
         p.write_text(text)
-        sim = Simulation(load_workload(p), "module_alloc")
+        sim = Simulation(load_workload(p), strategy)
     else:
         with tempfile.TemporaryDirectory() as d:
             p = Path(d) / "w.yaml"
             p.write_text(text)
-            sim = Simulation(load_workload(p), "module_alloc")
+            sim = Simulation(load_workload(p), strategy)
     sim.env.run(until=SETTLE_NS)
     return sim
 

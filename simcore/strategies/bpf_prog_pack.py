@@ -1,0 +1,443 @@
+"""``bpf_prog_pack``: BPF JIT images in 64-byte chunks of shared packs.
+
+Models kernel/bpf/core.c as of v6.0 (allocator 57631054fae6 and
+33c9805860e5 in v5.18; ea2babac63d4 in v6.0, patchwork notice on
+20220713204950.3015201-1-song@kernel.org: packs always
+``PMD_SIZE * num_possible_nodes()`` and mapped with 4K pages):
+
+- ``bpf_jit_binary_pack_alloc()``: ``size = round_up(proglen +
+  sizeof(struct bpf_binary_header) + 16, BPF_PROG_CHUNK_SIZE)``, a RO+X
+  chunk from ``bpf_prog_pack_alloc()`` plus a RW shadow from ``kvmalloc()``
+  that the JIT writes into; the image starts at a random offset inside the
+  first chunk;
+- ``bpf_prog_pack_alloc()`` under the global ``pack_mutex``: first fit of
+  ``bitmap_find_next_zero_area()`` over every pack of ``pack_list`` in
+  order, else ``alloc_new_pack()`` (``bpf_jit_alloc_exec()``, fill with
+  illegal instructions, ``set_vm_flush_reset_perms()``,
+  ``set_memory_rox()`` once for the whole pack); a request larger than a
+  pack gets its own page-rounded allocation with the same fill and
+  ``set_memory_rox()``;
+- ``bpf_jit_binary_pack_finalize()``: ``bpf_arch_text_copy()`` of the
+  shadow into the chunk (x86 ``text_poke_copy()``: ``text_mutex`` and local
+  flushes only), then ``kvfree()`` of the shadow;
+- ``bpf_prog_pack_free()`` under ``pack_mutex``: find the owning pack by a
+  linear range check, ``bpf_arch_text_invalidate()`` (x86
+  ``text_poke_set()`` of INT3), ``bitmap_clear()``, and when the pack is
+  empty, unlink it and ``bpf_jit_free_exec()`` it: ``vfree()`` with
+  ``VM_FLUSH_RESET_PERMS`` resets the direct map and flushes once.
+
+Trampolines (``bpf_trampoline``, in packs since v6.8: 3ba026fca878) share
+the path; every other kind (modules, kprobes, ftrace) is served as
+``module_alloc`` serves it.
+
+The chunk allocator and the RW-shadow helpers here are shared with the
+2 MiB variant (:mod:`simcore.strategies.bpf_prog_pack_2m`) and with
+:mod:`simcore.strategies.execmem_rox`.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from simcore.errors import SimulationError
+from simcore.kernel.page_alloc import MAX_PAGE_ORDER
+from simcore.kernel.vmalloc import PMD_SIZE, VM_FLUSH_RESET_PERMS, VmArea
+from simcore.strategies.base import PAGE, ExecAlloc, Strategy
+from simcore.strategies.module_alloc import ModuleAlloc
+
+if TYPE_CHECKING:
+    from simcore.engine import Simulation
+
+# kernel/bpf/core.c: BPF_PROG_CHUNK_SHIFT 6
+BPF_PROG_CHUNK_SIZE = 64
+# sizeof(struct bpf_binary_header): u32 size, then image[] aligned to
+# BPF_IMAGE_ALIGNMENT (8), include/linux/filter.h
+BPF_HDR_SIZE = 8
+# bpf_jit_binary_pack_alloc(): "add 16 bytes for a random section of
+# illegal instructions"
+BPF_PACK_PAD = 16
+# arch/x86/net/bpf_jit_comp.c: align = __alignof__(struct
+# exception_table_entry), the granule of the image's random start
+BPF_JIT_ALIGN = 4
+# SLUB: KMALLOC_MAX_CACHE_SIZE = 1 << (PAGE_SHIFT + 1); larger kmalloc()s
+# come straight from the page allocator (include/linux/slab.h)
+KMALLOC_MAX_CACHE_SIZE = 2 * PAGE
+# Estimate: find_next_zero_bit()/find_next_bit() walk the bitmap a long at a
+# time, about one cycle per word for a bitmap (4 KiB per 2 MiB pack) that
+# stays in L1/L2 under pack_mutex.
+BITMAP_WORD_CYCLES = 1
+BITS_PER_LONG = 64
+
+PACK_KINDS = frozenset({"bpf_prog", "bpf_trampoline"})
+
+
+def round_up(n: int, to: int) -> int:
+    return -(-n // to) * to
+
+
+def pack_image_size(proglen: int) -> int:
+    """bpf_jit_binary_pack_alloc()'s size for a ``proglen``-byte image."""
+    return round_up(proglen + BPF_HDR_SIZE + BPF_PACK_PAD, BPF_PROG_CHUNK_SIZE)
+
+
+class FreeRuns:
+    """Free space as disjoint runs ``[start, end)`` in address order.
+
+    First fit over the runs finds the lowest start with room for ``n``: the
+    position ``bitmap_find_next_zero_area()`` returns for a bitmap of
+    chunks, and the area ``mas_for_each()`` stops at in a maple tree of
+    free areas.
+    """
+
+    __slots__ = ("starts", "ends")
+
+    def __init__(self, start: int | None = None, end: int | None = None) -> None:
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+        if start is not None and end is not None and end > start:
+            self.starts.append(start)
+            self.ends.append(end)
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def runs(self) -> list[tuple[int, int]]:
+        return list(zip(self.starts, self.ends, strict=True))
+
+    def first_fit(self, n: int) -> tuple[int, int]:
+        """(index of the first run with room for ``n`` or -1, runs looked at)."""
+        for i, (s, e) in enumerate(zip(self.starts, self.ends, strict=True)):
+            if e - s >= n:
+                return i, i + 1
+        return -1, len(self.starts)
+
+    def take(self, i: int, n: int) -> int:
+        """Take ``n`` from the head of run ``i``; returns where it starts."""
+        s = self.starts[i]
+        if self.ends[i] - s == n:
+            del self.starts[i], self.ends[i]
+        else:
+            self.starts[i] = s + n
+        return s
+
+    def remove(self, i: int) -> None:
+        del self.starts[i], self.ends[i]
+
+    def give(self, start: int, n: int) -> None:
+        """Return ``[start, start + n)``, merging with its neighbours."""
+        end = start + n
+        starts, ends = self.starts, self.ends
+        i = bisect_left(starts, start)
+        if (i < len(starts) and starts[i] < end) or (i > 0 and ends[i - 1] > start):
+            raise SimulationError(f"free of [{start:#x}, {end:#x}) that is free")
+        left = i > 0 and ends[i - 1] == start
+        right = i < len(starts) and starts[i] == end
+        if left and right:
+            ends[i - 1] = ends[i]
+            del starts[i], ends[i]
+        elif left:
+            ends[i - 1] = end
+        elif right:
+            starts[i] = start
+        else:
+            starts.insert(i, start)
+            ends.insert(i, end)
+
+
+# -- the RW shadow buffer (mm/util.c kvmalloc_node() / kvfree()) -------------
+@dataclass(slots=True)
+class Shadow:
+    kind: str  # "slab", "pages" or "vmalloc"
+    size: int
+    pfn: int = -1
+    order: int = 0
+    area: VmArea | None = None
+
+
+def kvmalloc(st: Strategy, cpu: int, size: int):
+    """kvmalloc(): kmalloc() (slab up to KMALLOC_MAX_CACHE_SIZE, whole
+    pages above, tried with __GFP_NORETRY), else vmalloc(); the fill the
+    JIT gives it (illegal instructions, later zeroes) is charged here.
+    None: no memory."""
+    sim = st.sim
+    fill = size * st.byte_ns
+    if size <= KMALLOC_MAX_CACHE_SIZE:
+        yield st.env.timeout(int(sim.profile.kernel_costs.slab_alloc_ns.value + fill))
+        return Shadow("slab", size)
+    order = (-(-size // PAGE) - 1).bit_length()
+    pfn = None
+    if order <= MAX_PAGE_ORDER:  # else past KMALLOC_MAX_SIZE: kmalloc fails
+        pfn = yield from sim.page_alloc.alloc_pages(cpu, order)
+    if pfn is not None:
+        yield st.env.timeout(int(fill))
+        return Shadow("pages", size, pfn=pfn, order=order)
+    area = yield from sim.vmalloc.vmalloc(cpu, size, caller="kvmalloc")
+    if area is None:
+        return None
+    yield st.env.timeout(int(fill))
+    return Shadow("vmalloc", size, area=area)
+
+
+def vzalloc(st: Strategy, cpu: int, size: int):
+    """vzalloc(): the module loader's writable copy of ROX text."""
+    area = yield from st.sim.vmalloc.vmalloc(cpu, size, zero=True, caller="vzalloc")
+    return None if area is None else Shadow("vmalloc", size, area=area)
+
+
+def kvfree(st: Strategy, cpu: int, buf: Shadow):
+    sim = st.sim
+    if buf.kind == "slab":
+        yield st.env.timeout(int(sim.profile.kernel_costs.slab_alloc_ns.value))
+    elif buf.kind == "pages":
+        yield from sim.page_alloc.free_pages(cpu, buf.pfn, buf.order)
+    else:
+        yield from sim.vmalloc.vfree(cpu, buf.area)
+
+
+def place_bpf_image(obj: ExecAlloc, ro_header: int, size: int, proglen: int, rng):
+    """Where bpf_jit_binary_pack_alloc() puts the image: after the header,
+    at a random ``alignment``-aligned offset within the first chunk."""
+    hole = min(size - (proglen + BPF_HDR_SIZE), BPF_PROG_CHUNK_SIZE - BPF_HDR_SIZE)
+    start = int(rng.integers(hole)) & ~(BPF_JIT_ALIGN - 1) if hole > 0 else 0
+    obj.addr = ro_header + BPF_HDR_SIZE + start
+    obj._touch = None
+
+
+def nr_numa_nodes(sim: Simulation) -> int:
+    """num_possible_nodes() of the modelled machine."""
+    t = sim.profile.topology
+    return max(1, t.sockets.value * t.numa_nodes_per_socket.value)
+
+
+# -- packs -------------------------------------------------------------------
+@dataclass(eq=False)
+class Pack:
+    """struct bpf_prog_pack: the region and its chunk bitmap."""
+
+    area: VmArea
+    chunks: int
+    free: FreeRuns = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.free = FreeRuns(0, self.chunks)
+
+    @property
+    def ptr(self) -> int:
+        return self.area.addr
+
+    def empty(self) -> bool:
+        f = self.free
+        return len(f) == 1 and f.starts[0] == 0 and f.ends[0] == self.chunks
+
+
+@dataclass(slots=True, eq=False)
+class PackImage:
+    """A pack allocation: the RO+X header (``ptr``), its rounded size, the
+    pack it lives in (or its own area when larger than a pack) and the RW
+    shadow until finalize."""
+
+    ptr: int
+    size: int
+    pack: Pack | None = None
+    area: VmArea | None = None
+    shadow: Shadow | None = None
+
+
+class BpfProgPack(ModuleAlloc):
+    name = "bpf_prog_pack"
+    summary = "BPF JIT images in 64 B chunks of shared 2M-per-node packs, 4K-mapped"
+    models = (
+        "kernel/bpf/core.c bpf_prog_pack, v6.0+ (57631054fae6, ea2babac63d4; "
+        "20220713204950.3015201-1-song@kernel.org)"
+    )
+    # set_vm_flush_reset_perms() on every pack and oversize area
+    pack_vm_flags = VM_FLUSH_RESET_PERMS
+
+    def __init__(self, sim: Simulation) -> None:
+        super().__init__(sim)
+        c = sim.profile.kernel_costs
+        self.pack_mutex = sim.machine.mutex("pack_mutex")
+        self.pack_size = PMD_SIZE * nr_numa_nodes(sim)
+        self.chunks = self.pack_size // BPF_PROG_CHUNK_SIZE
+        self.packs: list[Pack] = []  # pack_list, in list_add_tail() order
+        self.rng = sim.rng(f"strategy.{self.name}")
+        self.word_ns = BITMAP_WORD_CYCLES / sim.profile.clock_ghz.value
+        self.visit_ns = c.rb_node_visit_ns.value
+        self.slab_ns = c.slab_alloc_ns.value
+
+    # -- sizing ----------------------------------------------------------------
+    def bpf_image_size(self, proglen: int) -> int:
+        return pack_image_size(proglen)
+
+    def _words(self, bits: int) -> float:
+        return -(-bits // BITS_PER_LONG) * self.word_ns
+
+    # -- the pack region: what the 2 MiB variant changes ---------------------
+    def _exec_alloc(self, cpu: int, size: int):
+        """bpf_jit_alloc_exec(): module_alloc() / execmem_alloc(EXECMEM_BPF),
+        with ``pack_vm_flags``."""
+        return (
+            yield from self.sim.vmalloc.vmalloc(
+                cpu,
+                size,
+                range_="modules",
+                flags=self.pack_vm_flags,
+                caller="bpf_prog_pack",
+            )
+        )
+
+    def _exec_free(self, cpu: int, area: VmArea):
+        """bpf_jit_free_exec(): vfree(), VM_FLUSH_RESET_PERMS doing the reset."""
+        yield from self.sim.vmalloc.vfree(cpu, area)
+
+    def _new_region(self, cpu: int, size: int):
+        """Allocate, fill with illegal instructions through the RW mapping
+        (bpf_fill_ill_insns()), then one set_memory_rox()."""
+        area = yield from self._exec_alloc(cpu, size)
+        if area is None:
+            return None
+        yield self.env.timeout(int(size * self.byte_ns))
+        yield from self.sim.cpa.set_memory_rox(cpu, area.addr, area.nr_pages)
+        return area
+
+    def alloc_new_pack(self, cpu: int):
+        """alloc_new_pack() (pack_mutex held)."""
+        # kzalloc() of the descriptor with its bitmap
+        yield self.env.timeout(int(self.slab_ns + self.chunks / 8 * self.byte_ns))
+        area = yield from self._new_region(cpu, self.pack_size)
+        if area is None:
+            yield self.env.timeout(int(self.slab_ns))  # kfree()
+            return None
+        pack = Pack(area, self.chunks)
+        self.packs.append(pack)
+        self.account(0, self.pack_size)
+        self.metrics.inc("mem.exec.regions")
+        self.metrics.inc("mem.exec.region_allocs")
+        return pack
+
+    # -- bpf_prog_pack_alloc() / bpf_prog_pack_free() ------------------------
+    def bpf_prog_pack_alloc(self, cpu: int, size: int):
+        """Returns a PackImage, or None when memory runs out."""
+        work = yield from self.pack_mutex.take(cpu)
+        img = yield from self._pack_alloc_locked(cpu, size, work)
+        self.pack_mutex.release(cpu)
+        return img
+
+    def _pack_alloc_locked(self, cpu: int, size: int, work: float):
+        if size > self.pack_size:
+            yield self.env.timeout(int(work))
+            size = round_up(size, PAGE)
+            area = yield from self._new_region(cpu, size)
+            if area is None:
+                return None
+            self.metrics.inc("mem.exec.oversize_allocs")
+            return PackImage(area.addr, size, area=area)
+        nbits = -(-size // BPF_PROG_CHUNK_SIZE)
+        found = None
+        for pack in self.packs:
+            i, _ = pack.free.first_fit(nbits)
+            if i < 0:
+                work += self._words(self.chunks)
+                continue
+            work += self._words(pack.free.starts[i] + nbits)
+            found = pack, i
+            break
+        if found is None:
+            yield self.env.timeout(int(work))
+            work = 0
+            pack = yield from self.alloc_new_pack(cpu)
+            if pack is None:
+                return None
+            found = pack, 0
+        pack, i = found
+        pos = pack.free.take(i, nbits)
+        yield self.env.timeout(int(work + self._words(nbits)))  # bitmap_set()
+        return PackImage(pack.ptr + pos * BPF_PROG_CHUNK_SIZE, size, pack=pack)
+
+    def bpf_prog_pack_free(self, cpu: int, img: PackImage):
+        work = yield from self.pack_mutex.take(cpu)
+        if img.area is not None:
+            yield self.env.timeout(int(work))
+            yield from self._exec_free(cpu, img.area)
+            self.pack_mutex.release(cpu)
+            return
+        pack = img.pack
+        # list_for_each_entry() range check
+        work += (self.packs.index(pack) + 1) * self.visit_ns
+        yield self.env.timeout(int(work))
+        # bpf_arch_text_invalidate()
+        yield from self.sim.text_poke.text_poke_set(cpu, img.ptr, img.size)
+        nbits = -(-img.size // BPF_PROG_CHUNK_SIZE)
+        pack.free.give((img.ptr - pack.ptr) // BPF_PROG_CHUNK_SIZE, nbits)
+        # bitmap_clear(), then bitmap_find_next_zero_area(.., 0, nr all)
+        # reads up to the first set bit
+        f = pack.free
+        lead = f.ends[0] if f.starts[0] == 0 else 0
+        yield self.env.timeout(int(self._words(nbits) + self._words(lead)))
+        if pack.empty():
+            self.packs.remove(pack)
+            yield from self._exec_free(cpu, pack.area)
+            yield self.env.timeout(int(self.slab_ns))  # kfree(pack)
+            self.account(0, -self.pack_size)
+            self.metrics.inc("mem.exec.regions", -1)
+            self.metrics.inc("mem.exec.region_frees")
+        self.pack_mutex.release(cpu)
+
+    # -- the strategy interface ------------------------------------------------
+    def alloc(self, cpu: int, size: int, kind: str):
+        """bpf_jit_binary_pack_alloc(): a chunk and its RW shadow."""
+        if kind not in PACK_KINDS:
+            return (yield from super().alloc(cpu, size, kind))
+        img = yield from self.bpf_prog_pack_alloc(cpu, size)
+        if img is None:
+            return None
+        img.shadow = yield from kvmalloc(self, cpu, img.size)
+        if img.shadow is None:
+            yield from self.bpf_prog_pack_free(cpu, img)
+            return None
+        own = img.area.nr_pages * PAGE if img.area is not None else 0
+        self.account(size, own)
+        addr = img.ptr + (BPF_HDR_SIZE if kind == "bpf_prog" else 0)
+        shift = self.sim.pagetables.page_shift(img.ptr) or 12
+        return ExecAlloc(addr, size, kind, shift, img.size, handle=img)
+
+    def shrink_request(self, obj: ExecAlloc, nbytes: int) -> None:
+        """The JIT's real length is known: place the image in its chunk."""
+        super().shrink_request(obj, nbytes)
+        img = obj.handle
+        if isinstance(img, PackImage) and obj.kind == "bpf_prog":
+            place_bpf_image(obj, img.ptr, img.size, nbytes, self.rng)
+
+    def write(self, cpu: int, obj: ExecAlloc, nbytes: int, writes: int = 1):
+        """The JIT emits into the RW shadow with plain stores."""
+        if not isinstance(obj.handle, PackImage):
+            yield from super().write(cpu, obj, nbytes, writes)
+            return
+        yield self.env.timeout(int(self.copy_ns(nbytes, writes)))
+
+    def finalize(self, cpu: int, obj: ExecAlloc):
+        """bpf_jit_binary_pack_finalize(): bpf_arch_text_copy() of the
+        shadow into the pack, kvfree() of the shadow."""
+        img = obj.handle
+        if not isinstance(img, PackImage):
+            yield from super().finalize(cpu, obj)
+            return
+        yield from self.sim.text_poke.text_poke_copy(cpu, img.ptr, img.size)
+        if img.shadow is not None:
+            yield from kvfree(self, cpu, img.shadow)
+            img.shadow = None
+
+    def free(self, cpu: int, obj: ExecAlloc):
+        """bpf_jit_binary_pack_free()."""
+        img = obj.handle
+        if not isinstance(img, PackImage):
+            yield from super().free(cpu, obj)
+            return
+        own = img.area.nr_pages * PAGE if img.area is not None else 0
+        self.account(-obj.size, -own)
+        yield from self.bpf_prog_pack_free(cpu, img)
+        if img.shadow is not None:
+            yield from kvfree(self, cpu, img.shadow)
+            img.shadow = None

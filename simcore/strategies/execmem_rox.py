@@ -1,0 +1,297 @@
+"""``execmem_rox``: EXECMEM_ROX_CACHE, text in page slices of 2 MiB ROX areas.
+
+Models mm/execmem.c's ROX cache as x86 first enabled it for module text
+in v6.13 (5185e7f9f3bd; series 20241007062858.44248-1-rppt@kernel.org),
+here serving every text kind: module text and init text, BPF programs,
+trampolines, kprobes, ftrace. Data and read-only data kinds come from
+``execmem_alloc(EXECMEM_MODULE_DATA)``, a plain vmalloc in the module range,
+as :class:`ModuleAlloc` serves them.
+
+- ``execmem_alloc()`` page-aligns the size; ``__execmem_cache_alloc()``
+  takes ``execmem_cache.mutex`` and walks ``free_areas`` (a maple tree, here
+  sorted runs) for the first area large enough, records the slice in
+  ``busy_areas`` and puts the rest back;
+- a miss runs ``execmem_cache_populate()``: ``vmalloc()`` of
+  ``round_up(size, PMD_SIZE)`` with ``VM_ALLOW_HUGE_VMAP`` (PMD-aligned;
+  4K pages when no order-9 page is free), fill with INT3 through the RW
+  mapping (``execmem_fill_trapping_insns(.., true)``), ``vunmap_range()``
+  (which flushes), remove the pages from the direct map
+  (``execmem_set_direct_map_valid(vm, false)``: one call per 2 MiB page),
+  map them again read-only and executable (``vmap_pages_range_noflush()``
+  with ``PAGE_KERNEL_ROX``), add the area to ``free_areas``, and try again;
+- writing: the module loader relocates a ``vzalloc()``ed writable copy and
+  ``execmem_update_copy()`` (``text_poke_copy()``) copies it in once; the
+  BPF JIT writes a ``kvmalloc()``ed shadow and ``bpf_arch_text_copy()``s it.
+  ``writes`` > 1 is the design the execmem v2 cover letter dropped
+  (20230616085038.4121892-1-rppt@kernel.org: "modprobe takes ten times
+  more"): every section copy and relocation its own ``text_poke()``;
+- ``execmem_cache_free()``: drop the slice from ``busy_areas``, refill it with
+  INT3 (``text_poke_set()``), merge it back into ``free_areas`` and
+  ``schedule_work()`` the cleaner, which hands every free area covering a
+  whole populated area back: direct map valid again, ``vfree()``.
+
+Where the model departs from v6.13: populate maps with the page size the
+area got (the kernel passes ``PMD_SHIFT`` whatever vmalloc found), and the
+cleaner frees an area only when all of it is free. The 2025 rework
+(temporary RW remap, cache kept in the direct map) is not modelled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from simcore.kernel.pgtable import PAGE_KERNEL_ROX
+from simcore.kernel.vmalloc import PMD_SIZE, VM_ALLOW_HUGE_VMAP, VmArea
+from simcore.strategies.base import PAGE, TEXT_KINDS, ExecAlloc
+from simcore.strategies.bpf_prog_pack import (
+    PACK_KINDS,
+    FreeRuns,
+    Shadow,
+    kvfree,
+    kvmalloc,
+    pack_image_size,
+    place_bpf_image,
+    round_up,
+    vzalloc,
+)
+from simcore.strategies.module_alloc import ModuleAlloc
+
+if TYPE_CHECKING:
+    from simcore.engine import Simulation
+
+# include/linux/maple_tree.h: MAPLE_RANGE64_SLOTS, the fan-out of the
+# range nodes that free_areas and busy_areas are made of
+MAPLE_SLOTS = 16
+
+
+def _mt_depth(n: int) -> int:
+    """Levels of a maple tree holding ``n`` ranges."""
+    depth, cap = 1, MAPLE_SLOTS
+    while cap < n:
+        depth += 1
+        cap *= MAPLE_SLOTS
+    return depth
+
+
+@dataclass(slots=True, eq=False)
+class RoxSlice:
+    addr: int
+    size: int  # bytes asked for, copied in at finalize
+    shadow: Shadow | None = None
+
+
+class ExecmemRox(ModuleAlloc):
+    name = "execmem_rox"
+    summary = "EXECMEM_ROX_CACHE: text in page slices of shared 2M ROX areas"
+    models = (
+        "mm/execmem.c EXECMEM_ROX_CACHE, x86 v6.13 (5185e7f9f3bd; "
+        "20241007062858.44248-1-rppt@kernel.org)"
+    )
+
+    def __init__(self, sim: Simulation) -> None:
+        super().__init__(sim)
+        prof = sim.profile
+        self.cache_mutex = sim.machine.mutex("execmem_cache_mutex")
+        self.free_areas = FreeRuns()
+        self.busy: dict[int, int] = {}  # busy_areas: start -> size
+        self.areas: dict[int, VmArea] = {}  # populated vm areas by start
+        self.visit_ns = prof.kernel_costs.rb_node_visit_ns.value
+        self.wakeup_ns = int(round(prof.locks.mutex_wakeup_ns.value))
+        self.clean_pending = False
+        self.rng = sim.rng(f"strategy.{self.name}")
+
+    def bpf_image_size(self, proglen: int) -> int:
+        """The JIT writing into ROX memory is bpf_jit_binary_pack_alloc()."""
+        return pack_image_size(proglen)
+
+    def _tree_ns(self, n: int, ops: int = 1) -> float:
+        return ops * _mt_depth(n) * self.visit_ns
+
+    # -- the cache -------------------------------------------------------------
+    def _cache_alloc(self, cpu: int, size: int):
+        """__execmem_cache_alloc(): the slice's start, or None on a miss."""
+        work = yield from self.cache_mutex.take(cpu)
+        i, looked = self.free_areas.first_fit(size)
+        work += looked * self.visit_ns  # mas_for_each()
+        addr = None
+        if i >= 0:
+            addr = self.free_areas.take(i, size)
+            self.busy[addr] = size
+            # busy store, free erase, free store of the rest
+            work += self._tree_ns(len(self.busy)) + self._tree_ns(
+                len(self.free_areas), 2
+            )
+        yield self.env.timeout(int(work))
+        self.cache_mutex.release(cpu)
+        return addr
+
+    def _cache_add(self, cpu: int, addr: int, size: int):
+        """execmem_cache_add(): merge into free_areas (walk, next, store)."""
+        work = yield from self.cache_mutex.take(cpu)
+        self.free_areas.give(addr, size)
+        work += self._tree_ns(len(self.free_areas), 3)
+        yield self.env.timeout(int(work))
+        self.cache_mutex.release(cpu)
+
+    def _set_direct_map(self, cpu: int, area: VmArea, valid: bool):
+        """execmem_set_direct_map_valid(): one call per (huge) page."""
+        cpa, pt = self.sim.cpa, self.sim.pagetables
+        nr = 1 << (area.page_shift - 12)
+        op = (
+            cpa.set_direct_map_default_noflush
+            if valid
+            else cpa.set_direct_map_invalid_noflush
+        )
+        for i in range(0, area.nr_pages, nr):
+            yield from op(cpu, pt.page_address(area.pages[i]), nr)
+
+    def _populate(self, cpu: int, size: int):
+        """execmem_cache_populate(): True when an area was added."""
+        sim = self.sim
+        alloc_size = round_up(size, PMD_SIZE)
+        area = yield from sim.vmalloc.vmalloc(
+            cpu,
+            alloc_size,
+            range_="modules",
+            align=PMD_SIZE,
+            flags=VM_ALLOW_HUGE_VMAP,
+            caller="execmem_rox",
+        )
+        if area is None:
+            return False
+        start = area.addr
+        # execmem_fill_trapping_insns(p, alloc_size, writable = true)
+        yield self.env.timeout(int(alloc_size * self.byte_ns))
+        # vunmap_range(): clear, then flush_tlb_kernel_range()
+        yield from sim.pagetables.vunmap_range_noflush(cpu, start, alloc_size)
+        yield self.env.timeout(
+            sim.machine.flush.kernel_range(cpu, start, start + alloc_size)
+        )
+        yield from self._set_direct_map(cpu, area, False)
+        ok = yield from sim.pagetables.vmap_pages_range(
+            cpu, start, area.pages, page_shift=area.page_shift, prot=PAGE_KERNEL_ROX
+        )
+        if not ok:
+            yield from self._set_direct_map(cpu, area, True)
+            yield from sim.vmalloc.vfree(cpu, area)
+            return False
+        self.areas[start] = area
+        yield from self._cache_add(cpu, start, alloc_size)
+        self.account(0, alloc_size)
+        self.metrics.inc("mem.exec.regions")
+        self.metrics.inc("mem.exec.region_allocs")
+        return True
+
+    def _cache_free(self, cpu: int, addr: int):
+        """execmem_cache_free()."""
+        work = yield from self.cache_mutex.take(cpu)
+        size = self.busy.pop(addr)
+        work += self._tree_ns(len(self.busy) + 1, 2)  # mas_walk(), erase
+        yield self.env.timeout(int(work))
+        self.cache_mutex.release(cpu)
+        # execmem_fill_trapping_insns(ptr, size, writable = false)
+        yield from self.sim.text_poke.text_poke_set(cpu, addr, size)
+        yield from self._cache_add(cpu, addr, size)
+        if not self.clean_pending:
+            # schedule_work(&execmem_cache_clean_work): no-op while pending
+            self.clean_pending = True
+            self.env.process(self._clean(cpu))
+
+    def _clean(self, cpu: int):
+        """execmem_cache_clean() on this CPU's kworker."""
+        yield self.env.timeout(self.wakeup_ns)
+        self.clean_pending = False
+        work = yield from self.cache_mutex.take(cpu)
+        free = self.free_areas
+        i = 0
+        while i < len(free):
+            s, e = free.starts[i], free.ends[i]
+            work += self.visit_ns
+            area = self.areas.get(s)
+            if area is None or s % PMD_SIZE or e - s != area.nr_pages * PAGE:
+                i += 1
+                continue
+            yield self.env.timeout(int(work + self._tree_ns(len(free))))
+            work = 0
+            free.remove(i)
+            del self.areas[s]
+            yield from self._set_direct_map(cpu, area, True)
+            yield from self.sim.vmalloc.vfree(cpu, area)
+            self.account(0, -(e - s))
+            self.metrics.inc("mem.exec.regions", -1)
+            self.metrics.inc("mem.exec.region_frees")
+        yield self.env.timeout(int(work))
+        self.cache_mutex.release(cpu)
+
+    # -- the strategy interface ------------------------------------------------
+    def alloc(self, cpu: int, size: int, kind: str):
+        """execmem_alloc(): text from the cache, the rest plain vmalloc."""
+        if kind not in TEXT_KINDS:
+            return (yield from super().alloc(cpu, size, kind))
+        asize = round_up(size, PAGE)
+        addr = yield from self._cache_alloc(cpu, asize)
+        if addr is None:
+            ok = yield from self._populate(cpu, asize)
+            if ok:
+                addr = yield from self._cache_alloc(cpu, asize)
+        if addr is None:
+            return None
+        self.account(size, 0)
+        shift = self.sim.pagetables.page_shift(addr) or 12
+        return ExecAlloc(addr, size, kind, shift, asize, handle=RoxSlice(addr, size))
+
+    def shrink_request(self, obj: ExecAlloc, nbytes: int) -> None:
+        super().shrink_request(obj, nbytes)
+        sl = obj.handle
+        if isinstance(sl, RoxSlice) and obj.kind == "bpf_prog":
+            place_bpf_image(obj, sl.addr, sl.size, nbytes, self.rng)
+
+    def write(self, cpu: int, obj: ExecAlloc, nbytes: int, writes: int = 1):
+        """Staged in a writable copy, or (``writes`` > 1) one text_poke()
+        per write straight into the ROX slice."""
+        sl = obj.handle
+        if not isinstance(sl, RoxSlice):
+            yield from super().write(cpu, obj, nbytes, writes)
+            return
+        tp = self.sim.text_poke
+        if writes > 1:
+            per, rest = divmod(nbytes, writes)
+            off = 0
+            for k in range(writes):
+                n = per + (k < rest)
+                yield from tp.text_poke(cpu, sl.addr + off, max(1, n))
+                off += n
+            return
+        if sl.shadow is None:
+            get = kvmalloc if obj.kind in PACK_KINDS else vzalloc
+            sl.shadow = yield from get(self, cpu, sl.size)
+            if sl.shadow is None:
+                # no memory for a copy: write in place
+                yield from tp.text_poke_copy(cpu, sl.addr, nbytes)
+                return
+        yield self.env.timeout(int(self.copy_ns(nbytes, writes)))
+
+    def finalize(self, cpu: int, obj: ExecAlloc):
+        """execmem_update_copy() / bpf_arch_text_copy() of the staged copy;
+        the slice is read-only and executable already."""
+        sl = obj.handle
+        if not isinstance(sl, RoxSlice):
+            yield from super().finalize(cpu, obj)
+            return
+        if sl.shadow is not None:
+            yield from self.sim.text_poke.text_poke_copy(cpu, sl.addr, sl.size)
+            yield from kvfree(self, cpu, sl.shadow)
+            sl.shadow = None
+
+    def free(self, cpu: int, obj: ExecAlloc):
+        """execmem_free()."""
+        sl = obj.handle
+        if not isinstance(sl, RoxSlice):
+            yield from super().free(cpu, obj)
+            return
+        self.account(-obj.size, 0)
+        yield from self._cache_free(cpu, sl.addr)
+        if sl.shadow is not None:
+            yield from kvfree(self, cpu, sl.shadow)
+            sl.shadow = None
