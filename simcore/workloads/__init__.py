@@ -13,6 +13,11 @@ from functools import cache
 _REGISTRY: dict[str, str] = {
     "vmalloc_stress": "simcore.workloads.vmalloc_stress:VmallocStress",
     "bpf_jit": "simcore.workloads.bpf_jit:BpfJit",
+    "arena": "simcore.workloads.arena:ArenaWorkload",
+    "module_load": "simcore.workloads.module_load:ModuleLoad",
+    "background": "simcore.workloads.background:Background",
+    "readers": "simcore.workloads.readers:Readers",
+    "trace": "simcore.workloads.trace:Trace",
 }
 
 

@@ -14,6 +14,7 @@ Defaults follow the Meta fleet distribution of JIT image sizes (median
 
 from __future__ import annotations
 
+from operator import attrgetter
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -22,6 +23,7 @@ from pydantic import Field
 from simcore.config.base import Strict
 from simcore.config.dists import LogNormal, Popularity, SizeDist
 from simcore.config.units import Duration, Rate
+from simcore.hw.touchtable import TouchTable
 
 if TYPE_CHECKING:
     from simcore.engine import Simulation
@@ -46,16 +48,32 @@ class Exec(Strict):
     coverage: float = Field(default=1.0, gt=0, le=1, description="share of image run")
 
 
+class Attach(Strict):
+    fentry: float = Field(
+        default=0.0, ge=0, le=1, description="share of programs attached by trampoline"
+    )
+    xdp: float = Field(
+        default=0.0, ge=0, le=1, description="share attached through the dispatcher"
+    )
+
+
 class BpfJit(Strict):
     type: Literal["bpf_jit"]
     programs: int = Field(default=100, ge=0, le=1_000_000)
     size: SizeDist = Field(
         default_factory=lambda: LogNormal(dist="lognormal", median=500, p75=2048)
     )
+    from_bpftool: str | None = Field(
+        default=None,
+        description="a `bpftool -j prog show` capture: its jited programs are the "
+        "resident population (instead of programs/size); churned ones draw "
+        "their sizes from it",
+    )
     load_cpus: int = Field(default=1, ge=1)
     privileged: bool = True
     churn: Churn = Field(default_factory=Churn)
     exec: Exec = Field(default_factory=Exec)
+    attach: Attach = Field(default_factory=Attach)
 
     def start(self, sim: Simulation, index: int) -> None:
         run = _Run(self, sim, index)
@@ -71,11 +89,21 @@ class _Run:
         self.tag = f"workload.{index}.bpf_jit"
         self.live: list[BpfProg] = []
         self._cdf: dict[int, np.ndarray] = {}
+        self._attach_rng = sim.rng(self.tag + ".attach")
+        self._xdp = 0
+        self.size = cfg.size
 
     def start(self) -> None:
         sim, cfg = self.sim, self.cfg
         rng = sim.rng(self.tag + ".sizes")
-        sizes = cfg.size.sample(rng, cfg.programs).tolist()
+        if cfg.from_bpftool:
+            from simcore.workloads.captures import capture_path
+            from simcore.workloads.captures.bpftool import load_bpftool
+
+            self.size = load_bpftool(capture_path(sim, cfg.from_bpftool))
+            sizes = self.size.sizes.tolist()
+        else:
+            sizes = cfg.size.sample(rng, cfg.programs).tolist()
         loaders = min(cfg.load_cpus, sim.nr_cpus)
         for k in range(loaders):
             sim.env.process(self._loader(k, sizes[k::loaders]))
@@ -87,11 +115,27 @@ class _Run:
                 sim.env.process(self._executor(cpu))
 
     def _loader(self, cpu: int, sizes: list[int]):
-        bpf = self.sim.bpf
         for proglen in sizes:
-            prog = yield from bpf.prog_load(cpu, proglen, self.cfg.privileged)
-            if not isinstance(prog, int) and prog is not None:
+            prog = yield from self._load(cpu, proglen)
+            if prog is not None:
                 self.live.append(prog)
+
+    def _load(self, cpu: int, proglen: int):
+        """bpf(BPF_PROG_LOAD), then the attachment: an fentry trampoline or
+        the XDP dispatcher for a share of programs. None on failure."""
+        bpf = self.sim.bpf
+        prog = yield from bpf.prog_load(cpu, proglen, self.cfg.privileged)
+        if isinstance(prog, int) or prog is None:
+            return None
+        att = self.cfg.attach
+        if att.fentry or att.xdp:
+            u = float(self._attach_rng.random())
+            if u < att.fentry:
+                yield from bpf.trampoline_attach(cpu, prog)
+            elif u < att.fentry + att.xdp:
+                self._xdp += 1
+                yield from bpf.dispatcher_update(cpu, self._xdp)
+        return prog
 
     def _churn(self):
         sim, cfg = self.sim, self.cfg
@@ -100,14 +144,14 @@ class _Run:
         while True:
             yield sim.env.timeout(max(1, int(rng.exponential(mean_gap))))
             cpu = int(rng.integers(sim.nr_cpus))
-            proglen = int(cfg.size.sample(rng, 1)[0])
+            proglen = int(self.size.sample(rng, 1)[0])
             life = max(1, int(rng.exponential(cfg.churn.lifetime)))
             sim.env.process(self._short_lived(cpu, proglen, life))
 
     def _short_lived(self, cpu: int, proglen: int, life: int):
         bpf = self.sim.bpf
-        prog = yield from bpf.prog_load(cpu, proglen, self.cfg.privileged)
-        if isinstance(prog, int) or prog is None:
+        prog = yield from self._load(cpu, proglen)
+        if prog is None:
             return
         self.live.append(prog)
         yield self.sim.env.timeout(life)
@@ -123,7 +167,18 @@ class _Run:
             if len(self._cdf) > 64:  # churn changes n constantly: bound the cache
                 self._cdf.clear()
             cdf = self._cdf[n] = np.cumsum(self.cfg.exec.popularity.weights(n))
+            # rounding may leave the sum just below 1: an infinite last
+            # bound sends such draws to the last program, as clamping the
+            # picks would, without a pass over them every quantum
+            cdf[-1] = np.inf
         return cdf
+
+    def _touch_table(self) -> TouchTable:
+        """One table for all executor CPUs: the live images are shared."""
+        table = self.__dict__.get("_table")
+        if table is None:
+            table = self._table = TouchTable(attrgetter("image"))
+        return table
 
     def _executor(self, cpu: int):
         sim, cfg = self.sim, self.cfg
@@ -133,19 +188,16 @@ class _Run:
         per_quantum = cfg.exec.rate * quantum / 1e9
         cover = cfg.exec.coverage
         execu = sim.executor
+        table = self._touch_table()
         while True:
             yield env.timeout(quantum)
             n = len(self.live)
             k = int(rng.poisson(per_quantum)) if n else 0
             if not k:
                 continue
-            picks = np.searchsorted(self._pick_cdf(n), rng.random(k), side="right")
-            np.minimum(picks, n - 1, out=picks)
-            images = [self.live[i].image for i in picks.tolist()]
-            addrs = np.concatenate([im.touches() for im in images])
-            shifts = np.concatenate(
-                [np.full(len(im.touches()), im.page_shift, np.uint8) for im in images]
-            )
-            insns = int(sum(im.size for im in images) * cover / INSN_BYTES)
-            execu.run(cpu, addrs, shifts, "i", insns)
+            picks = self._pick_cdf(n).searchsorted(rng.random(k), side="right")
+            # the table turns k invocations into one stream with a few numpy
+            # gathers instead of Python work per invocation (touchtable.py)
+            addrs, shifts, nbytes = table.gather(self.live, picks)
+            execu.run(cpu, addrs, shifts, "i", int(nbytes * cover / INSN_BYTES))
             sim.metrics.inc("workload.bpf_jit.invocations", k)

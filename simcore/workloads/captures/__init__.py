@@ -1,0 +1,50 @@
+"""Real-system captures a workload can be built from.
+
+One parser per format, each raising :class:`~simcore.errors.CaptureError`
+with the file, the line and what a line should look like:
+``modules`` (``lsmod`` and ``/proc/modules``), ``bpftool``
+(``bpftool -j prog show``) and ``trace`` (alloc/free/exec events).
+``/proc/vmallocinfo`` and ``/proc/buddyinfo`` live with the kernel parts
+they seed (:mod:`simcore.kernel.vmallocinfo`, :mod:`simcore.kernel.buddyinfo`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from simcore.errors import CaptureError
+
+if TYPE_CHECKING:
+    from simcore.engine import Simulation
+
+
+def capture_path(sim: Simulation, name: str) -> Path:
+    """A capture named in a workload file: a relative path is looked up
+    next to the workload file first, then from the current directory."""
+    path = Path(name)
+    if not path.is_absolute():
+        near = Path(sim.resolved.file).parent / path
+        if near.is_file():
+            return near
+    return path
+
+
+def read_capture(path: Path, what: str, expected: str) -> str:
+    """The text of a capture file, or a CaptureError saying why not."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CaptureError(
+            f"cannot read {what} capture: {exc.strerror}",
+            file=str(path),
+            expected=expected,
+        ) from None
+    except UnicodeDecodeError:
+        raise CaptureError(
+            f"{what} capture is not text", file=str(path), expected=expected
+        ) from None
+
+
+def clip(s: str, n: int = 60) -> str:
+    return s if len(s) <= n else s[: n - 3] + "..."

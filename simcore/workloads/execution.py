@@ -1,0 +1,97 @@
+"""Running code at a rate: the batched execution shared by generators.
+
+DESIGN section 6: a CPU runs one ``sim.quantum`` of work, the page touches
+of everything it ran in that quantum go through its TLB model in one
+``sim.executor.run()`` call, and flushes take effect between quanta. A
+generator supplies what one event touches; this module draws how many
+events each quantum holds (Poisson at the configured rate), which objects
+they hit (a popularity law over objects in rank order), and batches the
+touches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from simcore.config.dists import Popularity
+
+if TYPE_CHECKING:
+    from simcore.engine import Simulation
+
+# x86-64 instructions average about 4 bytes: an estimate used to turn bytes
+# run into the instructions behind *.mpki (the value bpf_jit uses).
+INSN_BYTES = 4.0
+# popularity tables cached per object count; churn changes the count all
+# the time, so the cache is bounded
+_CDF_CACHE_MAX = 64
+
+
+class Picker:
+    """Draws which of ``n`` objects (in rank order) each event hits."""
+
+    def __init__(self, popularity: Popularity) -> None:
+        self.popularity = popularity
+        self._cdf: dict[int, np.ndarray] = {}
+
+    def cdf(self, n: int) -> np.ndarray:
+        cdf = self._cdf.get(n)
+        if cdf is None:
+            if len(self._cdf) > _CDF_CACHE_MAX:
+                self._cdf.clear()
+            cdf = self._cdf[n] = np.cumsum(self.popularity.weights(n))
+        return cdf
+
+    def pick(self, rng: np.random.Generator, n: int, k: int) -> list[int]:
+        picks = np.searchsorted(self.cdf(n), rng.random(k), side="right")
+        np.minimum(picks, n - 1, out=picks)
+        return picks.tolist()
+
+
+def batch(pieces: Sequence[tuple[np.ndarray, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Page addresses and their mapping shifts, one array each."""
+    if not pieces:
+        return np.zeros(0, np.uint64), np.zeros(0, np.uint8)
+    addrs = np.concatenate([a for a, _ in pieces])
+    shifts = np.concatenate([np.full(len(a), s, np.uint8) for a, s in pieces])
+    return addrs, shifts
+
+
+def run_pieces(
+    sim: Simulation,
+    cpu: int,
+    pieces: Sequence[tuple[np.ndarray, int]],
+    nbytes: float,
+    side: str = "i",
+) -> int:
+    """Touch every piece on ``cpu``; ``nbytes`` of code ran (or data was
+    used alongside ``nbytes`` of code). Returns the ns the misses cost."""
+    addrs, shifts = batch(pieces)
+    return sim.executor.run(cpu, addrs, shifts, side, int(nbytes / INSN_BYTES))
+
+
+def at_rate(
+    sim: Simulation,
+    cpu: int,
+    rng: np.random.Generator,
+    rate: float,
+    step: Callable[[int, int], None],
+):
+    """Every quantum on ``cpu``, ``step(cpu, k)`` for the k ~ Poisson
+    events that fall in it (``rate`` per second); quanta without events
+    cost nothing but their timeout."""
+    env = sim.env
+    quantum = sim.quantum
+    per_quantum = rate * quantum / 1e9
+    while True:
+        yield env.timeout(quantum)
+        k = int(rng.poisson(per_quantum))
+        if k:
+            step(cpu, k)
+
+
+def exec_cpus(sim: Simulation, cpus: int | None) -> range:
+    """The CPUs an execution setting names: the first ``cpus``, or all."""
+    return range(min(cpus or sim.nr_cpus, sim.nr_cpus))

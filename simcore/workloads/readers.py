@@ -1,0 +1,89 @@
+"""``readers``: tools reading /proc/vmallocinfo and /proc/kcore at a rate.
+
+Monitoring agents cat /proc/vmallocinfo (``vmalloc_info_show()`` walks
+every busy area under the vmap locks, see :meth:`Vmalloc.vmallocinfo`);
+debuggers and live-crash tools (drgn, crash, sdb) read vmalloc memory
+through /proc/kcore (``vread_iter()``, :meth:`Vmalloc.vread`), which
+takes the busy-tree locks the allocator needs. Each reader is a process on
+its own CPU (``cpus`` readers on CPUs 0, 1, ...) with exponential gaps at
+``rate``. A kcore read copies ``size`` bytes at a random address of the
+first ``span`` bytes of its range (default: twice the KVA in use, where
+lowest-fit allocation puts the busy areas).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import Field
+
+from simcore.config.base import Strict
+from simcore.config.units import Rate, Size
+from simcore.kernel.vmalloc import MODULES_VADDR, VMALLOC_START
+
+if TYPE_CHECKING:
+    from simcore.engine import Simulation
+
+DESCRIPTION = "/proc/vmallocinfo and /proc/kcore readers at a rate"
+
+RANGE_START = {"vmalloc": VMALLOC_START, "modules": MODULES_VADDR}
+MIN_SPAN = 1 << 20
+
+
+class VmallocinfoReaders(Strict):
+    rate: Rate = Field(default=0.0, ge=0, description="reads per second per reader")
+    cpus: int = Field(default=1, ge=1, description="readers, on CPUs 0, 1, ...")
+
+
+class KcoreReaders(Strict):
+    rate: Rate = Field(default=0.0, ge=0, description="reads per second per reader")
+    cpus: int = Field(default=1, ge=1)
+    size: Size = Field(default="4K", gt=0, description="bytes per read")
+    range: Literal["vmalloc", "modules"] = "vmalloc"
+    span: Size | None = Field(default=None, gt=0, description="addresses read from")
+
+
+class Readers(Strict):
+    type: Literal["readers"]
+    vmallocinfo: VmallocinfoReaders = Field(default_factory=VmallocinfoReaders)
+    kcore: KcoreReaders = Field(default_factory=KcoreReaders)
+
+    def start(self, sim: Simulation, index: int) -> None:
+        tag = f"workload.{index}.readers"
+        vi, kc = self.vmallocinfo, self.kcore
+        if vi.rate > 0:
+            for cpu in range(min(vi.cpus, sim.nr_cpus)):
+                rng = sim.rng(f"{tag}.vmallocinfo.cpu{cpu}")
+                sim.env.process(_every(sim, rng, vi.rate, _vmallocinfo(sim, cpu)))
+        if kc.rate > 0:
+            for cpu in range(min(kc.cpus, sim.nr_cpus)):
+                rng = sim.rng(f"{tag}.kcore.cpu{cpu}")
+                sim.env.process(_every(sim, rng, kc.rate, _kcore(sim, cpu, kc, rng)))
+
+
+def _every(sim: Simulation, rng, rate: float, read):
+    gap = 1e9 / rate
+    while True:
+        yield sim.env.timeout(max(1, int(rng.exponential(gap))))
+        yield from read()
+
+
+def _vmallocinfo(sim: Simulation, cpu: int):
+    def read():
+        lines = yield from sim.vmalloc.vmallocinfo(cpu)
+        sim.metrics.inc("workload.readers.vmallocinfo_reads")
+        sim.metrics.inc("workload.readers.vmallocinfo_lines", len(lines))
+
+    return read
+
+
+def _kcore(sim: Simulation, cpu: int, cfg: KcoreReaders, rng):
+    start = RANGE_START[cfg.range]
+
+    def read():
+        span = cfg.span or max(MIN_SPAN, 2 * sim.vmalloc.used_bytes)
+        addr = start + int(rng.integers(span))
+        yield from sim.vmalloc.vread(cpu, addr, cfg.size)
+        sim.metrics.inc("workload.readers.kcore_reads")
+
+    return read
