@@ -1,0 +1,91 @@
+"""The validation results folder, written atomically.
+
+``results/validate/<run-id>/`` (or ``-o DIR``): ``table.txt`` (what the
+command printed), ``results.json`` (every case's points, quantities,
+verdict and runs, with the resolved config hash of each run) and one chart
+per case as ``<case>.png`` and ``.svg``. As with ``simcore run``, the
+folder is built under a hidden name and renamed into place when complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+from simcore import __version__
+from simcore.results.writer import _replace
+from simcore.validate.charts import render_case_chart
+from simcore.validate.runner import CaseResult
+
+
+def results_doc(results: list[CaseResult], *, quick: bool) -> dict:
+    cases = {}
+    for r in results:
+        spec, v = r.case.spec, r.verdict
+        cases[r.case.name] = {
+            "title": spec.title,
+            "area": spec.area,
+            "suitability": spec.suitability,
+            "source": spec.source.model_dump(exclude_none=True),
+            "status": r.status,
+            "criterion": r.case.rule.describe(r.case.has_x),
+            "published_quantity": v.published if v else None,
+            "simulated_quantity": v.simulated if v else None,
+            "published": _points(r.case.published),
+            "simulated": _points(r.simulated),
+            "known_gap": spec.known_gap,
+            "error": r.error,
+            "runs": r.runs,
+            "wall_s": round(r.wall_s, 2),
+        }
+    return {"simcore_version": __version__, "quick": quick, "cases": cases}
+
+
+def _points(points: dict[str, dict[float, float]]) -> dict:
+    return {s: {f"{x:g}": y for x, y in sorted(p.items())} for s, p in points.items()}
+
+
+def _run_id(results: list[CaseResult], quick: bool) -> str:
+    h = hashlib.sha256()
+    for r in results:
+        h.update(Path(r.case.file).read_bytes())
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{h.hexdigest()[:6]}" + ("-quick" if quick else "")
+
+
+def write_validation(
+    results: list[CaseResult],
+    table: str,
+    *,
+    quick: bool,
+    out_dir: str | None = None,
+    base: str = "results",
+) -> Path:
+    if out_dir:
+        target = Path(out_dir)
+    else:
+        parent = Path(base) / "validate"
+        run_id = _run_id(results, quick)
+        target, n = parent / run_id, 2
+        while target.exists():
+            target, n = parent / f"{run_id}-{n}", n + 1
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        (tmp / "table.txt").write_text(table, encoding="utf-8")
+        doc = results_doc(results, quick=quick)
+        (tmp / "results.json").write_text(json.dumps(doc, indent=2) + "\n")
+        for r in results:
+            render_case_chart(r, tmp)
+        _replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
