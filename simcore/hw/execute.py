@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from simcore.hw.pagewalk import PageWalker
+from simcore.hw.tlb import prepare_batch
 from simcore.results.metrics import Metrics
 
 
@@ -29,6 +30,8 @@ class Executor:
         self.ghz = prof.clock_ghz.value
         self.walker = PageWalker(prof)
         self.stlb_hit_cycles = prof.tlb.stlb_hit_cycles.value
+        self._fp = np.zeros(4, dtype=np.int64)
+        self._footprint = None  # simcore.hw.compiled.footprint, on first walk
 
     def run(
         self,
@@ -59,18 +62,21 @@ class Executor:
         return ns
 
     def _walk_cycles(self, addrs: np.ndarray, shifts: np.ndarray, stats) -> float:
-        a = addrs.astype(np.uint64, copy=False)
-        regions = len(np.unique(a >> np.uint64(21)))
+        """Cycles of the batch's walks, each class costed from the batch's
+        page-table footprint."""
+        if self._footprint is None:
+            from simcore.hw.compiled import footprint
+
+            self._footprint = footprint
+        fp = self._fp
+        # shifts were range-checked by the lookup; here they only classify
+        self._footprint(*prepare_batch(addrs, shifts, check_uint8=False), fp)
+        regions = int(fp[0])
         total = 0.0
-        for shift, walks in (
-            (12, stats.walks_4k),
-            (21, stats.walks_2m),
-            (30, stats.walks_1g),
+        for c, (shift, walks) in enumerate(
+            ((12, stats.walks_4k), (21, stats.walks_2m), (30, stats.walks_1g))
         ):
             if walks:
-                sel = shifts < 21 if shift == 12 else (shifts >= 21) & (shifts < 30)
-                if shift == 30:
-                    sel = shifts >= 30
-                pages = len(np.unique(a[sel] >> np.uint64(shift)))
+                pages = int(fp[1 + c])
                 total += walks * self.walker.walk_cycles(shift, pages, regions)
         return total

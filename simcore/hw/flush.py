@@ -46,6 +46,7 @@ class FlushModel:
         ghz = profile.clock_ghz.value
         self.invlpg_ns = f.invlpg_cycles.value / ghz
         self.global_ns = f.global_flush_cycles.value / ghz
+        self.cr3_ns = f.cr3_flush_cycles.value / ghz
         self.ceiling = f.single_page_flush_ceiling.value
         self.broadcast = f.broadcast.value
         self.ipi_send_ns = f.ipi_send_ns.value
@@ -109,6 +110,51 @@ class FlushModel:
         # Each responder loses its interrupt handling and invalidation.
         self.metrics.cpu_time("shootdown", int(targets * (self.stolen_ns + inv_ns)))
         return self.ipi_send_ns + slowest
+
+    def user_range(self, cpu: int, start: int, end: int, cpus) -> int:
+        """flush_tlb_mm_range() of a user mapping, issued by ``cpu`` after
+        a zap (tlb_finish_mmu()).
+
+        Only the CPUs in the mm's cpumask (``cpus``) can cache the mm's
+        entries, so only they are flushed: locally if ``cpu`` is one of
+        them, by IPI (or broadcast) for the others. Past the single-page
+        ceiling the whole mm is flushed, a CR3 reload that keeps the global
+        kernel entries. Counted as ``tlb.user_*``, apart from the all-CPU
+        kernel-range flushes. Returns the initiator's latency in ns.
+        """
+        npages = max(1, -(-(end - start) // PAGE))
+        full = npages > self.ceiling
+        targets = sorted(set(cpus))
+        tlbs = self.tlbs() if self.tlbs is not None else []
+        for c in targets:
+            if c < len(tlbs):
+                if full:
+                    tlbs[c].flush_all(include_global=False)
+                else:
+                    tlbs[c].invalidate_range(start, end)
+        inv = self.cr3_ns if full else npages * self.invlpg_ns
+        local = inv if cpu in targets else 0.0
+        remote = [c for c in targets if c != cpu]
+        m = self.metrics
+        if full:
+            m.inc("tlb.user_full_flushes")
+        if not remote:
+            m.inc("tlb.user_local_flushes")
+            latency = local
+        elif self.broadcast != "none":
+            m.inc("tlb.user_broadcast_flushes")
+            latency = (1 if full else npages) * self.bcast_page_ns + self.bcast_sync_ns
+        else:
+            m.inc("tlb.user_shootdowns")
+            m.inc("tlb.user_ipis", len(remote))
+            deliver = self.rng.lognormal(self.mu, self.sigma, size=len(remote))
+            deliver += np.array([self.topo.c2c_ns(cpu, c) for c in remote])
+            slowest = float(deliver.max()) + self.irq_ns + inv
+            m.cpu_time("shootdown", int(len(remote) * (self.stolen_ns + inv)))
+            latency = max(local, self.ipi_send_ns + slowest)
+        ns = int(round(latency))
+        m.cpu_time("shootdown", ns)
+        return ns
 
     def _transfer_ns(self, cpu: int) -> np.ndarray:
         # Targets on another socket see the IPI and the csd line one

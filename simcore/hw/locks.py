@@ -78,6 +78,7 @@ class SpinLock:
         self.stats = stats
         self.uncontended_ns = uncontended_ns
         self.owner: int | None = None
+        self.last: int | None = None  # the previous holder
         self.waiters: deque[tuple[int, simpy.Event, int]] = deque()
         self._since = 0
 
@@ -107,9 +108,21 @@ class SpinLock:
         yield self.env.timeout(int(work_ns + extra))
         self.release(cpu)
 
+    def line_ns(self, cpu: int, local_ns: float) -> float:
+        """Cost, for the holder ``cpu``, of one cache line of the data the
+        lock protects: ``local_ns`` when this CPU held the lock last (the
+        line is still in its cache), else a transfer from the previous
+        holder's cache, which wrote it. This is why a contended lock's
+        critical sections lengthen: each hand-off moves the data too."""
+        last = self.last
+        if last is None or last == cpu:
+            return local_ns
+        return max(local_ns, self.topo.c2c_ns(last, cpu))
+
     def release(self, cpu: int) -> None:
         env = self.env
         now = env.now
+        self.last = cpu
         self.stats.hold_ns += now - self._since
         if not self.waiters:
             self.owner = None

@@ -39,12 +39,14 @@ STLB = 2
 GLOBAL_BIT = 63
 PAGE_SHIFT_2M = 21
 PAGE_SHIFT_1G = 30
+MAX_SHIFT = 63
 if (
     EMPTY_TAG != _tlb.EMPTY_TAG
     or STLB != _tlb.STLB
     or GLOBAL_BIT != _tlb.GLOBAL_BIT
     or PAGE_SHIFT_2M != _tlb.PAGE_SHIFT_2M
     or PAGE_SHIFT_1G != _tlb.PAGE_SHIFT_1G
+    or MAX_SHIFT != _tlb.MAX_SHIFT
     or _tlb.TAG_SHIFT_BITS != 6
 ):
     raise ImportError("tlb_fast constants out of step with simcore.hw.tlb")
@@ -86,6 +88,12 @@ def _probe(tags, stamps, base, ways, tag):
 
 @njit(cache=True)
 def _lookup_kernel(addrs, shifts, l1, tags, stamps, clock, meta, route, stats, out):
+    # The range check of the shifts (they index ``route``) is done here, a
+    # compare per touch before any state changes, rather than by a numpy
+    # reduction per batch in prepare_batch(), which costs microseconds.
+    for k in range(shifts.shape[0]):
+        if shifts[k] > MAX_SHIFT:
+            return False
     now = clock[0]
     record = out.shape[0] != 0
     l1_misses = 0
@@ -156,6 +164,7 @@ def _lookup_kernel(addrs, shifts, l1, tags, stamps, clock, meta, route, stats, o
     stats[3] = walks_4k
     stats[4] = walks_2m
     stats[5] = walks_1g
+    return True
 
 
 @njit(cache=True)
@@ -224,7 +233,7 @@ class FastTlb(Tlb):
         self, addrs, shifts, side: str, outcomes: np.ndarray | None = None
     ) -> TlbStats:
         l1 = side_level(side)
-        a, s = prepare_batch(addrs, shifts)
+        a, s = prepare_batch(addrs, shifts, check_uint8=False)
         if outcomes is None:
             out = _NO_OUTCOMES
         else:
@@ -236,7 +245,7 @@ class FastTlb(Tlb):
             if out.dtype != np.int8 or not out.flags.c_contiguous:
                 out = np.zeros(a.shape[0], dtype=np.int8)
         st = self._stats
-        _lookup_kernel(
+        ok = _lookup_kernel(
             a,
             s,
             l1,
@@ -248,6 +257,8 @@ class FastTlb(Tlb):
             st,
             out,
         )
+        if not ok:
+            raise ValueError(f"page shifts outside [0, {MAX_SHIFT}]")
         if outcomes is not None and out is not outcomes:
             outcomes[:] = out
         return TlbStats(*st.tolist())

@@ -1,0 +1,99 @@
+"""Compiled (numba) helpers of the execution path.
+
+Imported on first use, not with the modules using them, so that a run
+which executes no code (a vmalloc stress test, ``simcore check``) does not
+pay for importing numba. Kernels are cached on disk (``cache=True``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+# Walk classes by the touch's page shift (below 21: 4K, below 30: 2M, else
+# 1G, as simcore.hw.tlb counts walks) and the page size each class's
+# footprint is counted in. numba freezes this into the disk-cached kernel.
+_CLASS_SHIFT = (12, 21, 30)
+
+
+@njit(cache=True)
+def _distinct_sorted(v, shift):
+    """Distinct values of ``v >> shift``, ``v`` sorted: an arithmetic shift
+    keeps the order, so equal results are adjacent."""
+    n = 0
+    for i in range(v.shape[0]):
+        if i == 0 or (v[i] >> shift) != (v[i - 1] >> shift):
+            n += 1
+    return n
+
+
+@njit(cache=True)
+def footprint(addrs, shifts, out):
+    """``out[0]``: distinct 2M regions of all touches; ``out[1 + c]``:
+    distinct pages of walk class ``c`` (4K, 2M, 1G) among its touches.
+
+    np.unique per class cost more than the TLB lookup itself (a sort and a
+    dozen numpy calls each). Here one sort serves the regions and, when the
+    batch is all of one class (the usual case: one strategy's mapping
+    size), that class's pages too. Shifting int64 bit patterns
+    arithmetically groups addresses exactly as the unsigned shift does, so
+    the counts are the same.
+    """
+    n = addrs.shape[0]
+    for c in range(4):
+        out[c] = 0
+    if n == 0:
+        return
+    v = addrs.copy()
+    v.sort()
+    out[0] = _distinct_sorted(v, 21)
+    cls = np.zeros(n, np.int8)
+    for i in range(n):
+        s = shifts[i]
+        cls[i] = 0 if s < 21 else (1 if s < 30 else 2)
+    uniform = True
+    for i in range(1, n):
+        if cls[i] != cls[0]:
+            uniform = False
+            break
+    if uniform:
+        out[1 + cls[0]] = _distinct_sorted(v, _CLASS_SHIFT[cls[0]])
+        return
+    for c in range(3):
+        m = 0
+        for i in range(n):
+            if cls[i] == c:
+                v[m] = addrs[i]
+                m += 1
+        part = v[:m]
+        part.sort()
+        out[1 + c] = _distinct_sorted(part, _CLASS_SHIFT[c])
+
+
+@njit(cache=True)
+def gather(picks, first, count, shift, size, flat):
+    """For each pick ``p``: ``count[p]`` touches of ``flat`` from
+    ``first[p]``, each with page shift ``shift[p]``; returns (addresses,
+    shifts, sum of ``size[p]``). :class:`simcore.hw.touchtable.TouchTable`'s
+    gather.
+
+    One compiled pass instead of the eight numpy calls a ragged gather
+    takes (count, cumsum, repeat, arange, ...): at ~100 picks a quantum
+    their fixed costs, not the copying, were the time.
+    """
+    total = 0
+    for p in picks:
+        total += count[p]
+    addrs = np.empty(total, np.uint64)
+    shifts = np.empty(total, np.uint8)
+    k = 0
+    nbytes = 0
+    for p in picks:
+        f = first[p]
+        s = shift[p]
+        for j in range(count[p]):
+            addrs[k] = flat[f + j]
+            shifts[k] = s
+            k += 1
+        nbytes += size[p]
+    return addrs, shifts, nbytes
