@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -67,6 +68,10 @@ def _parser() -> argparse.ArgumentParser:
 
     add_sweep_parser(sub)
 
+    from simcore.validate.cli import add_parser as add_validate_parser
+
+    add_validate_parser(sub)
+
     rep = sub.add_parser(
         "report", help="re-render summary and charts of results folders"
     )
@@ -76,7 +81,9 @@ def _parser() -> argparse.ArgumentParser:
     lst = sub.add_parser(
         "list", help="what exists: strategies, profiles, workloads, metrics"
     )
-    lst.add_argument("what", choices=["strategies", "profiles", "workloads", "metrics"])
+    lst.add_argument(
+        "what", choices=["strategies", "profiles", "workloads", "metrics", "presets"]
+    )
 
     sub.add_parser("schema", help="JSON Schema of the workload format")
     return p
@@ -95,6 +102,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; nothing was written", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # `simcore list metrics | head`: the reader left, which is not an
+        # error; point stdout at /dev/null so the interpreter's final flush
+        # does not raise again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except Exception:  # a bug: say so, and keep the traceback for the report
         print("internal error (a simcore bug, please report it):", file=sys.stderr)
         traceback.print_exc()
@@ -110,6 +123,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from simcore.sweep.cli import run as run_sweep
 
         return run_sweep(args)
+    if args.command == "validate":
+        from simcore.validate.cli import run as run_validate
+
+        return run_validate(args)
     if args.command == "report":
         return _cmd_report(args)
     if args.command == "list":
@@ -178,6 +195,11 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def _cmd_list(what: str) -> int:
     rows: list[tuple[str, str]] = []
+    if what == "presets":
+        from simcore.kernel.presets import era_table
+
+        sys.stdout.write(era_table())
+        return EXIT_OK
     if what == "strategies":
         from simcore.strategies import get_strategy, strategy_names
 

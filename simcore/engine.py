@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import simpy
 
@@ -34,6 +34,37 @@ from simcore.strategies import get_strategy
 DEFAULT_STRATEGY = {"exec": "module_alloc", "arena": "arena_4k"}
 
 
+SERIES_KEYS = (
+    "tlb.shootdowns",
+    "tlb.ipis",
+    "tlb.full_flushes",
+    "directmap.4k_bytes",
+    "directmap.2m_bytes",
+    "directmap.1g_bytes",
+    "directmap.level2_splits",
+    "directmap.level3_splits",
+    "mem.pagetable_pages",
+    "mem.exec.allocated_bytes",
+    "mem.exec.requested_bytes",
+    "itlb.misses",
+    "stlb.misses",
+    "vmap.used_bytes",
+)
+
+
+# counters a reader expects in every comparison, zero when nothing happened
+ALWAYS_REPORTED = (
+    "tlb.shootdowns",
+    "tlb.ipis",
+    "tlb.full_flushes",
+    "directmap.level2_splits",
+    "directmap.level3_splits",
+    "mem.pagetable_pages",
+    "vmap.lazy_purges",
+    "vmap.alloc_failures",
+)
+
+
 @dataclass
 class RunResult:
     strategy: str
@@ -42,6 +73,7 @@ class RunResult:
     wall_s: float
     events: int
     latency_cdfs: dict[str, list[tuple[float, float]]]
+    kmsg: list[str] = field(default_factory=list)  # kernel log (dmesg.txt)
 
 
 class Simulation:
@@ -53,6 +85,9 @@ class Simulation:
         self.duration = cfg.duration
         self.env = simpy.Environment(initial_time=0)
         self.metrics = Metrics()
+        # counters sampled into timeseries.csv (charts of the direct map and
+        # of shootdowns over time read them)
+        self.metrics.series_keys = list(SERIES_KEYS)
         self.profile = resolved.profile
         self.nr_cpus = resolved.cpus
         self.kernel_knobs = resolved.kernel
@@ -81,6 +116,13 @@ class Simulation:
         # memory or arenas); the other domain gets the kernel's own design.
         self.strategy = get_strategy(strategy)(self)
         self._domains = {self.strategy.domain: self.strategy}
+        self.kmsg: list[str] = []
+        # sim.trace_out: record the run's allocation events as a trace
+        self.recorder = None
+        if cfg.sim.trace_out:
+            from simcore.workloads.captures.recorder import install_recorder
+
+            install_recorder(self, cfg.sim.trace_out)
         for i, w in enumerate(cfg.workloads):
             w.start(self, i)
         self.env.process(self._sampler(max(1, self.duration // cfg.sim.samples)))
@@ -127,19 +169,19 @@ class Simulation:
         # ties in the event heap); reading it counts events at no cost.
         events = next(self.env._eid)
         self.vmalloc.finish()
+        if self.recorder is not None:
+            self.recorder.close()
         m = self.metrics
-        m.counters.setdefault("tlb.shootdowns", 0)
-        m.counters.setdefault("tlb.ipis", 0)
-        m.counters.setdefault("tlb.full_flushes", 0)
-        m.counters.setdefault("mem.pagetable_pages", 0)
-        m.counters.setdefault("vmap.lazy_purges", 0)
-        m.counters.setdefault("vmap.alloc_failures", 0)
+        for name in ALWAYS_REPORTED:
+            m.counters.setdefault(name, 0)
         m.counters["sim.events"] = events
         out = m.snapshot(duration_ns=self.duration, cpus=self.nr_cpus)
         out.update(self.machine.export_locks())
         out = dict(sorted(out.items()))
         cdfs = {op: h.cdf() for op, h in sorted(m.hists.items())}
-        return RunResult(self.strategy_name, out, m.series, wall, events, cdfs)
+        return RunResult(
+            self.strategy_name, out, m.series, wall, events, cdfs, list(self.kmsg)
+        )
 
 
 def simulate(resolved: Resolved, *, quiet: bool = True) -> list[RunResult]:

@@ -41,6 +41,8 @@ class KernelConfig(Strict):
     cpa_rox: Literal["native", "ro_then_x"] | None = None
     fragmentation: float | None = Field(default=None, ge=0.0, le=1.0)
     buddyinfo: str | None = None
+    arena_locking: Literal["mutex", "spinlock"] | None = None
+    arena_fault: Literal["fixup", "scratch_page"] | None = None
 
     @field_validator("preset", mode="before")
     @classmethod
@@ -60,6 +62,10 @@ class SimConfig(Strict):
     tlb_model: Literal["exact", "fast"] = "fast"
     quantum: Duration = Field(default="100us", gt=0)
     samples: int = Field(default=50, ge=2, le=10_000)
+    trace_out: str | None = Field(
+        default=None,
+        description="record the run's alloc/free events as a trace (.csv or .jsonl)",
+    )
 
 
 def _workload_entry() -> Any:

@@ -60,8 +60,13 @@ def format_path(path: PathT) -> str:
     return out or "(top level)"
 
 
+# libyaml's composer gives the same nodes and marks ten times faster; the
+# hardware profiles are parsed on every resolve (a sweep resolves each point)
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def load_yaml_text(text: str, file: str) -> Located:
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(text)
     try:
         node = loader.get_single_node()
         if node is None:

@@ -98,6 +98,9 @@ class KvaSpace:
         self._n = 0
         self._free = 0
         self._touched = 0
+        # nodes the last alloc() or free() wrote (clip, merge, propagation,
+        # rebalancing): the search only reads, the rest dirties cache lines
+        self.written = 0
         # vmap_area objects given back with kmem_cache_free() so far: one per
         # FL fit and one per merge (the freed area is folded into a neighbour,
         # two when it joins both). Callers charge a slab free per object.
@@ -230,6 +233,7 @@ class KvaSpace:
         if nva + size > vend:
             return None, visits, "NONE"
         fit, work = self._clip(node, path, nva, size)
+        self.written = work
         return nva, visits + work, fit
 
     def reserve(self, addr: int, size: int) -> tuple[int, str]:
@@ -345,6 +349,7 @@ class KvaSpace:
                     f"{n.start:#x}-{n.end:#x}"
                 )
         visits = len(path)
+        searched = visits
         self._free += size
         nxt = path[next_i] if next_i >= 0 and path[next_i].start == end else None
         prv = path[prev_i] if prev_i >= 0 and path[prev_i].end == addr else None
@@ -364,6 +369,7 @@ class KvaSpace:
             visits += self._propagate(path, prev_i)
         else:
             visits += self._link(path, addr, end)
+        self.written = visits - searched
         return visits
 
     # -- tree mechanics -----------------------------------------------------------

@@ -20,6 +20,8 @@ KNOBS = (
     "cpa_rox",
     "fragmentation",
     "buddyinfo",
+    "arena_locking",
+    "arena_fault",
 )
 
 
@@ -31,3 +33,24 @@ def presets() -> dict[str, dict[str, dict]]:
 
 def preset_values(name: str) -> dict[str, object]:
     return {k: v["value"] for k, v in presets()[name].items()}
+
+
+def era_table() -> str:
+    """Markdown table: one row per knob, one column per preset, and below
+    it the source of each change between neighbouring eras."""
+    eras = presets()
+    names = list(eras)
+    knobs = [k for k in KNOBS if all(k in eras[e] for e in names)]
+    out = ["| knob | " + " | ".join(names) + " |"]
+    out.append("| --- |" + " --- |" * len(names))
+    for k in knobs:
+        cells = [str(eras[e][k]["value"]) for e in names]
+        out.append(f"| `{k}` | " + " | ".join(cells) + " |")
+    out.append("")
+    out.append("Where a knob changes between neighbouring presets:")
+    out.append("")
+    for k in knobs:
+        for prev, cur in zip(names, names[1:], strict=False):
+            if eras[prev][k]["value"] != eras[cur][k]["value"]:
+                out.append(f"- `{k}` {prev} -> {cur}: {eras[cur][k]['source']}")
+    return "\n".join(out) + "\n"

@@ -325,6 +325,16 @@ class Vmalloc:
         inner.release(cpu)
         outer.release(cpu)
 
+    def _touch_ns(self, cpu: int, lock, reads: float, writes: float) -> float:
+        """A critical section's data cost: ``reads`` tree nodes examined
+        (shared lines, cached: ``rb_node_visit_ns`` each) and ``writes``
+        lines dirtied, which the previous holder of ``lock`` most likely
+        dirtied too and so come from its cache (estimate: the lines an
+        operation writes are the ones the last one wrote, as in a loop of
+        same-size allocations on the lowest-address path)."""
+        reads = max(0.0, reads)
+        return reads * self.visit_ns + writes * lock.line_ns(cpu, self.visit_ns)
+
     def _acquire(self, cpu: int, lock):
         """Take ``lock``; returns the ns to add for an uncontended acquisition."""
         return lock.take(cpu)
@@ -452,7 +462,9 @@ class Vmalloc:
                 pre_ns = 0
                 extra = yield from node.pool_lock.take(cpu)
                 va = self._node_pool_del_va(node, idx, align)
-                yield self.env.timeout(int(self.visit_ns + extra))
+                # list_del() of the pool head: one line written
+                ns = self._touch_ns(cpu, node.pool_lock, 0, 1)
+                yield self.env.timeout(int(ns + extra))
                 node.pool_lock.release(cpu)
                 if va is not None:
                     addr = va.addr
@@ -472,8 +484,10 @@ class Vmalloc:
             addr, visits, fit = self.kva.alloc(size, align, vstart=vstart, vend=vend)
             if fit == "NE":
                 self._preload[cpu] = 0
+            kva = self.kva
             work = (
-                visits * self.visit_ns + (self.kva.released - released) * self.slab_ns
+                self._touch_ns(cpu, self.free_lock, visits - kva.written, kva.written)
+                + (kva.released - released) * self.slab_ns
             )
             yield self.env.timeout(int(work + extra))
             self.free_lock.release(cpu)
@@ -490,7 +504,9 @@ class Vmalloc:
         extra = yield from node.busy_lock.take(cpu)
         node.busy[addr] = area
         self.used_bytes += size
-        yield self.env.timeout(int(self.visit_ns * _depth(len(node.busy)) + extra))
+        # rb_link_node + rebalance: estimate two lines written
+        ns = self._touch_ns(cpu, node.busy_lock, _depth(len(node.busy)) - 2, 2)
+        yield self.env.timeout(int(ns + extra))
         node.busy_lock.release(cpu)
         return area
 
@@ -512,7 +528,9 @@ class Vmalloc:
         node = self._addr_node(addr)
         extra = yield from node.busy_lock.take(cpu)
         area = node.busy.pop(addr, None)
-        yield self.env.timeout(int(self.visit_ns * _depth(len(node.busy) + 1) + extra))
+        # rb_erase: estimate two lines written
+        ns = self._touch_ns(cpu, node.busy_lock, _depth(len(node.busy) + 1) - 2, 2)
+        yield self.env.timeout(int(ns + extra))
         node.busy_lock.release(cpu)
         if area is None:
             for other in self.nodes:
@@ -658,12 +676,17 @@ class Vmalloc:
             vn = self.nodes[area.node] if area.node >= 0 else self._addr_node(area.addr)
             extra = yield from vn.lazy_lock.take(cpu)
             vn.lazy.append(area)
-            yield self.env.timeout(int(self.visit_ns * _depth(len(vn.lazy)) + extra))
+            ns = self._touch_ns(cpu, vn.lazy_lock, _depth(len(vn.lazy)) - 1, 1)
+            yield self.env.timeout(int(ns + extra))
             vn.lazy_lock.release(cpu)
         else:
             extra = yield from self.purge_area_lock.take(cpu)
             visits = self.lazy_tree.free(area.addr, area.size)
-            yield self.env.timeout(int(self.visit_ns * visits + extra))
+            t = self.lazy_tree
+            ns = self._touch_ns(
+                cpu, self.purge_area_lock, visits - t.written, t.written
+            )
+            yield self.env.timeout(int(ns + extra))
             self.purge_area_lock.release(cpu)
         if nr_lazy > self.lazy_max_pages:
             if self.in_workqueue:
@@ -774,13 +797,15 @@ class Vmalloc:
         # under CONFIG_PREEMPT contention (spin_needbreak()).
         extra = yield from self._acquire(cpu, self.free_lock)
         released = self.kva.released
-        visits = 0
+        visits = written = 0
         pages = 0
         for s, e in blocks:
             visits += self.kva.free(s, e - s)
+            written += self.kva.written
             pages += (e - s) >> PAGE_SHIFT
         self.lazy_nr -= pages
-        work = visits * self.visit_ns + (self.kva.released - released) * self.slab_ns
+        work = self._touch_ns(cpu, self.free_lock, visits - written, written)
+        work += (self.kva.released - released) * self.slab_ns
         yield self.env.timeout(int(work + extra))
         self.free_lock.release(cpu)
         self.metrics.inc("vmap.lazy_purges")
@@ -822,10 +847,12 @@ class Vmalloc:
         """reclaim_list_global(): merge into the free tree under its lock."""
         extra = yield from self._acquire(cpu, self.free_lock)
         released = self.kva.released
-        visits = 0
+        visits = written = 0
         for s, size in ranges:
             visits += self.kva.free(s, size)
-        work = visits * self.visit_ns + (self.kva.released - released) * self.slab_ns
+            written += self.kva.written
+        work = self._touch_ns(cpu, self.free_lock, visits - written, written)
+        work += (self.kva.released - released) * self.slab_ns
         yield self.env.timeout(int(work + extra))
         self.free_lock.release(cpu)
 

@@ -41,6 +41,8 @@ SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Memory", ("mem",)),
     ("Allocation latency", ("alloc",)),
     ("vmap", ("vmap", "vmalloc")),
+    ("Executable memory", ("bpf", "module", "text_poke")),
+    ("BPF arena", ("arena",)),
     ("Workload", ("workload",)),
     ("Simulator", ("sim",)),
 )

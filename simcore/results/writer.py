@@ -84,6 +84,14 @@ def latency_csv(results: list[RunResult]) -> str:
     return buf.getvalue()
 
 
+def dmesg_text(results: list[RunResult]) -> str:
+    """The kernel log of each strategy's run, one section per strategy."""
+    parts = []
+    for r in results:
+        parts.append(f"==> {r.strategy} <==\n" + "".join(f"{ln}\n" for ln in r.kmsg))
+    return "\n".join(parts)
+
+
 def read_timeseries_csv(path: Path) -> dict[str, dict[str, list]]:
     """timeseries.csv as strategy -> metric -> [(time ns, value)]."""
     out: dict[str, dict[str, list]] = {}
@@ -156,6 +164,8 @@ def write_results(
             for r in results
         }
         (tmp / "timing.json").write_text(json.dumps(timing, indent=2) + "\n")
+        if any(r.kmsg for r in results):
+            (tmp / "dmesg.txt").write_text(dmesg_text(results), encoding="utf-8")
         # charts from the files just written, as `simcore report` draws them
         render_charts(
             doc,

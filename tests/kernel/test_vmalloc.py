@@ -295,7 +295,8 @@ def test_many_frees_few_shootdowns():
     # during it queue one more (small) drain: at most two per threshold
     assert frees * 2 // 2000 // 2 <= purges <= 2 * (frees * 2 // 2000) + 1
     assert m["tlb.shootdowns"] == purges  # one flush per purge, not per free
-    assert frees / m["tlb.shootdowns"] > 500
+    # hundreds of frees per shootdown (the bound above allows ~480)
+    assert frees / m["tlb.shootdowns"] > 400
 
 
 def test_purge_helpers_take_nodes_when_far_over_the_limit():

@@ -7,6 +7,13 @@ charge it against ``bpf_jit_limit`` (``bpf_jit_charge_modmem``), allocate,
 write and finalize it through the strategy. Verification and JIT passes are
 not modelled: they cost the same whatever the allocator.
 
+Trampolines (kernel/bpf/trampoline.c ``bpf_trampoline_update()``) and the
+XDP dispatcher (kernel/bpf/dispatcher.c ``bpf_dispatcher_change_prog()``)
+are executable allocations of their own through the same strategy (kind
+``bpf_trampoline``): the image is allocated, written and protected, and the
+call site in the traced function is patched live with ``text_poke_bp``
+(``bpf_arch_text_poke()``), whose sync rounds IPI every CPU.
+
 ``bpf_jit_limit`` defaults to half the executable range
 (``bpf_jit_alloc_exec_limit() >> 1`` rounded up to a page: MODULES_END -
 MODULES_VADDR on x86), and loads by unprivileged users past it fail with
@@ -25,6 +32,14 @@ if TYPE_CHECKING:
     from simcore.engine import Simulation
 
 PAGE = 4096
+# arch_bpf_trampoline_size() is found by a dry run of the x86 JIT: the
+# prologue/epilogue and register saves are a few hundred bytes and every
+# attached program adds a call sequence. Estimate: 256 B + 64 B per program.
+TRAMPOLINE_BASE = 256
+TRAMPOLINE_PER_PROG = 64
+# the dispatcher image: BPF_DISPATCHER_MAX = 48 programs of a compare and a
+# direct call, one page in the kernel (bpf_dispatcher_change_prog())
+DISPATCHER_IMAGE = PAGE
 BPF_JIT_LIMIT = -(-((MODULES_END - MODULES_VADDR) >> 1) // PAGE) * PAGE
 EPERM = 1
 
@@ -34,6 +49,7 @@ class BpfProg:
     proglen: int
     charged: int
     image: ExecAlloc
+    trampoline: ExecAlloc | None = None
 
 
 class BpfCore:
@@ -43,6 +59,7 @@ class BpfCore:
         self.metrics = sim.metrics
         self.limit = BPF_JIT_LIMIT
         self.charged = 0
+        self._dispatcher: ExecAlloc | None = None
 
     def prog_load(self, cpu: int, proglen: int, privileged: bool = True):
         """Returns the BpfProg, or -EPERM / None when memory runs out."""
@@ -69,7 +86,62 @@ class BpfCore:
     def prog_free(self, cpu: int, prog: BpfProg):
         """bpf_jit_free(): give the image back, uncharge bpf_jit_limit."""
         t0 = self.env.now
+        if prog.trampoline is not None:
+            yield from self.trampoline_detach(cpu, prog)
         yield from self.sim.exec_strategy.free(cpu, prog.image)
         self.charged -= prog.charged
         self.metrics.inc("bpf.progs_freed")
         self.metrics.latency("bpf_prog_free", self.env.now - t0)
+
+    # -- trampolines and the dispatcher ------------------------------------------
+    def trampoline_attach(self, cpu: int, prog: BpfProg, nr_progs: int = 1):
+        """bpf_trampoline_link_prog() -> bpf_trampoline_update(): allocate
+        the image (arch_alloc_bpf_trampoline()), JIT into it, protect it,
+        then point the traced function's fentry at it with
+        bpf_arch_text_poke() (text_poke_bp). False when memory ran out."""
+        st = self.sim.exec_strategy
+        t0 = self.env.now
+        size = TRAMPOLINE_BASE + TRAMPOLINE_PER_PROG * nr_progs
+        image = yield from st.alloc(cpu, size, "bpf_trampoline")
+        if image is None:
+            self.metrics.inc("bpf.load_failures")
+            return False
+        yield from st.write(cpu, image, size)
+        yield from st.finalize(cpu, image)
+        yield from self.sim.text_poke.text_poke_bp(cpu, 1)
+        prog.trampoline = image
+        self.metrics.inc("bpf.trampolines")
+        self.metrics.latency("bpf_trampoline_update", self.env.now - t0)
+        return True
+
+    def trampoline_detach(self, cpu: int, prog: BpfProg):
+        """bpf_trampoline_unlink_prog(): restore the fentry nop with
+        text_poke_bp, then free the image (after the RCU tasks grace
+        period, which costs no CPU time here)."""
+        image = prog.trampoline
+        if image is None:
+            return
+        yield from self.sim.text_poke.text_poke_bp(cpu, 1)
+        yield from self.sim.exec_strategy.free(cpu, image)
+        prog.trampoline = None
+        self.metrics.inc("bpf.trampolines", -1)
+
+    def dispatcher_update(self, cpu: int, nr_progs: int):
+        """bpf_dispatcher_change_prog(): the first call allocates the
+        dispatcher image; every change JITs the new compare-and-call
+        sequence into the RW half, copies it into the live image
+        (bpf_arch_text_copy) and repoints the dispatcher call site
+        (text_poke_bp)."""
+        st = self.sim.exec_strategy
+        if self._dispatcher is None:
+            image = yield from st.alloc(cpu, DISPATCHER_IMAGE, "bpf_trampoline")
+            if image is None:
+                return False
+            yield from st.write(cpu, image, DISPATCHER_IMAGE)
+            yield from st.finalize(cpu, image)
+            self._dispatcher = image
+        nbytes = min(DISPATCHER_IMAGE, 16 * max(1, nr_progs))
+        yield from st.update(cpu, self._dispatcher, nbytes)
+        yield from self.sim.text_poke.text_poke_bp(cpu, 1)
+        self.metrics.inc("bpf.dispatcher_updates")
+        return True
