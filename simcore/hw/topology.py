@@ -35,6 +35,7 @@ class Topology:
         self.nr_cpus = cpus
         self.places = [self._place(c) for c in range(cpus)]
         c = profile.c2c_ns
+        self._c2c_pair: dict[int, float] = {}
         # Indexed by distance class; SAME_CPU costs nothing to hand over.
         self._c2c = [
             c.smt.value,
@@ -64,7 +65,13 @@ class Topology:
 
     def c2c_ns(self, a: int, b: int) -> float:
         """Latency of moving one cache line from CPU a to CPU b."""
-        return self._c2c[self.distance(a, b)]
+        # every lock hand-off asks this: cache the answers per pair (at most
+        # nr_cpus^2 floats, filled only for pairs that meet)
+        key = a * self.nr_cpus + b
+        ns = self._c2c_pair.get(key)
+        if ns is None:
+            ns = self._c2c_pair[key] = self._c2c[self.distance(a, b)]
+        return ns
 
     def sockets_online(self) -> int:
         return len({p.socket for p in self.places})

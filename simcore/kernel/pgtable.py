@@ -356,6 +356,15 @@ class VmapPageTable:
             t = self.ptes[a >> PMD_SHIFT]
             i = (a >> PAGE_SHIFT) & 511
             n = min(PTRS_PER_TABLE - i, len(pfns) - pos)
+            if n == 1:
+                # one-page maps are the common case (vmalloc of a page,
+                # vm_map_ram): scalar stores beat numpy slicing tenfold
+                if t.flags[i] != _NONE:
+                    raise SimulationError(f"vmap over a live PTE at {a:#x}")
+                t.pfns[i] = pfns[pos]
+                t.flags[i] = flags
+                pos += 1
+                continue
             if (t.flags[i : i + n] != _NONE).any():
                 raise SimulationError(f"vmap over a live PTE at {a:#x}")
             t.pfns[i : i + n] = pfns[pos : pos + n]
@@ -389,8 +398,12 @@ class VmapPageTable:
                 if t is not None:
                     i = (a >> PAGE_SHIFT) & 511
                     j = i + ((nxt - a) >> PAGE_SHIFT)
-                    t.flags[i:j] = _NONE
-                    t.pfns[i:j] = -1
+                    if j == i + 1:  # see set_ptes()
+                        t.flags[i] = _NONE
+                        t.pfns[i] = -1
+                    else:
+                        t.flags[i:j] = _NONE
+                        t.pfns[i:j] = -1
                     ptes += j - i
             a = nxt
         return ptes, pmds

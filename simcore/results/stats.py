@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 CONFIDENCE = 0.95
 
@@ -42,6 +41,10 @@ def ci95(values: Sequence[float]) -> Interval:
     if n < 2:
         return Interval(mean, None, None, n)
     sem = float(xs.std(ddof=1)) / math.sqrt(n)
+    # scipy.stats costs about a second to import: only runs with
+    # replications need it, so it is not paid by every `simcore run`
+    from scipy import stats
+
     half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1)) * sem
     return Interval(mean, mean - half, mean + half, n)
 
