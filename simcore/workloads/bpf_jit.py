@@ -24,16 +24,13 @@ from simcore.config.base import Strict
 from simcore.config.dists import LogNormal, Popularity, SizeDist
 from simcore.config.units import Duration, Rate
 from simcore.hw.touchtable import TouchTable
+from simcore.workloads.execution import INSN_BYTES
 
 if TYPE_CHECKING:
     from simcore.engine import Simulation
     from simcore.kernel.bpf.core import BpfProg
 
 DESCRIPTION = "BPF programs loaded, executed with a popularity law, churned"
-
-# x86-64 instructions average about 4 bytes: an estimate used to turn image
-# bytes into the instructions behind *.mpki.
-INSN_BYTES = 4.0
 
 
 class Churn(Strict):

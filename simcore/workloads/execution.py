@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from simcore.engine import Simulation
 
 # x86-64 instructions average about 4 bytes: an estimate used to turn bytes
-# run into the instructions behind *.mpki (the value bpf_jit uses).
+# run into the instructions behind *.mpki (every generator uses this one).
 INSN_BYTES = 4.0
 # popularity tables cached per object count; churn changes the count all
 # the time, so the cache is bounded
