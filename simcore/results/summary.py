@@ -39,11 +39,13 @@ SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Direct map", ("directmap",)),
     ("Locks", ("lock",)),
     ("Memory", ("mem",)),
+    ("Page allocator", ("buddy",)),
     ("Allocation latency", ("alloc",)),
     ("vmap", ("vmap", "vmalloc")),
     ("Executable memory", ("bpf", "module", "text_poke")),
     ("BPF arena", ("arena",)),
     ("Workload", ("workload",)),
+    ("test_vmalloc", ("test_vmalloc",)),
     ("Simulator", ("sim",)),
 )
 OTHER = "Other"
