@@ -88,8 +88,7 @@ class Watch:
                 elif idx in pt.vmap.ptes:
                     i = (max(addr, idx << 21) >> 12) & 511
                     j = ((min(end, (idx + 1) << 21) - 1) >> 12 & 511) + 1
-                    pfns = pt.vmap.ptes[idx].pfns[i:j]
-                    gone = pfns[pfns >= 0].tolist()
+                    gone = [p for p in pt.vmap.ptes[idx].pfns[i:j] if p >= 0]
                 for pfn in gone:
                     self.k_unmapped.setdefault(pfn, now())
             return clear(addr, size)
