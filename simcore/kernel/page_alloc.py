@@ -314,7 +314,10 @@ class BuddyAllocator:
         # Blocks handed out whole (pfn -> order) and split_page()d blocks
         # (head pfn -> [order, bitmask of pages not yet freed]).
         self.allocated: dict[int, int] = {}
-        self.split: dict[int, list[int]] = {}
+        # Keyed by (head, order): the freed front pages of a split block can
+        # merge, be handed out and be split again (same head, lower order)
+        # while the block's other pages are still in use.
+        self.split: dict[tuple[int, int], list[int]] = {}
         if buddyinfo is not None:
             if len(buddyinfo) != len(self.zones):
                 raise CaptureError(
@@ -623,7 +626,7 @@ class BuddyAllocator:
         if order == 0:
             return
         del self.allocated[pfn]
-        self.split[pfn] = [order, (1 << (1 << order)) - 1]
+        self.split[pfn, order] = [order, (1 << (1 << order)) - 1]
 
     def drain_pages(self) -> None:
         """drain_all_pages(): empty every CPU's list back to the buddy."""
@@ -666,16 +669,15 @@ class BuddyAllocator:
         if order == 0:
             for k in range(1, NR_ORDERS):
                 head = pfn & ~((1 << k) - 1)
-                ent = self.split.get(head)
-                if ent is not None and ent[0] == k:
+                ent = self.split.get((head, k))
+                if ent is not None:
                     bit = 1 << (pfn - head)
                     if ent[1] & bit:
                         ent[1] &= ~bit
                         if not ent[1]:
-                            del self.split[head]
+                            del self.split[head, k]
                         self.nr_allocated_pages -= 1
                         return
-                    break
         raise SimulationError(
             f"freeing pfn {pfn:#x} order {order}: not allocated (double free?)"
         )
@@ -754,7 +756,7 @@ class BuddyAllocator:
             for p in zone.pcp.values():
                 spans += [(pfn, pfn + 1) for pfn in p]
         spans += [(pfn, pfn + (1 << k)) for pfn, k in self.allocated.items()]
-        for head, (k, mask) in self.split.items():
+        for (head, k), (_, mask) in self.split.items():
             spans += [(head + i, head + i + 1) for i in range(1 << k) if mask >> i & 1]
         spans.sort()
         for (_, end), (start, _) in zip(spans, spans[1:], strict=False):

@@ -573,6 +573,32 @@ class KernelPageTables:
             yield from self.free_table_page(cpu, page)
         return True
 
+    def pmd_alloc(self, cpu: int, addr: int):
+        """__pmd_alloc(): the PMD table covering ``addr``'s GiB, installed
+        unless present. False when no page was left."""
+        vm = self.vmap
+        gb = addr >> PUD_SHIFT
+        return (
+            yield from self._install(
+                cpu,
+                lambda: gb in vm.pmd_tables,
+                lambda page: vm.pmd_tables.__setitem__(gb, page),
+            )
+        )
+
+    def pte_alloc_kernel(self, cpu: int, addr: int):
+        """__pte_alloc_kernel(): the PTE table covering ``addr``'s 2 MiB,
+        installed unless present. False when no page was left."""
+        vm = self.vmap
+        idx = addr >> PMD_SHIFT
+        return (
+            yield from self._install(
+                cpu,
+                lambda: idx in vm.ptes,
+                lambda page: vm.ptes.__setitem__(idx, PteTable(page)),
+            )
+        )
+
     # -- mapping -------------------------------------------------------------------------
     def vmap_pages_range(
         self,
@@ -600,13 +626,7 @@ class KernelPageTables:
             if not vm.has_pmd_table(a):
                 yield self.env.timeout(int(work))
                 work = 0.0
-                gb = a >> PUD_SHIFT
-                ok = yield from self._install(
-                    cpu,
-                    lambda gb=gb: gb in vm.pmd_tables,
-                    lambda page, gb=gb: vm.pmd_tables.__setitem__(gb, page),
-                )
-                if not ok:
+                if not (yield from self.pmd_alloc(cpu, a)):
                     return False
             chunk = min(PAGES_PER_PMD - ((a >> PAGE_SHIFT) & 511), n - pos)
             if (
@@ -627,13 +647,7 @@ class KernelPageTables:
                 if not vm.has_pte_table(a):
                     yield self.env.timeout(int(work))
                     work = 0.0
-                    idx = a >> PMD_SHIFT
-                    ok = yield from self._install(
-                        cpu,
-                        lambda idx=idx: idx in vm.ptes,
-                        lambda page, idx=idx: vm.ptes.__setitem__(idx, PteTable(page)),
-                    )
-                    if not ok:
+                    if not (yield from self.pte_alloc_kernel(cpu, a)):
                         return False
                 vm.set_ptes(a, pfns[pos : pos + chunk], prot)
                 work += chunk * self.pte_ns

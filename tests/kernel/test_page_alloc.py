@@ -66,6 +66,25 @@ def test_split_page_pages_are_freed_one_by_one():
         b.free_pages(head + 5, 0)
 
 
+def test_front_of_a_split_block_can_be_split_again_at_the_same_head():
+    b = fresh(2048)
+    head = b.alloc_pages(0, 9)
+    b.split_page(head, 9)
+    b.free_pages(head, 0)
+    b.free_pages(head + 1, 0)
+    b.drain_pages()  # the two merge back into an order-1 block at ``head``
+    again = b.alloc_pages(0, 1)
+    assert again == head
+    b.split_page(again, 1)
+    for i in range(2, 512):  # the rest of the order-9 block
+        b.free_pages(head + i, 0)
+    b.free_pages(head, 0)
+    b.free_pages(head + 1, 0)
+    b.drain_pages()
+    b.check(full=True)
+    assert b.nr_allocated_pages == 0
+
+
 def test_bad_frees_and_splits_are_caught():
     b = fresh(2048)
     p = b.alloc_pages(0, 2)

@@ -69,7 +69,6 @@ from typing import TYPE_CHECKING
 
 from simcore.errors import SimulationError
 from simcore.kernel.bpf.range_tree import ENOENT, RangeTree
-from simcore.kernel.pgtable import PteTable
 from simcore.kernel.vmalloc import VM_SPARSE, VM_USERMAP
 
 if TYPE_CHECKING:
@@ -326,23 +325,13 @@ class BpfArena:
         start = self.kern_vm_start
         end = start + SZ_4G + GUARD_SZ // 2
         for gb in range(start >> PUD_SHIFT, ((end - 1) >> PUD_SHIFT) + 1):
-            ok = yield from pt._install(
-                cpu,
-                lambda gb=gb: gb in vm.pmd_tables,
-                lambda page, gb=gb: vm.pmd_tables.__setitem__(gb, page),
-            )
-            if not ok:
+            if not (yield from pt.pmd_alloc(cpu, gb << PUD_SHIFT)):
                 return False
         if self.strategy.prepopulate_ptes:
             for idx in range(start >> PMD_SHIFT, ((end - 1) >> PMD_SHIFT) + 1):
                 if idx in vm.ptes or idx in vm.huge:
                     continue
-                ok = yield from pt._install(
-                    cpu,
-                    lambda idx=idx: idx in vm.ptes,
-                    lambda page, idx=idx: vm.ptes.__setitem__(idx, PteTable(page)),
-                )
-                if not ok:
+                if not (yield from pt.pte_alloc_kernel(cpu, idx << PMD_SHIFT)):
                     return False
             # the callback runs once per PTE slot, costed like a PTE store
             yield self.env.timeout(int(((end - start) >> PAGE_SHIFT) * self.pte_ns))
