@@ -142,3 +142,26 @@ def validation_to_config_error(
     return ConfigError(
         msg, file=file, path=format_path(full), line=line, expected=expected
     )
+
+
+def check_known_keys(located: Located, ypath: PathT, model: type[BaseModel]) -> None:
+    """Reject keys of the mapping at ``ypath`` that ``model`` lacks.
+
+    Run before pydantic: it would report a misspelt required key as
+    missing, without the hint that names the key the user meant.
+    """
+    data = located.data
+    for part in ypath:
+        data = data[part]
+    fields = list(model.model_fields)
+    for key in data:
+        if key not in fields:
+            hint = difflib.get_close_matches(str(key), fields, n=1)
+            tip = f"; did you mean {hint[0]!r}?" if hint else ""
+            raise ConfigError(
+                f"unknown key {key!r}{tip}",
+                file=located.file,
+                path=format_path((*ypath, key)),
+                line=located.line_of((*ypath, key)),
+                expected=None if hint else "one of " + ", ".join(fields),
+            )

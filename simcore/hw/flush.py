@@ -99,13 +99,17 @@ class FlushModel:
     def ipi_round(self, cpu: int, inv_ns: float, counter: str = "tlb.ipis") -> float:
         """on_each_cpu(): IPI every other online CPU, each runs ``inv_ns`` of
         work; the sender waits for the slowest acknowledgement (csd lock)."""
-        n = self.topo.nr_cpus
-        targets = n - 1
-        if targets == 0:
+        if self.topo.nr_cpus == 1:
             return 0.0
+        return self._ipi_wait(self._transfer_ns(cpu), inv_ns, counter)
+
+    def _ipi_wait(self, xfer: np.ndarray, inv_ns: float, counter: str) -> float:
+        """IPIs to the CPUs ``xfer`` holds the extra transfer ns of; the
+        sender's wait for the slowest acknowledgement."""
+        targets = len(xfer)
         self.metrics.inc(counter, targets)
         deliver = self.rng.lognormal(self.mu, self.sigma, size=targets)
-        deliver += self._transfer_ns(cpu)
+        deliver += xfer
         slowest = float(deliver.max()) + self.irq_ns + inv_ns
         # Each responder loses its interrupt handling and invalidation.
         self.metrics.cpu_time("shootdown", int(targets * (self.stolen_ns + inv_ns)))
@@ -146,12 +150,8 @@ class FlushModel:
             latency = (1 if full else npages) * self.bcast_page_ns + self.bcast_sync_ns
         else:
             m.inc("tlb.user_shootdowns")
-            m.inc("tlb.user_ipis", len(remote))
-            deliver = self.rng.lognormal(self.mu, self.sigma, size=len(remote))
-            deliver += np.array([self.topo.c2c_ns(cpu, c) for c in remote])
-            slowest = float(deliver.max()) + self.irq_ns + inv
-            m.cpu_time("shootdown", int(len(remote) * (self.stolen_ns + inv)))
-            latency = max(local, self.ipi_send_ns + slowest)
+            xfer = np.array([self.topo.c2c_ns(cpu, c) for c in remote])
+            latency = max(local, self._ipi_wait(xfer, inv, "tlb.user_ipis"))
         ns = int(round(latency))
         m.cpu_time("shootdown", ns)
         return ns

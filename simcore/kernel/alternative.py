@@ -73,7 +73,7 @@ class TextPoke:
     def text_poke_copy(self, cpu: int, addr: int, nbytes: int):
         """text_poke_copy()/text_poke_set(): one text_mutex hold, <=8K chunks."""
         ns, pokes = self._chunks_ns(addr, nbytes)
-        yield from self._under_text_mutex(cpu, ns)
+        yield from self.text_mutex.hold(cpu, ns)
         self.metrics.inc("text_poke.pokes", pokes)
         self.metrics.inc("tlb.local_flushes", pokes)
 
@@ -94,7 +94,7 @@ class TextPoke:
         if sync:
             ns += self.flush.ipi_round(cpu, 0.0, counter="text_poke.sync_ipis")
             self.metrics.inc("text_poke.sync_rounds")
-        yield from self._under_text_mutex(cpu, ns)
+        yield from self.text_mutex.hold(cpu, ns)
         self.metrics.inc("text_poke.pokes", writes)
         self.metrics.inc("tlb.local_flushes", writes)
 
@@ -116,12 +116,3 @@ class TextPoke:
             self.metrics.inc("text_poke.pokes", pokes)
             yield self.env.timeout(int(ns) + self.sim.machine.uncontended_ns)
             self.text_mutex.release(cpu)
-
-    def _under_text_mutex(self, cpu: int, ns: float):
-        ev = self.text_mutex.acquire(cpu)
-        if ev is None:
-            ns += self.sim.machine.uncontended_ns
-        else:
-            yield ev
-        yield self.env.timeout(int(ns))
-        self.text_mutex.release(cpu)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from simcore.errors import CaptureError
 
-MAX_PAGE_ORDER = 10
+MAX_PAGE_ORDER = 10  # include/linux/mmzone.h; MAX_ORDER - 1 in older trees
 NR_ORDERS = MAX_PAGE_ORDER + 1
 # enum zone_type names as zone_names[] in mm/page_alloc.c spells them.
 ZONE_NAMES = ("DMA", "DMA32", "Normal", "HighMem", "Movable", "Device")

@@ -136,22 +136,6 @@ class KvaSpace:
             n = n.right
         return out
 
-    def first(self) -> tuple[int, int] | None:
-        n = self.root
-        if n is None:
-            return None
-        while n.left is not None:
-            n = n.left
-        return n.start, n.end
-
-    def last(self) -> tuple[int, int] | None:
-        n = self.root
-        if n is None:
-            return None
-        while n.right is not None:
-            n = n.right
-        return n.start, n.end
-
     def is_free(self, addr: int, size: int) -> bool:
         node, _, _ = self._enclosing(addr)
         return node is not None and addr + size <= node.end

@@ -66,7 +66,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from simcore.errors import CaptureError, SimulationError
-from simcore.kernel.buddyinfo import load_buddyinfo
+from simcore.kernel.buddyinfo import MAX_PAGE_ORDER, NR_ORDERS, load_buddyinfo
 
 if TYPE_CHECKING:
     from simcore.engine import Simulation
@@ -74,8 +74,6 @@ if TYPE_CHECKING:
 
 PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
-MAX_PAGE_ORDER = 10  # include/linux/mmzone.h; MAX_ORDER - 1 in older trees
-NR_ORDERS = MAX_PAGE_ORDER + 1
 MAX_ORDER_NR_PAGES = 1 << MAX_PAGE_ORDER
 PAGEBLOCK_ORDER = 9  # HUGETLB_PAGE_ORDER on x86-64 (2 MiB)
 
@@ -308,6 +306,12 @@ class BuddyAllocator:
             self.zones.append(Zone(n, start, pages))
             start += pages
         self.total_pages = start
+        # The zonelists, built once as build_zonelists() does at boot.
+        n = len(self.zones)
+        self._zonelists = [
+            sorted(range(n), key=lambda x, node=node: (abs(x - node), x))
+            for node in range(n)
+        ]
         self.nr_free_pages = 0  # in the buddy lists (NR_FREE_PAGES)
         self.nr_pcp_pages = 0
         self.nr_allocated_pages = 0
@@ -641,8 +645,7 @@ class BuddyAllocator:
         increasing node distance (taken as the distance between node ids)."""
         if thisnode:
             return [node]
-        n = len(self.zones)
-        return sorted(range(n), key=lambda x: (abs(x - node), x))
+        return self._zonelists[node]
 
     def zone_of(self, pfn: int) -> Zone:
         for zone in self.zones:
@@ -789,7 +792,6 @@ class PageAlloc:
         self.locked_ns = self.bulk_page_ns * ZONE_LOCKED_SHARE
         self.zero_ns = c.page_zero_ns.value
         self.store_ns = c.pte_write_ns.value
-        self.uncontended_ns = m.uncontended_ns
         self.buddy = buddy if buddy is not None else self._build(sim)
         self.zone_locks = [m.spinlock("zone_lock") for _ in self.buddy.zones]
         t = sim.profile.topology
@@ -843,10 +845,7 @@ class PageAlloc:
     def _locked(self, cpu: int, node: int, step, *args):
         """Run one buddy-list step under zone->lock; returns its result."""
         lock = self.zone_locks[node]
-        ev = lock.acquire(cpu)
-        extra = self.uncontended_ns if ev is None else 0
-        if ev is not None:
-            yield ev
+        extra = yield from lock.take(cpu)
         result, work = step(*args)
         yield self.env.timeout(int(work * self.locked_ns + extra))
         lock.release(cpu)

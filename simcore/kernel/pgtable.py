@@ -464,7 +464,6 @@ class KernelPageTables:
         self.pte_ns = c.pte_write_ns.value
         self.page_ns = c.page_alloc_ns.value
         self.zero_ns = c.page_zero_ns.value
-        self.uncontended_ns = m.uncontended_ns
         if page_alloc is not None:
             total = page_alloc.buddy.total_pages
         else:
@@ -554,20 +553,19 @@ class KernelPageTables:
     def _tables(self, delta: int) -> None:
         self.metrics.inc("mem.pagetable_pages", delta)
 
-    def _install(self, cpu: int, present, install):
-        """__pte_alloc_kernel() / __pmd_alloc(): allocate, then install under
-        page_table_lock unless another CPU did meanwhile. False: no memory."""
+    def _install(self, cpu: int, tables: dict, key: int, entry):
+        """__pte_alloc_kernel() / __pmd_alloc(): allocate, then install
+        ``entry(page)`` at ``tables[key]`` under page_table_lock unless
+        another CPU did meanwhile. False: no memory."""
         page = yield from self.alloc_table_page(cpu)
         if page is False:
             return False
-        ev = self.ptl.acquire(cpu)
-        if ev is not None:
-            yield ev
-        lost = present()
+        extra = yield from self.ptl.take(cpu)
+        lost = key in tables
         if not lost:
-            install(page)
+            tables[key] = entry(page)
             self._tables(+1)
-        yield self.env.timeout(int(self.pte_ns + (0 if ev else self.uncontended_ns)))
+        yield self.env.timeout(int(self.pte_ns + extra))
         self.ptl.release(cpu)
         if lost:
             yield from self.free_table_page(cpu, page)
@@ -576,28 +574,15 @@ class KernelPageTables:
     def pmd_alloc(self, cpu: int, addr: int):
         """__pmd_alloc(): the PMD table covering ``addr``'s GiB, installed
         unless present. False when no page was left."""
-        vm = self.vmap
+        tables = self.vmap.pmd_tables
         gb = addr >> PUD_SHIFT
-        return (
-            yield from self._install(
-                cpu,
-                lambda: gb in vm.pmd_tables,
-                lambda page: vm.pmd_tables.__setitem__(gb, page),
-            )
-        )
+        return (yield from self._install(cpu, tables, gb, lambda page: page))
 
     def pte_alloc_kernel(self, cpu: int, addr: int):
         """__pte_alloc_kernel(): the PTE table covering ``addr``'s 2 MiB,
         installed unless present. False when no page was left."""
-        vm = self.vmap
-        idx = addr >> PMD_SHIFT
-        return (
-            yield from self._install(
-                cpu,
-                lambda: idx in vm.ptes,
-                lambda page: vm.ptes.__setitem__(idx, PteTable(page)),
-            )
-        )
+        tables = self.vmap.ptes
+        return (yield from self._install(cpu, tables, addr >> PMD_SHIFT, PteTable))
 
     # -- mapping -------------------------------------------------------------------------
     def vmap_pages_range(

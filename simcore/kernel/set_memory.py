@@ -79,7 +79,6 @@ from simcore.kernel.pgtable import (
 
 if TYPE_CHECKING:
     from simcore.engine import Simulation
-    from simcore.kernel.page_alloc import PageAlloc
 
 CPA_FLUSHTLB = 1
 CPA_ARRAY = 2
@@ -121,7 +120,6 @@ class Cpa:
         sim: Simulation,
         pagetables: KernelPageTables,
         *,
-        page_alloc: PageAlloc | None = None,
         pfn_of: Callable[[int], int | None] | None = None,
         vm_unmap_aliases: UnmapAliasesHook | None = None,
     ) -> None:
@@ -129,9 +127,6 @@ class Cpa:
         self.env = sim.env
         self.metrics = sim.metrics
         self.pt = pagetables
-        self.page_alloc = (
-            page_alloc if page_alloc is not None else pagetables.page_alloc
-        )
         self.pfn_of = pfn_of
         self.vm_unmap_aliases: UnmapAliasesHook = (
             vm_unmap_aliases or self._vm_unmap_aliases_idle
@@ -143,9 +138,7 @@ class Cpa:
         m = sim.machine
         self.flush = m.flush
         self.ceiling = m.flush.ceiling
-        self.uncontended_ns = m.uncontended_ns
         self.pte_ns = sim.profile.kernel_costs.pte_write_ns.value
-        self.page_ns = sim.profile.kernel_costs.page_alloc_ns.value
         self.cpa_lock = m.spinlock("cpa_lock")
         self.pgd_lock = pagetables.pgd_lock
         self._purge_lock = m.mutex("vmap_purge_lock")
@@ -244,20 +237,7 @@ class Cpa:
         """vm_unmap_aliases() with nothing lazily freed and no vmap blocks:
         _vm_unmap_aliases() takes vmap_purge_lock, finds nothing to purge
         or flush, and drops it."""
-        ev = self._purge_lock.acquire(cpu)
-        if ev is not None:
-            yield ev
-        else:
-            yield self.env.timeout(self.uncontended_ns)
-        self._purge_lock.release(cpu)
-
-    def _acquire(self, cpu: int, lock):
-        """Take ``lock``; returns the uncontended cost still to charge."""
-        ev = lock.acquire(cpu)
-        if ev is None:
-            return self.uncontended_ns
-        yield ev
-        return 0
+        yield from self._purge_lock.hold(cpu, 0)
 
     def _set_clr(self, cpu: int, c: CpaData, *, primary: bool):
         """__change_page_attr_set_clr()."""
@@ -266,7 +246,7 @@ class Cpa:
         numpages = rem = c.numpages
         while rem:
             c.numpages = rem
-            extra = yield from self._acquire(cpu, self.cpa_lock)
+            extra = yield from self.cpa_lock.take(cpu)
             yield from self._change_page_attr(cpu, c, primary, extra)
             self.cpa_lock.release(cpu)
             if primary and not c.flags & CPA_NO_CHECK_ALIAS:
@@ -322,7 +302,7 @@ class Cpa:
 
     def _should_split_large_page(self, cpu, c: CpaData, addr: int, m: Mapping, extra):
         """should_split_large_page() under pgd_lock."""
-        extra += yield from self._acquire(cpu, self.pgd_lock)
+        extra += yield from self.pgd_lock.take(cpu)
         lp_pages = PAGES_PER_PMD if m.shift == LEVEL_2M else PAGES_PER_PUD
         lp_bytes = lp_pages << PAGE_SHIFT
         lpaddr = addr & ~(lp_bytes - 1)
@@ -346,17 +326,17 @@ class Cpa:
         """split_large_page() + __split_large_page(); cpa_lock held on entry
         and on return."""
         self.cpa_lock.release(cpu)
-        page = yield from self._alloc_page(cpu)
-        extra = yield from self._acquire(cpu, self.cpa_lock)
+        page = yield from self.pt.alloc_table_page(cpu, zero=False)
+        extra = yield from self.cpa_lock.take(cpu)
         if page is False:
             raise SimulationError("out of memory for a CPA split table page")
-        extra += yield from self._acquire(cpu, self.pgd_lock)
+        extra += yield from self.pgd_lock.take(cpu)
         cur = self.pt.lookup(addr)
         if cur is None or cur.shift != m.shift:
             # Another CPU split it while cpa_lock was dropped.
             yield self.env.timeout(int(self.pte_ns + extra))
             self.pgd_lock.release(cpu)
-            yield from self._free_page(cpu, page)
+            yield from self.pt.free_table_page(cpu, page)
             return
         self.pt.split(addr, m.shift, page)
         yield self.env.timeout(int((1 + 512) * self.pte_ns + extra))
@@ -364,19 +344,6 @@ class Cpa:
         # entries for one address are undefined behaviour on x86.
         yield self.env.timeout(self.flush.kernel_range(cpu, *FLUSH_ALL))
         self.pgd_lock.release(cpu)
-
-    def _alloc_page(self, cpu: int):
-        if self.page_alloc is not None:
-            pfn = yield from self.page_alloc.alloc_pages(cpu, 0)
-            return False if pfn is None else pfn
-        yield self.env.timeout(int(self.page_ns))
-        return None
-
-    def _free_page(self, cpu: int, pfn: int | None):
-        if self.page_alloc is not None and pfn is not None:
-            yield from self.page_alloc.free_pages(cpu, pfn, 0)
-        else:
-            yield self.env.timeout(int(self.page_ns))
 
     def _process_alias(self, cpu: int, c: CpaData):
         """cpa_process_alias(): the direct-map alias of the pfns just done."""
@@ -416,7 +383,7 @@ class Cpa:
         freed: list[int | None] = []
         addr = start
         while addr < end:
-            extra = yield from self._acquire(cpu, self.pgd_lock)
+            extra = yield from self.pgd_lock.take(cpu)
             examined, tables = self.pt.collapse(addr)
             work = (512 if examined else 1) * self.pte_ns + extra
             yield self.env.timeout(int(work))
@@ -427,4 +394,4 @@ class Cpa:
             return
         yield self.env.timeout(self.flush.kernel_range(cpu, *FLUSH_ALL))
         for page in freed:
-            yield from self._free_page(cpu, page)
+            yield from self.pt.free_table_page(cpu, page)

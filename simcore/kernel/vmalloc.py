@@ -60,7 +60,12 @@ from typing import TYPE_CHECKING, NamedTuple
 from simcore.errors import CaptureError, SimulationError
 from simcore.kernel.kva import PAGE, KvaSpace
 from simcore.kernel.page_alloc import BULK_CHUNK, MAX_PAGE_ORDER
-from simcore.kernel.vmallocinfo import FLAG_WORDS, VmallocInfoEntry
+from simcore.kernel.vmallocinfo import (
+    VmallocInfoEntry,
+    unpurged_line,
+    vm_line,
+    vm_map_ram_line,
+)
 
 if TYPE_CHECKING:
     from simcore.engine import Simulation
@@ -251,6 +256,11 @@ class VreadResult(NamedTuple):
     areas: int  # areas visited
 
 
+def _fragmented(vb: VmapBlock) -> bool:
+    """All of the block is free or dirty, and not all of it dirty yet."""
+    return vb.free + vb.dirty == VMAP_BBMAP_BITS and vb.dirty != VMAP_BBMAP_BITS
+
+
 def _depth(n: int) -> int:
     """Nodes a descent of a balanced tree of n entries touches."""
     return n.bit_length() if n > 1 else 1
@@ -309,14 +319,10 @@ class Vmalloc:
         self._preload = bytearray(self.nr_cpus)  # ne_fit_preload_node per CPU
         self._vbqs: dict[int, _Vbq] = {}
         self.lazy_nr = 0
-        self.used_bytes = 0
+        self.used_bytes = 0  # publishes vmap.used_bytes
         self.drain_pending = False
 
     # -- helpers ---------------------------------------------------------------
-    def _hold(self, cpu: int, lock, work_ns: float):
-        """Take ``lock``, spend ``work_ns`` in it, release it."""
-        return lock.hold(cpu, work_ns)
-
     def _hold2(self, cpu: int, outer, inner, work_ns: float):
         """Nested sections (``vb->lock`` then ``vbq->lock``) as one hold."""
         work_ns += yield from outer.take(cpu)
@@ -324,6 +330,17 @@ class Vmalloc:
         yield self.env.timeout(int(work_ns))
         inner.release(cpu)
         outer.release(cpu)
+
+    @property
+    def used_bytes(self) -> int:
+        """KVA in busy areas, guard pages included (``vmap.used_bytes``)."""
+        return self._used_bytes
+
+    @used_bytes.setter
+    def used_bytes(self, value: int) -> None:
+        # published where it changes, so timeseries samples are never stale
+        self._used_bytes = value
+        self.metrics.counters["vmap.used_bytes"] = value
 
     def _touch_ns(self, cpu: int, lock, reads: float, writes: float) -> float:
         """A critical section's data cost: ``reads`` tree nodes examined
@@ -334,10 +351,6 @@ class Vmalloc:
         same-size allocations on the lowest-address path)."""
         reads = max(0.0, reads)
         return reads * self.visit_ns + writes * lock.line_ns(cpu, self.visit_ns)
-
-    def _acquire(self, cpu: int, lock):
-        """Take ``lock``; returns the ns to add for an uncontended acquisition."""
-        return lock.take(cpu)
 
     def _addr_node(self, addr: int) -> _Node:
         # addr_to_node(): 16-page zones interleaved over the nodes
@@ -536,7 +549,7 @@ class Vmalloc:
             for other in self.nodes:
                 if other is node:
                     continue
-                extra = yield from self._acquire(cpu, other.busy_lock)
+                extra = yield from other.busy_lock.take(cpu)
                 area = other.busy.pop(addr, None)
                 yield self.env.timeout(
                     int(self.visit_ns * _depth(len(other.busy) + 1) + extra)
@@ -608,7 +621,6 @@ class Vmalloc:
         area.flags = flags | VM_ALLOC
         area.caller = caller
         area.page_shift = shift
-        self.metrics.counters["vmap.used_bytes"] = self.used_bytes
         ns = yield from self.vm_area_alloc_pages(cpu, area, shift - PAGE_SHIFT, zero)
         ok = ns is not None
         if ok:
@@ -636,7 +648,6 @@ class Vmalloc:
         if area is None:
             return None
         area.flags = flags
-        self.metrics.counters["vmap.used_bytes"] = self.used_bytes
         return area
 
     def free_vm_area(self, cpu: int, area: VmArea):
@@ -645,7 +656,6 @@ class Vmalloc:
         va = yield from self._find_unlink(cpu, area.addr)
         if va is None:
             raise SimulationError(f"free_vm_area of unknown area {area.addr:#x}")
-        self.metrics.counters["vmap.used_bytes"] = self.used_bytes
         yield from self.pt.vunmap_range_noflush(cpu, area.addr, area.size - PAGE)
         yield from self._free_vmap_area_noflush(cpu, va)
 
@@ -657,7 +667,6 @@ class Vmalloc:
         va = yield from self._find_unlink(cpu, area.addr)
         if va is None:
             raise SimulationError(f"vfree of unknown area {area.addr:#x}")
-        self.metrics.counters["vmap.used_bytes"] = self.used_bytes
         # vunmap_range_noflush(): clear the PTEs only (lock-free, so its time
         # is spent together with the page frees at the end: one event less)
         ns = self.pt.vunmap_ns(area.addr, area.nr_pages * PAGE)
@@ -714,18 +723,14 @@ class Vmalloc:
     # -- purge -------------------------------------------------------------------
     def purge(self, cpu: int, *, full_decay: bool = False):
         """mutex_lock(vmap_purge_lock); __purge_vmap_area_lazy(); unlock."""
-        ev = self.purge_lock.acquire(cpu)
-        if ev is not None:
-            yield ev
+        yield from self.purge_lock.take(cpu)
         yield from self._purge_lazy(cpu, KVA_END, 0, full_decay)
         self.purge_lock.release(cpu)
 
     def reclaim_and_purge(self, cpu: int):
         """reclaim_and_purge_vmap_areas(): fragmented blocks, full decay, purge."""
         self.metrics.inc("vmap.reclaims")
-        ev = self.purge_lock.acquire(cpu)
-        if ev is not None:
-            yield ev
+        yield from self.purge_lock.take(cpu)
         yield from self._purge_fragmented_blocks_allcpus(cpu)
         yield from self._purge_lazy(cpu, KVA_END, 0, True)
         self.purge_lock.release(cpu)
@@ -751,7 +756,7 @@ class Vmalloc:
             if scan:
                 yield self.env.timeout(int(scan))
                 scan = 0.0
-            extra = yield from self._acquire(cpu, vn.lazy_lock)
+            extra = yield from vn.lazy_lock.take(cpu)
             vn.purge_list, vn.lazy = vn.lazy, []
             yield self.env.timeout(int(self.visit_ns + extra))
             vn.lazy_lock.release(cpu)
@@ -785,7 +790,7 @@ class Vmalloc:
         """v5.11-v6.8: detach the purge tree, flush once, merge under the lock."""
         if len(self.lazy_tree) == 0:
             return False
-        extra = yield from self._acquire(cpu, self.purge_area_lock)
+        extra = yield from self.purge_area_lock.take(cpu)
         blocks = self.lazy_tree.blocks()
         self.lazy_tree = KvaSpace.empty(KVA_START, KVA_END)
         yield self.env.timeout(int(self.visit_ns + extra))
@@ -795,19 +800,9 @@ class Vmalloc:
         yield self.env.timeout(self._flush(cpu, start, end))
         # Held across the whole merge: cond_resched_lock() breaks it only
         # under CONFIG_PREEMPT contention (spin_needbreak()).
-        extra = yield from self._acquire(cpu, self.free_lock)
-        released = self.kva.released
-        visits = written = 0
-        pages = 0
-        for s, e in blocks:
-            visits += self.kva.free(s, e - s)
-            written += self.kva.written
-            pages += (e - s) >> PAGE_SHIFT
-        self.lazy_nr -= pages
-        work = self._touch_ns(cpu, self.free_lock, visits - written, written)
-        work += (self.kva.released - released) * self.slab_ns
-        yield self.env.timeout(int(work + extra))
-        self.free_lock.release(cpu)
+        ranges = [(s, e - s) for s, e in blocks]
+        pages = sum(size >> PAGE_SHIFT for _, size in ranges)
+        yield from self._reclaim_list_global(cpu, ranges, lazy_pages=pages)
         self.metrics.inc("vmap.lazy_purges")
         self.metrics.latency("vmap_purge", self.env.now - t0)
         return True
@@ -834,23 +829,29 @@ class Vmalloc:
                 to_global.append((a.addr, a.size))
         if pooled:
             # node_pool_add_va() takes pool_lock once per area
-            yield from self._hold(
+            yield from vn.pool_lock.hold(
                 cpu,
-                vn.pool_lock,
                 pooled * self.visit_ns + (pooled - 1) * self.uncontended_ns,
             )
         self.lazy_nr -= pages
         if to_global:
             yield from self._reclaim_list_global(cpu, to_global)
 
-    def _reclaim_list_global(self, cpu: int, ranges: list[tuple[int, int]]):
-        """reclaim_list_global(): merge into the free tree under its lock."""
-        extra = yield from self._acquire(cpu, self.free_lock)
+    def _reclaim_list_global(
+        self, cpu: int, ranges: list[tuple[int, int]], *, lazy_pages: int = 0
+    ):
+        """reclaim_list_global(): merge into the free tree under its lock.
+
+        ``lazy_pages``: taken off vmap_lazy_nr inside the section, as the
+        global era's __purge_vmap_area_lazy() does while it merges.
+        """
+        extra = yield from self.free_lock.take(cpu)
         released = self.kva.released
         visits = written = 0
         for s, size in ranges:
             visits += self.kva.free(s, size)
             written += self.kva.written
+        self.lazy_nr -= lazy_pages
         work = self._touch_ns(cpu, self.free_lock, visits - written, written)
         work += (self.kva.released - released) * self.slab_ns
         yield self.env.timeout(int(work + extra))
@@ -875,9 +876,8 @@ class Vmalloc:
         # list_replace_init() per size class under pool_lock, then the partly
         # decayed ones are put back under it again
         sections = len(classes) + remain
-        yield from self._hold(
+        yield from vn.pool_lock.hold(
             cpu,
-            vn.pool_lock,
             sections * self.visit_ns + (sections - 1) * self.uncontended_ns,
         )
         if back:
@@ -954,7 +954,7 @@ class Vmalloc:
             walked += 1
             if vb.free < need:  # READ_ONCE, no lock
                 continue
-            extra = yield from self._acquire(cpu, vb.lock)
+            extra = yield from vb.lock.take(cpu)
             if vb.free < need:
                 vb.lock.release(cpu)
                 continue
@@ -964,7 +964,7 @@ class Vmalloc:
             work = self.visit_ns + extra
             if vb.free == 0:
                 # list_del_rcu() under vbq->lock
-                extra = yield from self._acquire(cpu, vbq.lock)
+                extra = yield from vbq.lock.take(cpu)
                 if vb in vbq.free:
                     vbq.free.remove(vb)
                 work += self.visit_ns + extra
@@ -996,12 +996,12 @@ class Vmalloc:
         va.nr_pages = VMAP_BBMAP_BITS
         vb = VmapBlock(va, self.sim.machine.spinlock("vb_lock"), cpu, order)
         xa = self._vb_xa(va.addr)
-        extra = yield from self._acquire(cpu, xa.xa_lock)
+        extra = yield from xa.xa_lock.take(cpu)
         xa.xa[self._vb_idx(va.addr)] = vb  # xa_insert()
         yield self.env.timeout(int(self.visit_ns * 2 + extra))
         xa.xa_lock.release(cpu)
         vbq = self._vbq(cpu)
-        extra = yield from self._acquire(cpu, vbq.lock)
+        extra = yield from vbq.lock.take(cpu)
         vbq.free.append(vb)  # list_add_tail_rcu()
         yield self.env.timeout(int(self.visit_ns + extra))
         vbq.lock.release(cpu)
@@ -1033,14 +1033,14 @@ class Vmalloc:
         mask = ((1 << need) - 1) << offset
         if vb.used & mask != mask:
             raise SimulationError(f"vm_unmap_ram of {addr:#x}: pages not mapped")
-        extra = yield from self._acquire(cpu, vb.lock)
+        extra = yield from vb.lock.take(cpu)
         vb.used &= ~mask
         yield self.env.timeout(int(2 * self.visit_ns + extra))
         vb.lock.release(cpu)
         # vunmap_range_noflush(): PTEs only, the TLB entries stay until a
         # flush of the dirty range or of the whole block
         yield from self.pt.vunmap_range_noflush(cpu, addr, count * PAGE)
-        extra = yield from self._acquire(cpu, vb.lock)
+        extra = yield from vb.lock.take(cpu)
         vb.dirty_min = min(vb.dirty_min, offset)
         vb.dirty_max = max(vb.dirty_max, offset + need)
         vb.dirty += need
@@ -1053,12 +1053,12 @@ class Vmalloc:
     def _free_vmap_block(self, cpu: int, vb: VmapBlock):
         """free_vmap_block(): xa_erase, unlink from busy, free lazily."""
         xa = self._vb_xa(vb.va.addr)
-        extra = yield from self._acquire(cpu, xa.xa_lock)
+        extra = yield from xa.xa_lock.take(cpu)
         xa.xa.pop(self._vb_idx(vb.va.addr), None)
         yield self.env.timeout(int(self.visit_ns * 2 + extra))
         xa.xa_lock.release(cpu)
         node = self._addr_node(vb.va.addr)
-        extra = yield from self._acquire(cpu, node.busy_lock)
+        extra = yield from node.busy_lock.take(cpu)
         node.busy.pop(vb.va.addr, None)
         self.used_bytes -= vb.va.size
         yield self.env.timeout(int(self.visit_ns * _depth(len(node.busy) + 1) + extra))
@@ -1070,7 +1070,7 @@ class Vmalloc:
         self, vb: VmapBlock, purge_list: list[VmapBlock], force: bool
     ) -> bool:
         """purge_fragmented_block() (vb->lock held; vbq->lock taken by caller)."""
-        if vb.free + vb.dirty != VMAP_BBMAP_BITS or vb.dirty == VMAP_BBMAP_BITS:
+        if not _fragmented(vb):
             return False
         # don't overeagerly purge usable blocks unless requested
         if not (force or vb.free < VMAP_PURGE_THRESHOLD):
@@ -1096,7 +1096,7 @@ class Vmalloc:
                 continue
             for vb in list(vbq.free):
                 walk += self.visit_ns
-                if vb.free + vb.dirty != VMAP_BBMAP_BITS or vb.dirty == VMAP_BBMAP_BITS:
+                if not _fragmented(vb):
                     continue
                 yield self.env.timeout(int(walk))
                 walk = 0.0
@@ -1115,9 +1115,7 @@ class Vmalloc:
     def _vm_unmap_aliases(self, cpu: int, start: int, end: int, flush: bool):
         """_vm_unmap_aliases(): walk every CPU's blocks, purge, flush."""
         self.metrics.inc("vmap.unmap_aliases")
-        ev = self.purge_lock.acquire(cpu)
-        if ev is not None:
-            yield ev
+        yield from self.purge_lock.take(cpu)
         purge: list[VmapBlock] = []
         walk = 0.0
         for c in range(self.nr_cpus):  # for_each_possible_cpu
@@ -1129,15 +1127,11 @@ class Vmalloc:
                 walk += self.visit_ns
                 yield self.env.timeout(int(walk))
                 walk = 0.0
-                extra = yield from self._acquire(cpu, vb.lock)
+                extra = yield from vb.lock.take(cpu)
                 work = self.visit_ns + extra
                 owner = self._vbq(vb.cpu)
-                if (
-                    vb.free + vb.dirty == VMAP_BBMAP_BITS
-                    and vb.dirty != VMAP_BBMAP_BITS
-                    and vb.free < VMAP_PURGE_THRESHOLD
-                ):
-                    work += yield from self._acquire(cpu, owner.lock)
+                if _fragmented(vb) and vb.free < VMAP_PURGE_THRESHOLD:
+                    work += yield from owner.lock.take(cpu)
                     self._purge_fragmented_block(vb, purge, False)
                     yield self.env.timeout(int(work))
                     owner.lock.release(cpu)
@@ -1218,7 +1212,6 @@ class Vmalloc:
                 )
             self._addr_node(e.start).busy[e.start] = area
             self.used_bytes += e.size
-        self.metrics.counters["vmap.used_bytes"] = self.used_bytes
         return len(entries)
 
     # -- readers -------------------------------------------------------------------
@@ -1288,7 +1281,7 @@ class Vmalloc:
         cur = addr
         if not self.per_node:
             # one vmap_area_lock section for the whole read
-            extra = yield from self._acquire(cpu, self.nodes[0].busy_lock)
+            extra = yield from self.nodes[0].busy_lock.take(cpu)
             areas = self._all_busy()
             i = bisect.bisect_right([a.end for a in areas], addr)
             ns = self.visit_ns * _depth(len(areas)) + extra
@@ -1317,12 +1310,12 @@ class Vmalloc:
                     continue  # freed since the snapshot
                 # find_vmap_area_exceed_addr_lock(): every node's lock in turn
                 yield from self._scan_nodes(cpu)
-                extra = yield from self._acquire(cpu, vn.busy_lock)
+                extra = yield from vn.busy_lock.take(cpu)
                 ns = self.visit_ns * _depth(len(vn.busy)) + extra
                 visited += 1
                 vb = self._block_of(a)
                 if vb is not None:
-                    ns += yield from self._acquire(cpu, vb.lock)
+                    ns += yield from vb.lock.take(cpu)
                 c, z, cur = self._read_area(a, cur, end)
                 copied += c
                 zeroed += z
@@ -1383,22 +1376,20 @@ class Vmalloc:
 
     def _info_line(self, a: VmArea) -> str:
         """The line vmalloc_info_show()/s_show() prints for a busy area."""
-        head = f"0x{a.addr:016x}-0x{a.end:016x} {a.size:7d}"
         if not a.has_vm:
-            return head + " vm_map_ram" if a.va_flags & VMAP_RAM else ""
-        parts = [head]
-        if a.caller:
-            parts.append(a.caller)
-        if a.nr_pages:
-            parts.append(f"pages={a.nr_pages}")
-        if a.phys is not None:
-            parts.append(f"phys=0x{a.phys:016x}")
+            return vm_map_ram_line(a.addr, a.end) if a.va_flags & VMAP_RAM else ""
         words = {w for w, f in _FLAG_OF_WORD.items() if a.flags & f}
         if a.nr_pages * 8 > PAGE:  # pages[] itself was vmalloc'ed
             words.add("vpages")
-        parts.extend(w for w in FLAG_WORDS if w in words)
-        parts.extend(f"N{n}={c}" for n, c in a.numa)
-        return " ".join(parts)
+        return vm_line(
+            a.addr,
+            a.end,
+            caller=a.caller,
+            pages=a.nr_pages,
+            phys=a.phys,
+            flags=words,
+            numa=a.numa,
+        )
 
     def _line_cost(self, a: VmArea, printed: bool) -> float:
         # show_numa_info() walks pages[] even when the buffer has overflowed
@@ -1429,23 +1420,12 @@ class Vmalloc:
         for vn in self.nodes:
             busy = sorted(vn.busy.values(), key=lambda a: a.addr)
             per_node.append([(a, self._info_line(a)) for a in busy])
-        lazy = [
-            [
-                f"0x{a.addr:016x}-0x{a.end:016x} {a.size:7d} unpurged vm_area"
-                for a in vn.lazy
-            ]
-            for vn in self.nodes
-        ]
+        lazy = [[unpurged_line(a.addr, a.end) for a in vn.lazy] for vn in self.nodes]
         total = sum(len(t) + 1 for node in per_node for _, t in node if t)
         total += sum(len(t) + 1 for node in lazy for t in node)
-        size = SEQ_BUF_BYTES
-        while size <= total:
-            size <<= 1
-        bufs = []
-        b = SEQ_BUF_BYTES
-        while b <= size:
-            bufs.append(b)
-            b <<= 1
+        bufs = [SEQ_BUF_BYTES]
+        while bufs[-1] <= total:
+            bufs.append(bufs[-1] << 1)
         for buf in bufs:  # each overflow re-runs the whole show()
             written = 0
             for vn, entries in zip(self.nodes, per_node, strict=True):
@@ -1457,7 +1437,7 @@ class Vmalloc:
                     elif text:
                         written = buf
                     ns += self._line_cost(a, fits)
-                yield from self._hold(cpu, vn.busy_lock, ns)
+                yield from vn.busy_lock.hold(cpu, ns)
             for vn, texts in zip(self.nodes, lazy, strict=True):
                 if not texts:
                     continue
@@ -1466,7 +1446,7 @@ class Vmalloc:
                     fits = written + len(text) + 1 < buf
                     written = written + len(text) + 1 if fits else buf
                     ns += SEQ_LINE_NS if fits else self.visit_ns
-                yield from self._hold(cpu, vn.lazy_lock, ns)
+                yield from vn.lazy_lock.hold(cpu, ns)
         yield self.env.timeout(int(self._memcpy_ns(total)))  # copy_to_iter()
         out = [t for node in per_node for _, t in node if t]
         out.extend(t for node in lazy for t in node)
@@ -1475,19 +1455,14 @@ class Vmalloc:
     def _vmallocinfo_global(self, cpu: int):
         busy = self._all_busy()
         texts = [self._info_line(a) for a in busy]
-        unpurged = [
-            f"0x{s:016x}-0x{e:016x} {e - s:7d} unpurged vm_area"
-            for s, e in self.lazy_tree.blocks()
-        ]
+        unpurged = [unpurged_line(s, e) for s, e in self.lazy_tree.blocks()]
         out: list[str] = []
         pos = 0
         n = len(busy)
         while pos < n:
             # s_start(): both locks, then seq_list_start() from the head
-            ev = self.purge_lock.acquire(cpu)
-            if ev is not None:
-                yield ev
-            extra = yield from self._acquire(cpu, self.nodes[0].busy_lock)
+            yield from self.purge_lock.take(cpu)
+            extra = yield from self.nodes[0].busy_lock.take(cpu)
             ns = pos * self.visit_ns + extra
             used = 0
             while pos < n:
@@ -1502,9 +1477,7 @@ class Vmalloc:
             yield self.env.timeout(int(ns))
             if pos == n and unpurged:
                 # show_purge_info() from the last s_show(), nested
-                yield from self._hold(
-                    cpu, self.purge_area_lock, len(unpurged) * SEQ_LINE_NS
-                )
+                yield from self.purge_area_lock.hold(cpu, len(unpurged) * SEQ_LINE_NS)
                 out.extend(unpurged)
                 used += sum(len(t) + 1 for t in unpurged)
             self.nodes[0].busy_lock.release(cpu)
@@ -1553,6 +1526,5 @@ class Vmalloc:
                     raise AssertionError(f"vmap_block {vb.va.addr:#x} not busy")
 
     def finish(self) -> None:
-        self.metrics.counters["vmap.used_bytes"] = self.used_bytes
         self.metrics.counters["vmap.lazy_pages"] = self.lazy_nr
         self.metrics.counters["vmap.free_blocks"] = len(self.kva)

@@ -180,20 +180,54 @@ def _parse_line(raw: str, no: int, file: str) -> VmallocInfoEntry:
     )
 
 
+def _head(start: int, end: int) -> str:
+    return f"0x{start:016x}-0x{end:016x} {end - start:7d}"
+
+
+def vm_line(
+    start: int,
+    end: int,
+    *,
+    caller: str | None = None,
+    pages: int = 0,
+    phys: int | None = None,
+    flags: frozenset[str] | set[str] = frozenset(),
+    numa: tuple[tuple[int, int], ...] = (),
+) -> str:
+    """The line of an area with a vm_struct, fields in the kernel's order."""
+    parts = [_head(start, end)]
+    if caller:
+        parts.append(caller)
+    if pages:
+        parts.append(f"pages={pages}")
+    if phys is not None:
+        parts.append(f"phys=0x{phys:016x}")
+    parts.extend(w for w in FLAG_WORDS if w in flags)
+    parts.extend(f"N{n}={c}" for n, c in numa)
+    return " ".join(parts)
+
+
+def vm_map_ram_line(start: int, end: int) -> str:
+    return _head(start, end) + " vm_map_ram"
+
+
+def unpurged_line(start: int, end: int) -> str:
+    """show_purge_info()'s line for a lazily freed area."""
+    return _head(start, end) + " unpurged vm_area"
+
+
 def format_line(entry: VmallocInfoEntry) -> str:
     """The line the kernel would print for ``entry`` (round-trips the parser)."""
-    head = f"0x{entry.start:016x}-0x{entry.end:016x} {entry.size:7d}"
     if entry.kind == "vm_map_ram":
-        return head + " vm_map_ram"
+        return vm_map_ram_line(entry.start, entry.end)
     if entry.kind == "unpurged":
-        return head + " unpurged vm_area"
-    parts = [head]
-    if entry.caller:
-        parts.append(entry.caller)
-    if entry.pages:
-        parts.append(f"pages={entry.pages}")
-    if entry.phys is not None:
-        parts.append(f"phys=0x{entry.phys:016x}")
-    parts.extend(w for w in FLAG_WORDS if w in entry.flags)
-    parts.extend(f"N{n}={c}" for n, c in entry.numa)
-    return " ".join(parts)
+        return unpurged_line(entry.start, entry.end)
+    return vm_line(
+        entry.start,
+        entry.end,
+        caller=entry.caller,
+        pages=entry.pages,
+        phys=entry.phys,
+        flags=entry.flags,
+        numa=entry.numa,
+    )

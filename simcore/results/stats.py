@@ -41,12 +41,17 @@ def ci95(values: Sequence[float]) -> Interval:
     if n < 2:
         return Interval(mean, None, None, n)
     sem = float(xs.std(ddof=1)) / math.sqrt(n)
+    half = t_quantile(n - 1) * sem
+    return Interval(mean, mean - half, mean + half, n)
+
+
+def t_quantile(df: int) -> float:
+    """Two-sided Student-t quantile at CONFIDENCE for ``df`` degrees of freedom."""
     # scipy.stats costs about a second to import: only runs with
     # replications need it, so it is not paid by every `simcore run`
     from scipy import stats
 
-    half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1)) * sem
-    return Interval(mean, mean - half, mean + half, n)
+    return float(stats.t.ppf(0.5 + CONFIDENCE / 2, df))
 
 
 def overlap(a: Interval, b: Interval) -> bool:

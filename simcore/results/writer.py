@@ -14,6 +14,8 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -120,13 +122,37 @@ def read_latency_csv(path: Path) -> dict[str, dict[str, list]]:
 def _target(resolved: Resolved, out_dir: str | None, base: str) -> Path:
     if out_dir:
         return Path(out_dir)
-    parent = Path(base) / resolved.cfg.name
     stamp = time.strftime("%Y%m%d-%H%M%S")
     run_id = f"{stamp}-{resolved.config_hash[:6]}"
+    return unused_folder(Path(base) / resolved.cfg.name, run_id)
+
+
+def unused_folder(parent: Path, run_id: str) -> Path:
+    """``parent/run_id``, or ``run_id-2``, ``-3``... when that exists."""
     target, n = parent / run_id, 2
     while target.exists():
         target, n = parent / f"{run_id}-{n}", n + 1
     return target
+
+
+@contextmanager
+def staged_folder(target: Path) -> Iterator[Path]:
+    """An empty hidden sibling of ``target`` to fill in the ``with`` block.
+
+    It replaces ``target`` when the block completes and is removed when the
+    block raises, so ``target`` is never a half-written folder.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        yield tmp
+        _replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def write_results(
@@ -142,12 +168,7 @@ def write_results(
     if replicated is not None:
         results = replicated.merged()
     target = _target(resolved, out_dir, base)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    try:
+    with staged_folder(target) as tmp:
         doc = metrics_doc(resolved, results, replicated)
         (tmp / "config.yaml").write_text(resolved.to_yaml(), encoding="utf-8")
         (tmp / "metrics.json").write_text(dumps_metrics(doc), encoding="utf-8")
@@ -174,10 +195,6 @@ def write_results(
             cdfs=read_latency_csv(tmp / "latency.csv"),
             series=read_timeseries_csv(tmp / "timeseries.csv"),
         )
-        _replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from simcore.errors import SimulationError
-from simcore.kernel.bpf.arena import keys_in
+from simcore.kernel.bpf.arena import keys_in, pages_in
 from simcore.strategies.arena_base import ArenaStrategy
 
 if TYPE_CHECKING:
@@ -113,11 +113,7 @@ class ArenaBatchedFree(ArenaStrategy):
         yield from arena.give_back(cpu, spans)
 
     def pending_in(self, arena: BpfArena, pgoff: int, n: int) -> int:
-        end = pgoff + n
-        return sum(
-            max(0, min(end, s.pgoff + s.n) - max(pgoff, s.pgoff))
-            for s in arena.priv.spans
-        )
+        return pages_in(((s.pgoff, s.n) for s in arena.priv.spans), pgoff, n)
 
     def drain(self, cpu: int, arena: BpfArena):
         if arena.priv.spans:

@@ -38,10 +38,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from simcore.errors import SimulationError
+from simcore.kernel.bpf.arena import FreedSpan
 from simcore.strategies.arena_base import ArenaStrategy
 
 if TYPE_CHECKING:
-    from simcore.kernel.bpf.arena import BpfArena, FreedSpan
+    from simcore.kernel.bpf.arena import BpfArena
 
 HPAGE_ORDER = 9
 HPAGE_PAGES = 1 << HPAGE_ORDER
@@ -152,8 +153,6 @@ class ArenaHuge(ArenaStrategy):
         """4K chunks as the kernel does; a huge region is only taken down
         once none of its pages is allocated (the range tree already marks
         the span free)."""
-        from simcore.kernel.bpf.arena import FreedSpan
-
         st: _Regions = arena.priv
         span = FreedSpan(pgoff, n)
         end = pgoff + n

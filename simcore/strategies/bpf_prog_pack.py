@@ -196,6 +196,13 @@ def kvfree(st: Strategy, cpu: int, buf: Shadow):
         yield from sim.vmalloc.vfree(cpu, buf.area)
 
 
+def drop_shadow(st: Strategy, cpu: int, holder):
+    """kvfree() of ``holder.shadow`` if it still has one."""
+    if holder.shadow is not None:
+        yield from kvfree(st, cpu, holder.shadow)
+        holder.shadow = None
+
+
 def place_bpf_image(obj: ExecAlloc, ro_header: int, size: int, proglen: int, rng):
     """Where bpf_jit_binary_pack_alloc() puts the image: after the header,
     at a random ``alignment``-aligned offset within the first chunk."""
@@ -243,6 +250,10 @@ class PackImage:
     pack: Pack | None = None
     area: VmArea | None = None
     shadow: Shadow | None = None
+
+    def own_bytes(self) -> int:
+        """Bytes set aside for this image alone: its area, if it has one."""
+        return self.area.nr_pages * PAGE if self.area is not None else 0
 
 
 class BpfProgPack(ModuleAlloc):
@@ -397,8 +408,7 @@ class BpfProgPack(ModuleAlloc):
         if img.shadow is None:
             yield from self.bpf_prog_pack_free(cpu, img)
             return None
-        own = img.area.nr_pages * PAGE if img.area is not None else 0
-        self.account(size, own)
+        self.account(size, img.own_bytes())
         addr = img.ptr + (BPF_HDR_SIZE if kind == "bpf_prog" else 0)
         shift = self.sim.pagetables.page_shift(img.ptr) or 12
         return ExecAlloc(addr, size, kind, shift, img.size, handle=img)
@@ -410,13 +420,6 @@ class BpfProgPack(ModuleAlloc):
         if isinstance(img, PackImage) and obj.kind == "bpf_prog":
             place_bpf_image(obj, img.ptr, img.size, nbytes, self.rng)
 
-    def write(self, cpu: int, obj: ExecAlloc, nbytes: int, writes: int = 1):
-        """The JIT emits into the RW shadow with plain stores."""
-        if not isinstance(obj.handle, PackImage):
-            yield from super().write(cpu, obj, nbytes, writes)
-            return
-        yield self.env.timeout(int(self.copy_ns(nbytes, writes)))
-
     def finalize(self, cpu: int, obj: ExecAlloc):
         """bpf_jit_binary_pack_finalize(): bpf_arch_text_copy() of the
         shadow into the pack, kvfree() of the shadow."""
@@ -425,9 +428,7 @@ class BpfProgPack(ModuleAlloc):
             yield from super().finalize(cpu, obj)
             return
         yield from self.sim.text_poke.text_poke_copy(cpu, img.ptr, img.size)
-        if img.shadow is not None:
-            yield from kvfree(self, cpu, img.shadow)
-            img.shadow = None
+        yield from drop_shadow(self, cpu, img)
 
     def free(self, cpu: int, obj: ExecAlloc):
         """bpf_jit_binary_pack_free()."""
@@ -435,9 +436,6 @@ class BpfProgPack(ModuleAlloc):
         if not isinstance(img, PackImage):
             yield from super().free(cpu, obj)
             return
-        own = img.area.nr_pages * PAGE if img.area is not None else 0
-        self.account(-obj.size, -own)
+        self.account(-obj.size, -img.own_bytes())
         yield from self.bpf_prog_pack_free(cpu, img)
-        if img.shadow is not None:
-            yield from kvfree(self, cpu, img.shadow)
-            img.shadow = None
+        yield from drop_shadow(self, cpu, img)

@@ -48,7 +48,7 @@ from simcore.strategies.bpf_prog_pack import (
     PACK_KINDS,
     FreeRuns,
     Shadow,
-    kvfree,
+    drop_shadow,
     kvmalloc,
     pack_image_size,
     place_bpf_image,
@@ -281,8 +281,7 @@ class ExecmemRox(ModuleAlloc):
             return
         if sl.shadow is not None:
             yield from self.sim.text_poke.text_poke_copy(cpu, sl.addr, sl.size)
-            yield from kvfree(self, cpu, sl.shadow)
-            sl.shadow = None
+            yield from drop_shadow(self, cpu, sl)
 
     def free(self, cpu: int, obj: ExecAlloc):
         """execmem_free()."""
@@ -292,6 +291,4 @@ class ExecmemRox(ModuleAlloc):
             return
         self.account(-obj.size, 0)
         yield from self._cache_free(cpu, sl.addr)
-        if sl.shadow is not None:
-            yield from kvfree(self, cpu, sl.shadow)
-            sl.shadow = None
+        yield from drop_shadow(self, cpu, sl)

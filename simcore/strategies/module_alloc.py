@@ -46,10 +46,6 @@ class ModuleAlloc(Strategy):
         area = obj.handle
         yield from self.protect(cpu, area.addr, area.nr_pages, obj.kind)
 
-    def update(self, cpu: int, obj: ExecAlloc, nbytes: int):
-        """Live patching of read-only text goes through text_poke."""
-        yield from self.sim.text_poke.text_poke_copy(cpu, obj.addr, nbytes)
-
     def free(self, cpu: int, obj: ExecAlloc):
         """module_memfree() / bpf_jit_binary_free(): vfree()."""
         area = obj.handle

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from simcore import __version__
+from simcore.results.stats import t_quantile
 from simcore.sweep.points import Point
 from simcore.sweep.spec import Sweep, short_names
 from simcore.sweep.store import PointStore, write_text_atomic
@@ -55,11 +56,11 @@ class Interval:
 def ci95(values: Iterable[float]) -> Interval:
     """Mean and 95% Student-t confidence interval of the mean.
 
-    With one value there is no spread to estimate: sd and the bounds are NaN
-    rather than a zero-width interval that would look like certainty.
+    Unlike :func:`simcore.results.stats.ci95` it keeps the standard
+    deviation, a column of summary.csv. With one value there is no spread to
+    estimate: sd and the bounds are NaN (empty cells) rather than a
+    zero-width interval that would look like certainty.
     """
-    from scipy.stats import t
-
     xs = [float(v) for v in values]
     n = len(xs)
     if n == 0:
@@ -70,7 +71,7 @@ def ci95(values: Iterable[float]) -> Interval:
         nan = float("nan")
         return Interval(1, mean, nan, nan, nan)
     sd = math.sqrt(math.fsum((x - mean) ** 2 for x in xs) / (n - 1))
-    half = float(t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
+    half = t_quantile(n - 1) * sd / math.sqrt(n)
     return Interval(n, mean, sd, mean - half, mean + half)
 
 

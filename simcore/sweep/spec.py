@@ -22,7 +22,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator
 
 from simcore.config.base import Strict
-from simcore.config.errors import validation_to_config_error
+from simcore.config.errors import check_known_keys, validation_to_config_error
 from simcore.config.load import parse_set_path
 from simcore.config.yamlsrc import Located, PathT, format_path, load_yaml_file
 from simcore.errors import ConfigError
@@ -165,9 +165,9 @@ def load_sweep(path: str | Path) -> Sweep:
             line=1,
             expected="keys such as name, base, parameters, seeds, metrics",
         )
-    _known_keys(located, (), SweepFile)
+    check_known_keys(located, (), SweepFile)
     if isinstance(located.data.get("cluster"), dict):
-        _known_keys(located, ("cluster",), ClusterSpec)
+        check_known_keys(located, ("cluster",), ClusterSpec)
     try:
         spec = SweepFile.model_validate(located.data)
     except ValidationError as exc:
@@ -191,26 +191,6 @@ def load_sweep(path: str | Path) -> Sweep:
         x=x,
         plugin_path=[folder],
     )
-
-
-def _known_keys(located: Located, ypath: PathT, model: type[Strict]) -> None:
-    """Unknown keys first: pydantic would report a misspelt required key as
-    missing, without the hint that names the key the user meant."""
-    data = located.data
-    for part in ypath:
-        data = data[part]
-    fields = list(model.model_fields)
-    for key in data:
-        if key not in fields:
-            hint = difflib.get_close_matches(str(key), fields, n=1)
-            tip = f"; did you mean {hint[0]!r}?" if hint else ""
-            raise ConfigError(
-                f"unknown key {key!r}{tip}",
-                file=located.file,
-                path=format_path((*ypath, key)),
-                line=located.line_of((*ypath, key)),
-                expected=None if hint else "one of " + ", ".join(fields),
-            )
 
 
 def import_plugins(names: list[str], search: list[str]) -> None:
@@ -354,7 +334,7 @@ def _parameter(section: str, key: str, raw: Any, located: Located) -> Parameter:
                 expected="a list of values or {range: {start, stop, step}}",
             )
         if isinstance(raw["range"], dict):
-            _known_keys(located, ypath + ("range",), RangeSpec)
+            check_known_keys(located, ypath + ("range",), RangeSpec)
         try:
             rng = RangeSpec.model_validate(raw["range"])
         except ValidationError as exc:

@@ -47,7 +47,7 @@ from pydantic import (
 )
 
 from simcore.config.base import Strict
-from simcore.config.errors import validation_to_config_error
+from simcore.config.errors import check_known_keys, validation_to_config_error
 from simcore.config.load import (
     Resolved,
     apply_set,
@@ -57,7 +57,6 @@ from simcore.config.load import (
 )
 from simcore.config.yamlsrc import Located, PathT, format_path, load_yaml_file
 from simcore.errors import ConfigError
-from simcore.sweep.spec import _known_keys as known_keys_at
 from simcore.validate.criteria import CriterionError, Rule
 from simcore.validate.expr import Expr, ExprError
 from simcore.validate.probes import ProbeConfig
@@ -309,7 +308,7 @@ def _known_keys(located: Located) -> None:
         for part in path:
             node = node.get(part) if isinstance(node, dict) else None
         if isinstance(node, dict):
-            known_keys_at(located, path, model)
+            check_known_keys(located, path, model)
 
 
 def _fail(located: Located, path: PathT, msg: str, expected: str | None = None):

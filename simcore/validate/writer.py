@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 import time
 from pathlib import Path
 
 from simcore import __version__
-from simcore.results.writer import _replace
+from simcore.results.writer import staged_folder, unused_folder
 from simcore.validate.charts import render_case_chart
 from simcore.validate.runner import CaseResult
 
@@ -68,24 +66,11 @@ def write_validation(
     if out_dir:
         target = Path(out_dir)
     else:
-        parent = Path(base) / "validate"
-        run_id = _run_id(results, quick)
-        target, n = parent / run_id, 2
-        while target.exists():
-            target, n = parent / f"{run_id}-{n}", n + 1
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    try:
+        target = unused_folder(Path(base) / "validate", _run_id(results, quick))
+    with staged_folder(target) as tmp:
         (tmp / "table.txt").write_text(table, encoding="utf-8")
         doc = results_doc(results, quick=quick)
         (tmp / "results.json").write_text(json.dumps(doc, indent=2) + "\n")
         for r in results:
             render_case_chart(r, tmp)
-        _replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target

@@ -340,8 +340,11 @@ class _Run:
         quantum = sim.quantum
         per_quantum = acc.rate * quantum / 1e9
         cursor = [0]
-        m = sim.metrics
-        c = m.counters
+        c = sim.metrics.counters
+        misses = f"arena.{side}.stlb_misses"
+        accesses = f"arena.{side}_accesses"
+        faulted = f"arena.{side}.faulted_accesses"
+        per_access = f"arena.{side}.stlb_misses_per_access"
         while True:
             k = int(rng.poisson(per_quantum)) if self.live.n else 0
             if not k:
@@ -361,13 +364,11 @@ class _Run:
             lost = sim.executor.run(
                 cpu, addrs, shifts, "d", len(keys) * acc.insns_per_access
             )
-            c[f"arena.{side}.stlb_misses"] += c["stlb.misses"] - before
-            c[f"arena.{side}_accesses"] += len(addrs)
-            c[f"arena.{side}.faulted_accesses"] += faults
-            if c[f"arena.{side}_accesses"]:
-                c[f"arena.{side}.stlb_misses_per_access"] = round(
-                    c[f"arena.{side}.stlb_misses"] / c[f"arena.{side}_accesses"], 6
-                )
+            c[misses] += c["stlb.misses"] - before
+            c[accesses] += len(addrs)
+            c[faulted] += faults
+            if c[accesses]:
+                c[per_access] = round(c[misses] / c[accesses], 6)
             yield env.timeout(quantum + lost)
 
     def _arena_of(self, key: int):
@@ -430,7 +431,7 @@ class _Run:
             if arena is None:
                 continue
             if pgoff not in arena.user:
-                if key not in self.live.pos and not self._fresh(key, arena, pgoff):
+                if key not in self.live.pos and not self._fresh(arena, pgoff):
                     continue  # freed meanwhile: the program no longer uses it
                 faults += 1
                 if (yield from arena.user_fault(cpu, pgoff)) is None:
@@ -448,7 +449,7 @@ class _Run:
         return addrs, np.full(len(addrs), 12, dtype=np.uint8), faults
 
     @staticmethod
-    def _fresh(key: int, arena, pgoff: int) -> bool:
+    def _fresh(arena, pgoff: int) -> bool:
         """A stray user touch: allowed to fault a page in when it is not
         the remains of a freed live page (i.e. free in the range tree)."""
         return bool(arena.rt.free_in(pgoff, 1))

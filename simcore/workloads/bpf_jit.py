@@ -17,14 +17,13 @@ from __future__ import annotations
 from operator import attrgetter
 from typing import TYPE_CHECKING, Literal
 
-import numpy as np
 from pydantic import Field
 
 from simcore.config.base import Strict
 from simcore.config.dists import LogNormal, Popularity, SizeDist
 from simcore.config.units import Duration, Rate
 from simcore.hw.touchtable import TouchTable
-from simcore.workloads.execution import INSN_BYTES
+from simcore.workloads.execution import INSN_BYTES, Picker, exec_cpus
 
 if TYPE_CHECKING:
     from simcore.engine import Simulation
@@ -85,7 +84,7 @@ class _Run:
         self.sim = sim
         self.tag = f"workload.{index}.bpf_jit"
         self.live: list[BpfProg] = []
-        self._cdf: dict[int, np.ndarray] = {}
+        self.picker = Picker(cfg.exec.popularity)
         self._attach_rng = sim.rng(self.tag + ".attach")
         self._xdp = 0
         self.size = cfg.size
@@ -107,8 +106,7 @@ class _Run:
         if cfg.churn.load_rate > 0:
             sim.env.process(self._churn())
         if cfg.exec.rate > 0:
-            n = min(cfg.exec.cpus or sim.nr_cpus, sim.nr_cpus)
-            for cpu in range(n):
+            for cpu in exec_cpus(sim, cfg.exec.cpus):
                 sim.env.process(self._executor(cpu))
 
     def _loader(self, cpu: int, sizes: list[int]):
@@ -158,18 +156,6 @@ class _Run:
         self.live.pop()
         yield from bpf.prog_free(cpu, prog)
 
-    def _pick_cdf(self, n: int) -> np.ndarray:
-        cdf = self._cdf.get(n)
-        if cdf is None:
-            if len(self._cdf) > 64:  # churn changes n constantly: bound the cache
-                self._cdf.clear()
-            cdf = self._cdf[n] = np.cumsum(self.cfg.exec.popularity.weights(n))
-            # rounding may leave the sum just below 1: an infinite last
-            # bound sends such draws to the last program, as clamping the
-            # picks would, without a pass over them every quantum
-            cdf[-1] = np.inf
-        return cdf
-
     def _touch_table(self) -> TouchTable:
         """One table for all executor CPUs: the live images are shared."""
         table = self.__dict__.get("_table")
@@ -192,7 +178,7 @@ class _Run:
             k = int(rng.poisson(per_quantum)) if n else 0
             if not k:
                 continue
-            picks = self._pick_cdf(n).searchsorted(rng.random(k), side="right")
+            picks = self.picker.pick(rng, n, k)
             # the table turns k invocations into one stream with a few numpy
             # gathers instead of Python work per invocation (touchtable.py)
             addrs, shifts, nbytes = table.gather(self.live, picks)

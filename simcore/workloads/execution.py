@@ -42,12 +42,15 @@ class Picker:
             if len(self._cdf) > _CDF_CACHE_MAX:
                 self._cdf.clear()
             cdf = self._cdf[n] = np.cumsum(self.popularity.weights(n))
+            # rounding may leave the sum just below 1: an infinite last
+            # bound sends such draws to the last object, as clamping the
+            # picks would, without a pass over them every quantum
+            cdf[-1] = np.inf
         return cdf
 
-    def pick(self, rng: np.random.Generator, n: int, k: int) -> list[int]:
-        picks = np.searchsorted(self.cdf(n), rng.random(k), side="right")
-        np.minimum(picks, n - 1, out=picks)
-        return picks.tolist()
+    def pick(self, rng: np.random.Generator, n: int, k: int) -> np.ndarray:
+        """Positions (int64, in ``range(n)``, ``n`` > 0) of ``k`` events."""
+        return self.cdf(n).searchsorted(rng.random(k), side="right")
 
 
 def batch(pieces: Sequence[tuple[np.ndarray, int]]) -> tuple[np.ndarray, np.ndarray]:

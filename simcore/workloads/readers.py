@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 DESCRIPTION = "/proc/vmallocinfo and /proc/kcore readers at a rate"
 
 RANGE_START = {"vmalloc": VMALLOC_START, "modules": MODULES_VADDR}
+# estimate: a floor for the default span, so that reads before much is
+# allocated still spread over a few hundred pages rather than one
 MIN_SPAN = 1 << 20
 
 

@@ -1,10 +1,10 @@
 """Tests of the BPF arena model, its strategies and its workload.
 
 ``quiet_sim`` builds a Simulation of a small machine whose only workload
-does one vmalloc/vfree, so arenas created by a test run on a quiet
-machine; ``run_arena`` runs an ``arena`` workload end to end and returns
-its metrics. Eras: ``"6.13"`` is the mutex era with the exception fix-up,
-``"latest"`` the spinlock era with the scratch page.
+does one vmalloc/vfree (``tests.kernel.make_sim``), so arenas created by a
+test run on a quiet machine; ``run_arena`` runs an ``arena`` workload end
+to end and returns its metrics. Eras: ``"6.13"`` is the mutex era with the
+exception fix-up, ``"latest"`` the spinlock era with the scratch page.
 """
 
 from __future__ import annotations
@@ -15,51 +15,24 @@ from pathlib import Path
 from simcore.config.load import load_workload
 from simcore.engine import Simulation
 from simcore.kernel.bpf.arena import BpfArena, UserMm
-from tests.kernel import SETTLE_NS, run
+from tests.kernel import make_sim, run
 
 ERAS = ("6.13", "latest")
 STRATEGIES = ("arena_4k", "arena_huge", "arena_batched_free")
-
-QUIET = """\
-name: arenatest
-seed: {seed}
-duration: 1s
-machine: {machine}
-kernel: {{preset: "{preset}"}}
-workloads:
-  - {{type: vmalloc_stress, cpus: 1, loops: 1}}
-"""
 
 ARENA = """\
 name: arenarun
 seed: {seed}
 duration: {duration}
-machine: {machine}
+machine: {{profile: small-test}}
 kernel: {{preset: "{preset}"{knobs}}}
 workloads:
   - type: arena
 {body}"""
 
 
-def _load(text: str, sets=()):
-    with tempfile.TemporaryDirectory() as d:
-        p = Path(d) / "w.yaml"
-        p.write_text(text)
-        return load_workload(p, sets=list(sets))
-
-
-def quiet_sim(
-    strategy: str = "arena_4k",
-    preset: str = "latest",
-    *,
-    machine: str = "{profile: small-test}",
-    seed: int = 1,
-    sets=(),
-) -> Simulation:
-    resolved = _load(QUIET.format(machine=machine, preset=preset, seed=seed), sets)
-    sim = Simulation(resolved, strategy)
-    sim.env.run(until=SETTLE_NS)
-    return sim
+def quiet_sim(strategy: str = "arena_4k", preset: str = "latest") -> Simulation:
+    return make_sim(kernel=f'{{preset: "{preset}"}}', strategy=strategy)
 
 
 def new_arena(
@@ -77,7 +50,6 @@ def run_arena(
     preset: str = "latest",
     *,
     duration: str = "5ms",
-    machine: str = "{profile: small-test}",
     knobs: str = "",
     seed: int = 1,
 ) -> dict[str, float]:
@@ -86,9 +58,12 @@ def run_arena(
     text = ARENA.format(
         seed=seed,
         duration=duration,
-        machine=machine,
         preset=preset,
         knobs=knobs,
         body=body,
     )
-    return Simulation(_load(text), strategy).run().metrics
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "w.yaml"
+        p.write_text(text)
+        resolved = load_workload(p)
+    return Simulation(resolved, strategy).run().metrics

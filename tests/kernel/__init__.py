@@ -28,6 +28,24 @@ workloads:
 SETTLE_NS = 50_000
 
 
+def sim_from_text(
+    text: str,
+    *,
+    strategy: str = "module_alloc",
+    where: Path | None = None,
+    sets: tuple[str, ...] = (),
+) -> Simulation:
+    """A Simulation of the workload file ``text``. The file goes to
+    ``where`` when given (so captures named relative to it stay readable),
+    else to a directory removed at once."""
+    if where is None:
+        with tempfile.TemporaryDirectory() as d:
+            return sim_from_text(text, strategy=strategy, where=Path(d), sets=sets)
+    p = where / "w.yaml"
+    p.write_text(text)
+    return Simulation(load_workload(p, sets=sets), strategy)
+
+
 def make_sim(
     *,
     machine: str = "{profile: small-test}",
@@ -37,19 +55,9 @@ def make_sim(
     strategy: str = "module_alloc",
 ) -> Simulation:
     """A Simulation of a small machine serving executable memory with
-    ``strategy``. The workload file goes to ``where`` when given (so
-    captures named relative to it stay readable), else to a directory
-    removed at once."""
+    ``strategy``, its workload file placed as ``sim_from_text`` does."""
     text = WORKLOAD.format(machine=machine, kernel=kernel, seed=seed)
-    if where is not None:
-        p = where / "w.yaml"
-        p.write_text(text)
-        sim = Simulation(load_workload(p), strategy)
-    else:
-        with tempfile.TemporaryDirectory() as d:
-            p = Path(d) / "w.yaml"
-            p.write_text(text)
-            sim = Simulation(load_workload(p), strategy)
+    sim = sim_from_text(text, strategy=strategy, where=where)
     sim.env.run(until=SETTLE_NS)
     return sim
 

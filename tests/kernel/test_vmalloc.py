@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import tempfile
 import tracemalloc
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from simcore.config.load import load_workload
 from simcore.engine import Simulation
 from simcore.kernel.kva import PAGE
 from simcore.kernel.vmalloc import (
@@ -23,7 +20,7 @@ from simcore.kernel.vmalloc import (
     Vmalloc,
 )
 from simcore.kernel.vmallocinfo import parse_vmallocinfo
-from tests.kernel import pfns
+from tests.kernel import pfns, run, sim_from_text
 
 WORKLOAD = """\
 name: vmtest
@@ -56,31 +53,20 @@ def make_sim(
     loop finish and then replaces the allocator, so a test drives a clean
     model of the same machine and kernel.
     """
-    with tempfile.TemporaryDirectory() as d:
-        p = Path(d) / "w.yaml"
-        p.write_text(
-            WORKLOAD.format(
-                preset=preset,
-                profile=profile,
-                cpus=cpus,
-                workers=workers,
-                loops=loops,
-                duration=duration,
-            )
-        )
-        sim = Simulation(load_workload(p, sets=list(sets)), "module_alloc")
+    text = WORKLOAD.format(
+        preset=preset,
+        profile=profile,
+        cpus=cpus,
+        workers=workers,
+        loops=loops,
+        duration=duration,
+    )
+    sim = sim_from_text(text, sets=sets)
     if bare or ranges is not None:
         sim.env.run(until=100_000)
         sim.vmalloc = Vmalloc(sim, ranges=ranges)
         sim.cpa.vm_unmap_aliases = sim.vmalloc.vm_unmap_aliases
     return sim
-
-
-def run(sim: Simulation, gen):
-    """Run one generator to completion and return its value."""
-    proc = sim.env.process(gen)
-    sim.env.run(until=proc)
-    return proc.value
 
 
 def quiesce(sim: Simulation):

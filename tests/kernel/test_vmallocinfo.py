@@ -10,7 +10,8 @@ from simcore.errors import CaptureError
 from simcore.kernel.kva import PAGE
 from simcore.kernel.vmalloc import VM_ALLOC, VM_IOREMAP, VM_USERMAP, VMAP_RAM
 from simcore.kernel.vmallocinfo import format_line, load_vmallocinfo, parse_vmallocinfo
-from tests.kernel.test_vmalloc import make_sim, run
+from tests.kernel import run
+from tests.kernel.test_vmalloc import make_sim
 
 # The shape of a 6.x x86-64 capture (sizes include the guard page).
 SAMPLE = """\

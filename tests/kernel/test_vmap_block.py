@@ -12,8 +12,8 @@ from simcore.kernel.vmalloc import (
     VMAP_RAM,
     vmap_bbmap_bits,
 )
-from tests.kernel import pfns
-from tests.kernel.test_vmalloc import make_sim, run
+from tests.kernel import pfns, run
+from tests.kernel.test_vmalloc import make_sim
 
 
 def record_flushes(sim):

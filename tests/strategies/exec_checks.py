@@ -12,6 +12,7 @@ from simcore.strategies.base import PAGE
 from tests.kernel import make_sim, run
 
 SKYLAKE16 = "{profile: skylake-sp, cpus: 16}"
+PMD = 2 << 20
 
 # (op, kind, bytes, pick): a random life of objects for the property tests
 OPS = hs.lists(
@@ -43,19 +44,39 @@ MODULE = ModuleSpec(
 )
 
 
-def count(sim, *names: str) -> tuple[int, ...]:
+def count(sim, *names: str) -> tuple[float, ...]:
     c = sim.metrics.counters
-    return tuple(int(c.get(n, 0)) for n in names)
+    return tuple(c.get(n, 0) for n in names)
 
 
-def splits(sim) -> int:
+def splits(sim) -> float:
     return sum(count(sim, "directmap.level2_splits", "directmap.level3_splits"))
+
+
+def exec_mem(sim) -> tuple[float, ...]:
+    return count(
+        sim, "mem.exec.requested_bytes", "mem.exec.allocated_bytes", "mem.exec.regions"
+    )
 
 
 def load(sim, proglen: int, cpu: int = 0):
     prog = run(sim, sim.bpf.prog_load(cpu, proglen))
     assert prog is not None and not isinstance(prog, int)
     return prog
+
+
+def unload(sim, prog, cpu: int = 0) -> None:
+    run(sim, sim.bpf.prog_free(cpu, prog))
+
+
+def assert_pages_returned(sim, pages0: int) -> None:
+    """Every page came back but the page-table pages that stay (vmalloc
+    tables are never freed; split direct-map tables stay split)."""
+    b = sim.page_alloc.buddy
+    b.check()
+    c = sim.metrics.counters
+    kept = c.get("mem.pagetable_pages", 0) + c.get("directmap.pagetable_pages", 0)
+    assert b.nr_allocated_pages - pages0 <= kept
 
 
 def alloc_written(sim, kind: str, nbytes: int, cpu: int = 0):
@@ -78,12 +99,17 @@ def not_bpf(obj) -> bool:
     return obj.kind != "bpf_prog"
 
 
+def assert_spans_disjoint(spans) -> None:
+    """No two ``[start, end)`` spans overlap."""
+    spans = sorted(spans)
+    for (_, e0), (s1, _) in zip(spans, spans[1:], strict=False):
+        assert e0 <= s1, f"objects overlap at {s1:#x}"
+
+
 def assert_disjoint(sim, live, owns=not_bpf) -> None:
     """No two live objects share a byte; objects that own their pages
     (``owns``) share no page frame with any other live object."""
-    spans = sorted((o.addr, o.addr + max(1, o.size)) for o in live)
-    for (_, e0), (s1, _) in zip(spans, spans[1:], strict=False):
-        assert e0 <= s1, f"objects overlap at {s1:#x}"
+    assert_spans_disjoint((o.addr, o.addr + max(1, o.size)) for o in live)
     pt = sim.pagetables
     frames: dict[int, int] = {}
     for i, o in enumerate(live):

@@ -23,50 +23,18 @@ from simcore.strategies.bpf_prog_pack import (
     pack_image_size,
 )
 from tests.kernel import make_sim, run
+from tests.strategies.exec_checks import (
+    PMD,
+    assert_pages_returned,
+    assert_spans_disjoint,
+    count,
+    exec_mem,
+    load,
+    splits,
+    unload,
+)
 
 PACKS = ["bpf_prog_pack", "bpf_prog_pack_2m"]
-PMD = 2 << 20
-
-
-def counters(sim, *names):
-    c = sim.metrics.counters
-    return tuple(c.get(n, 0) for n in names)
-
-
-def splits(sim) -> int:
-    return sum(counters(sim, "directmap.level2_splits", "directmap.level3_splits"))
-
-
-def load(sim, proglen: int, cpu: int = 0):
-    prog = run(sim, sim.bpf.prog_load(cpu, proglen))
-    assert prog is not None and not isinstance(prog, int)
-    return prog
-
-
-def unload(sim, prog, cpu: int = 0) -> None:
-    run(sim, sim.bpf.prog_free(cpu, prog))
-
-
-def assert_disjoint(spans) -> None:
-    spans = sorted(spans)
-    for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
-        assert end <= start
-
-
-def assert_pages_returned(sim, pages0: int) -> None:
-    """Every page came back but the page-table pages that stay (vmalloc
-    tables are never freed; split direct-map tables stay split)."""
-    b = sim.page_alloc.buddy
-    b.check()
-    c = sim.metrics.counters
-    kept = c.get("mem.pagetable_pages", 0) + c.get("directmap.pagetable_pages", 0)
-    assert b.nr_allocated_pages - pages0 <= kept
-
-
-def exec_mem(sim) -> tuple[int, int, int]:
-    return counters(
-        sim, "mem.exec.requested_bytes", "mem.exec.allocated_bytes", "mem.exec.regions"
-    )
 
 
 def test_image_size_is_the_kernels_chunk_rounding():
@@ -85,10 +53,10 @@ def test_loads_after_the_pack_exists_are_local_flushes_only(strategy):
     sim = make_sim(machine="{profile: skylake-sp, cpus: 16}", strategy=strategy)
     load(sim, 300)
     names = ("tlb.shootdowns", "tlb.ipis", "text_poke.pokes", "tlb.local_flushes")
-    shoot0, ipis0, pokes0, local0 = counters(sim, *names)
+    shoot0, ipis0, pokes0, local0 = count(sim, *names)
     split0 = splits(sim)
     progs = [load(sim, 300 + 37 * i) for i in range(50)]
-    shoot, ipis, pokes, local = counters(sim, *names)
+    shoot, ipis, pokes, local = count(sim, *names)
     assert (shoot, ipis) == (shoot0, ipis0)
     assert splits(sim) == split0
     # one text_poke_copy() per load, each at least one local flush
@@ -97,8 +65,8 @@ def test_loads_after_the_pack_exists_are_local_flushes_only(strategy):
     # the pack stays
     for p in progs:
         unload(sim, p)
-    assert counters(sim, "tlb.shootdowns")[0] == shoot0
-    assert counters(sim, "text_poke.pokes")[0] - pokes >= 50
+    assert count(sim, "tlb.shootdowns")[0] == shoot0
+    assert count(sim, "text_poke.pokes")[0] - pokes >= 50
     assert sim.exec_strategy.packs
 
 
@@ -287,7 +255,7 @@ def test_live_images_never_overlap_and_everything_returns(ops, strategy):
         elif live:
             unload(sim, live.pop(n % len(live)), cpu)
         imgs = [p.image.handle for p in live]
-        assert_disjoint((i.ptr, i.ptr + i.size) for i in imgs)
+        assert_spans_disjoint((i.ptr, i.ptr + i.size) for i in imgs)
         for img in imgs:
             if img.pack is not None:
                 assert img.pack.ptr <= img.ptr

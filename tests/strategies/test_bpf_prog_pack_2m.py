@@ -14,7 +14,7 @@ from simcore.kernel.pgtable import PAGE_KERNEL
 from simcore.kernel.vmalloc import VM_FLUSH_RESET_PERMS
 from simcore.strategies.base import PAGE
 from tests.kernel import make_sim
-from tests.strategies.test_bpf_prog_pack import PMD, counters, exec_mem, load, unload
+from tests.strategies.exec_checks import PMD, count, exec_mem, load, unload
 
 
 def test_every_program_of_a_pack_sits_on_one_2m_page():
@@ -73,4 +73,4 @@ def test_a_program_larger_than_a_pack_is_freed_the_same_way():
     assert area is not None and area.page_shift == 21
     unload(sim, prog)
     assert sim.metrics.hists["set_memory_rw"].n == 1
-    assert counters(sim, "mem.exec.allocated_bytes") == (0,)
+    assert count(sim, "mem.exec.allocated_bytes") == (0,)

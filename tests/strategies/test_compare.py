@@ -17,6 +17,7 @@ import pytest
 from simcore.config.load import load_workload
 from simcore.engine import simulate
 from tests.kernel import make_sim, run
+from tests.strategies.exec_checks import SKYLAKE16, splits
 
 FIVE = ["module_alloc", "bpf_prog_pack", "execmem_rox", "perm_alloc", "jitalloc"]
 PACKED = ["bpf_prog_pack", "execmem_rox"]
@@ -53,24 +54,19 @@ def test_packed_strategies_need_far_fewer_itlb_entries(five):
         assert five[s]["bpf.progs_loaded"] == 400, s
 
 
-def _splits(sim) -> int:
-    c = sim.metrics.counters
-    return c.get("directmap.level2_splits", 0) + c.get("directmap.level3_splits", 0)
-
-
 def _load_many(strategy: str, n: int, proglen: int = 300):
     """Load one program, then n more; counters after the first and after
     all, and the all-CPU shootdowns of each later load."""
-    sim = make_sim(machine="{profile: skylake-sp, cpus: 16}", strategy=strategy)
+    sim = make_sim(machine=SKYLAKE16, strategy=strategy)
     c = sim.metrics.counters
     run(sim, sim.bpf.prog_load(0, proglen))
-    first = (_splits(sim), c.get("tlb.shootdowns", 0))
+    first = (splits(sim), c.get("tlb.shootdowns", 0))
     per_load = []
     for _ in range(n):
         before = c.get("tlb.shootdowns", 0)
         run(sim, sim.bpf.prog_load(0, proglen))
         per_load.append(c.get("tlb.shootdowns", 0) - before)
-    return sim, first, (_splits(sim), c.get("tlb.shootdowns", 0)), per_load
+    return sim, first, (splits(sim), c.get("tlb.shootdowns", 0)), per_load
 
 
 @pytest.mark.parametrize("strategy", PACKED)
@@ -90,7 +86,7 @@ def test_module_alloc_splits_the_direct_map_as_programs_load():
 
 
 def test_module_alloc_before_6_2_flushes_twice_per_load():
-    sim = make_sim(machine="{profile: skylake-sp, cpus: 16}", kernel="{preset: '6.1'}")
+    sim = make_sim(machine=SKYLAKE16, kernel="{preset: '6.1'}")
     run(sim, sim.bpf.prog_load(0, 300))
     c = sim.metrics.counters
     before = c["tlb.shootdowns"]

@@ -18,11 +18,11 @@ from simcore.strategies.base import PAGE
 from simcore.strategies.execmem_rox import RoxSlice
 from simcore.workloads.captures.module_split import TEXT_BYTES_PER_RELOC
 from tests.kernel import make_sim, run
-from tests.strategies.test_bpf_prog_pack import (
+from tests.strategies.exec_checks import (
     PMD,
-    assert_disjoint,
     assert_pages_returned,
-    counters,
+    assert_spans_disjoint,
+    count,
     exec_mem,
     load,
     splits,
@@ -71,12 +71,12 @@ def test_text_after_the_area_exists_costs_no_ipi_and_no_split():
     sim = rox_sim(machine="{profile: skylake-sp, cpus: 16}")
     text(sim, PAGE)
     names = ("tlb.shootdowns", "tlb.ipis", "text_poke.pokes")
-    shoot0, ipis0, pokes0 = counters(sim, *names)
+    shoot0, ipis0, pokes0 = count(sim, *names)
     split0 = splits(sim)
     objs = [text(sim, 100 + 700 * i) for i in range(30)]
     for p in (load(sim, 300 + 11 * i) for i in range(30)):
         objs.append(p.image)
-    shoot, ipis, pokes = counters(sim, *names)
+    shoot, ipis, pokes = count(sim, *names)
     assert (shoot, ipis) == (shoot0, ipis0) and splits(sim) == split0
     assert pokes - pokes0 >= 60
     assert len(sim.exec_strategy.areas) == 1
@@ -99,11 +99,11 @@ def test_free_refills_with_int3_and_merges_back():
     st = sim.exec_strategy
     a, b, c = text(sim, PAGE), text(sim, 2 * PAGE), text(sim, PAGE)
     (area,) = st.areas.values()
-    pokes, shoot = counters(sim, "text_poke.pokes", "tlb.shootdowns")
+    pokes, shoot = count(sim, "text_poke.pokes", "tlb.shootdowns")
     run(sim, st.free(0, b))
     # text_poke_set() of INT3 over the slice: local flushes, no IPI
-    assert counters(sim, "text_poke.pokes")[0] > pokes
-    assert counters(sim, "tlb.shootdowns")[0] == shoot
+    assert count(sim, "text_poke.pokes")[0] > pokes
+    assert count(sim, "tlb.shootdowns")[0] == shoot
     # first fit reuses the hole
     d = text(sim, PAGE)
     assert d.addr == b.addr
@@ -161,9 +161,9 @@ def test_a_module_load_sends_fewer_shootdowns_than_with_module_alloc():
         sim = make_sim(machine="{profile: skylake-sp, cpus: 16}", strategy=strategy)
         # a first module creates the ROX area
         run(sim, module_loader(sim).load(0, spec_from_size("first", 20_000)))
-        before = counters(sim, "tlb.shootdowns")[0]
+        before = count(sim, "tlb.shootdowns")[0]
         assert run(sim, module_loader(sim).load(0, spec)) is not None
-        shoot[strategy] = counters(sim, "tlb.shootdowns")[0] - before
+        shoot[strategy] = count(sim, "tlb.shootdowns")[0] - before
     assert shoot["execmem_rox"] < shoot["module_alloc"]
 
 
@@ -190,7 +190,7 @@ def test_one_relocation_at_a_time_into_rox_costs_ten_times_a_batched_write():
         run(sim, st.finalize(0, obj))
         cost[writes] = sim.env.now - t0
         # all of it through text_poke, none of it through an IPI
-        assert counters(sim, "text_poke.pokes")[0] >= (writes if writes > 1 else 1)
+        assert count(sim, "text_poke.pokes")[0] >= (writes if writes > 1 else 1)
     ratio = cost[1 + relocs] / cost[1]
     assert 10 <= ratio < 100
 
@@ -220,7 +220,7 @@ def test_live_slices_never_overlap_and_everything_returns(ops):
         elif live:
             run(sim, st.free(0, live.pop(n % len(live))))
         spans = [(o.handle.addr, o.handle.addr + o.footprint) for o in live]
-        assert_disjoint(spans)
+        assert_spans_disjoint(spans)
         for s, e in spans:
             owner = [a for a in st.areas.values() if a.addr <= s < a.end]
             assert owner and e <= owner[0].addr + owner[0].nr_pages * PAGE

@@ -28,14 +28,13 @@ from simcore.strategies.module_alloc_type import (
 from tests.kernel import make_sim, run
 from tests.strategies.exec_checks import (
     OPS,
+    PMD,
     SKYLAKE16,
     count,
     exercise,
     load,
     shootdowns_per_load,
 )
-
-PMD = 2 << 20
 
 
 def alloc(sim, kind, size):

@@ -17,6 +17,7 @@ from simcore.strategies.base import PAGE
 from tests.kernel import make_sim, run
 from tests.strategies.exec_checks import (
     OPS,
+    PMD,
     SKYLAKE16,
     count,
     exercise,
@@ -24,7 +25,6 @@ from tests.strategies.exec_checks import (
 )
 
 HUGE, NOHUGE = "vmalloc_huge_modules", "vmalloc_huge_modules_nohuge"
-PMD = 2 << 20
 # the era the strategy models: set_memory_ro() then set_memory_x()
 ERA = "{preset: '5.17'}"
 

@@ -69,15 +69,13 @@ from typing import TYPE_CHECKING
 
 from simcore.errors import SimulationError
 from simcore.kernel.bpf.range_tree import ENOENT, RangeTree
+from simcore.kernel.pgtable import PAGE_SHIFT, PMD_SHIFT, PUD_SHIFT
+from simcore.kernel.pgtable import PAGE_SIZE as PAGE
 from simcore.kernel.vmalloc import VM_SPARSE, VM_USERMAP
 
 if TYPE_CHECKING:
     from simcore.engine import Simulation
 
-PAGE_SHIFT = 12
-PAGE = 1 << PAGE_SHIFT
-PMD_SHIFT = 21
-PUD_SHIFT = 30
 SZ_4G = 1 << 32
 # reach of the s16 ``off`` of LDX/STX, rounded up to two pages
 GUARD_SZ = 1 << 16
@@ -140,6 +138,12 @@ class FreedSpan:
     def pages(self) -> int:
         """Pages the span holds until given back."""
         return len(self.pfns) + sum(1 << order for _, order in self.blocks)
+
+
+def pages_in(spans, pgoff: int, n: int) -> int:
+    """Pages of [pgoff, pgoff + n) inside the (start, count) spans."""
+    end = pgoff + n
+    return sum(max(0, min(end, p + k) - max(pgoff, p)) for p, k in spans)
 
 
 def keys_in(keys, lo: int, hi: int) -> list[int]:
@@ -348,10 +352,8 @@ class BpfArena:
             ret = -(-ret // SZ_4G) * SZ_4G
         if (ret >> 32) != ((ret + length - 1) >> 32):
             raise SimulationError(f"arena VMA at {ret:#x} crosses 4 GiB")
-        extra = yield from self.mutex.take(cpu)
         # remember_vma(): one kmalloc under arena->lock
-        yield self.env.timeout(int(self.slab_ns + extra))
-        self.mutex.release(cpu)
+        yield from self.mutex.hold(cpu, self.slab_ns)
         self.mm = mm
         self.user_vm_start = ret
         self.user_vm_end = ret + length
@@ -670,10 +672,7 @@ class BpfArena:
     def _queued_in(self, pgoff: int, n: int) -> int:
         """Pages of [pgoff, pgoff + n) already freed by the program but not
         yet marked free (deferred spans, a strategy's pending ones)."""
-        end = pgoff + n
-        queued = sum(
-            max(0, min(end, p + k) - max(pgoff, p)) for p, k in self.free_spans
-        )
+        queued = pages_in(self.free_spans, pgoff, n)
         return queued + self.strategy.pending_in(self, pgoff, n)
 
     def _defer(self, cpu: int, pgoff: int, n: int):

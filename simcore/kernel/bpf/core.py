@@ -26,12 +26,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from simcore.kernel.vmalloc import MODULES_END, MODULES_VADDR
-from simcore.strategies.base import ExecAlloc
+from simcore.strategies.base import PAGE, ExecAlloc
 
 if TYPE_CHECKING:
     from simcore.engine import Simulation
 
-PAGE = 4096
 # arch_bpf_trampoline_size() is found by a dry run of the x86 JIT: the
 # prologue/epilogue and register saves are a few hundred bytes and every
 # attached program adds a call sequence. Estimate: 256 B + 64 B per program.
@@ -40,6 +39,10 @@ TRAMPOLINE_PER_PROG = 64
 # the dispatcher image: BPF_DISPATCHER_MAX = 48 programs of a compare and a
 # direct call, one page in the kernel (bpf_dispatcher_change_prog())
 DISPATCHER_IMAGE = PAGE
+# Estimate: emit_bpf_dispatcher() writes per program a 7-byte
+# `cmp rdx, imm32` and a 6-byte near jump, plus its share of the
+# binary-search branches: about 16 bytes.
+DISPATCHER_BYTES_PER_PROG = 16
 BPF_JIT_LIMIT = -(-((MODULES_END - MODULES_VADDR) >> 1) // PAGE) * PAGE
 EPERM = 1
 
@@ -140,7 +143,7 @@ class BpfCore:
             yield from st.write(cpu, image, DISPATCHER_IMAGE)
             yield from st.finalize(cpu, image)
             self._dispatcher = image
-        nbytes = min(DISPATCHER_IMAGE, 16 * max(1, nr_progs))
+        nbytes = min(DISPATCHER_IMAGE, DISPATCHER_BYTES_PER_PROG * max(1, nr_progs))
         yield from st.update(cpu, self._dispatcher, nbytes)
         yield from self.sim.text_poke.text_poke_bp(cpu, 1)
         self.metrics.inc("bpf.dispatcher_updates")
