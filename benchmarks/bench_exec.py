@@ -35,7 +35,7 @@ from common import (
     warm_up,
 )
 
-from simcore.config.units import parse_duration
+from simcore.units import parse_duration
 
 WORKLOAD = """\
 name: bench-exec

@@ -13,7 +13,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from simcore import __version__
+from simcore._version import __version__
 from simcore.errors import InputError, SimcoreError
 
 EXIT_OK, EXIT_INTERNAL, EXIT_INPUT = 0, 1, 2
@@ -148,7 +148,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         [s.strip() for s in args.strategy.split(",")] if args.strategy else None
     )
     if args.replications:
-        from simcore.results.replicate import run_replications
+        from simcore.api import run_replications
 
         resolved, replicated = run_replications(
             args.workload,
@@ -209,7 +209,7 @@ def _cmd_list(what: str) -> int:
     elif what == "profiles":
         import yaml
 
-        from simcore.hw.profile import PROFILE_DIR, available_profiles
+        from simcore.profile import PROFILE_DIR, available_profiles
 
         for n in available_profiles():
             with (PROFILE_DIR / f"{n}.yaml").open(encoding="utf-8") as f:
@@ -219,7 +219,7 @@ def _cmd_list(what: str) -> int:
 
         rows = sorted(workload_descriptions().items())
     else:
-        from simcore.results.catalog import CATALOG
+        from simcore.metrics.catalog import CATALOG
 
         rows = [(m.pattern, f"{m.description} [{m.unit}]") for m in CATALOG]
     width = max(len(r[0]) for r in rows) if rows else 0

@@ -13,7 +13,6 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import simpy
 
@@ -26,7 +25,7 @@ from simcore.kernel.page_alloc import PageAlloc
 from simcore.kernel.pgtable import KernelPageTables
 from simcore.kernel.set_memory import Cpa
 from simcore.kernel.vmalloc import Vmalloc
-from simcore.results.metrics import Metrics
+from simcore.metrics import Metrics, RunResult
 from simcore.strategies import get_strategy
 
 # What a domain runs when the strategy under comparison is of the other one:
@@ -63,17 +62,6 @@ ALWAYS_REPORTED = (
     "vmap.lazy_purges",
     "vmap.alloc_failures",
 )
-
-
-@dataclass
-class RunResult:
-    strategy: str
-    metrics: dict[str, float]
-    series: list[tuple[int, dict[str, float]]]
-    wall_s: float
-    events: int
-    latency_cdfs: dict[str, list[tuple[float, float]]]
-    kmsg: list[str] = field(default_factory=list)  # kernel log (dmesg.txt)
 
 
 class Simulation:

@@ -1,6 +1,6 @@
 import pytest
 
-from simcore.config.units import (
+from simcore.units import (
     format_duration,
     format_size,
     parse_duration,

@@ -15,8 +15,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from simcore.config.yamlsrc import Located, PathT, format_path
 from simcore.errors import ConfigError
+from simcore.yamlsrc import Located, PathT, format_path
 
 
 def _data_path(loc: tuple, data: Any) -> PathT:

@@ -22,9 +22,9 @@ from pydantic import ValidationError
 
 from simcore.config.errors import validation_to_config_error
 from simcore.config.schema import WorkloadFile
-from simcore.config.yamlsrc import Located, PathT, format_path, load_yaml_file
 from simcore.errors import ConfigError
-from simcore.hw.profile import (
+from simcore.kernel.presets import KNOBS, preset_values
+from simcore.profile import (
     SHORTCUTS,
     HwProfile,
     apply_overrides,
@@ -32,7 +32,7 @@ from simcore.hw.profile import (
     profile_path,
     values_only,
 )
-from simcore.kernel.presets import KNOBS, preset_values
+from simcore.yamlsrc import Located, PathT, format_path, load_yaml_file
 
 _TOKEN = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 

@@ -11,10 +11,10 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import ConfigDict, Field, field_validator
 
-from simcore.config.base import Strict
-from simcore.config.units import Duration
 from simcore.kernel.presets import presets
 from simcore.strategies import strategy_names
+from simcore.strict import Strict
+from simcore.units import Duration
 from simcore.workloads import workload_models
 
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from simcore.hw.pagewalk import PageWalker
 from simcore.hw.tlb import prepare_batch
-from simcore.results.metrics import Metrics
+from simcore.metrics.registry import Metrics
 
 
 class Executor:

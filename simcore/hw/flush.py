@@ -22,11 +22,10 @@ import math
 
 import numpy as np
 
-from simcore.hw.profile import HwProfile
+from simcore.constants import PAGE
 from simcore.hw.topology import Topology
-from simcore.results.metrics import Metrics
-
-PAGE = 4096
+from simcore.metrics.registry import Metrics
+from simcore.profile import HwProfile
 
 
 class FlushModel:

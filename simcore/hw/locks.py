@@ -26,7 +26,7 @@ import simpy
 from simpy.events import NORMAL
 
 from simcore.hw.topology import Topology
-from simcore.results.metrics import Metrics
+from simcore.metrics.registry import Metrics
 
 # A mutex waiter spins while the owner is running (mutex_spin_on_owner) and
 # goes to sleep once it has spun this long: estimate, standing in for

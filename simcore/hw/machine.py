@@ -9,9 +9,9 @@ import simpy
 
 from simcore.hw.flush import FlushModel
 from simcore.hw.locks import LockStats, Mutex, SpinLock
-from simcore.hw.profile import HwProfile
 from simcore.hw.topology import Topology
-from simcore.results.metrics import Metrics
+from simcore.metrics.registry import Metrics
+from simcore.profile import HwProfile
 
 _SHIFT = {"4K": 12, "2M": 21, "1G": 30}
 

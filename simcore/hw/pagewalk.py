@@ -20,7 +20,7 @@ while the 2M regions touched fit ``walk.pwc_entries``.
 
 from __future__ import annotations
 
-from simcore.hw.profile import HwProfile
+from simcore.profile import HwProfile
 
 ENTRY = 8
 LINE = 64

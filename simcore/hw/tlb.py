@@ -63,6 +63,10 @@ from typing import ClassVar
 
 import numpy as np
 
+from simcore.constants import PAGE_SHIFT as PAGE_SHIFT_4K
+from simcore.constants import PMD_SHIFT as PAGE_SHIFT_2M
+from simcore.constants import PUD_SHIFT as PAGE_SHIFT_1G
+
 __all__ = [
     "L1_HIT",
     "LEVELS",
@@ -82,9 +86,6 @@ __all__ = [
     "tlb_layout",
 ]
 
-PAGE_SHIFT_4K = 12
-PAGE_SHIFT_2M = 21
-PAGE_SHIFT_1G = 30
 
 # lookup_one() outcomes
 L1_HIT = 0

@@ -17,6 +17,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from simcore.constants import PMD_SHIFT as PAGE_SHIFT_2M
+from simcore.constants import PUD_SHIFT as PAGE_SHIFT_1G
 from simcore.hw import tlb as _tlb
 from simcore.hw.tlb import (
     Tlb,
@@ -37,8 +39,6 @@ __all__ = ["FastTlb", "warm_up"]
 EMPTY_TAG = -1
 STLB = 2
 GLOBAL_BIT = 63
-PAGE_SHIFT_2M = 21
-PAGE_SHIFT_1G = 30
 MAX_SHIFT = 63
 if (
     EMPTY_TAG != _tlb.EMPTY_TAG

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from simcore.hw.profile import HwProfile
+from simcore.profile import HwProfile
 
 SMT, SAME_LLC, CROSS_LLC, CROSS_SOCKET, SAME_CPU = range(5)
 

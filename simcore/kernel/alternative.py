@@ -26,10 +26,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from simcore.constants import PAGE
+
 if TYPE_CHECKING:
     from simcore.engine import Simulation
 
-PAGE = 4096
 # TP_VEC_MAX = PAGE_SIZE / sizeof(struct text_poke_loc) (24 bytes on x86-64)
 TP_VEC_MAX = PAGE // 24
 

@@ -52,7 +52,8 @@ from __future__ import annotations
 
 import random
 
-PAGE = 4096
+from simcore.constants import PAGE
+
 _PAGE_MASK = PAGE - 1
 
 # Fixed seed for treap priorities: the tree's shape is part of the model's

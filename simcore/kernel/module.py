@@ -47,7 +47,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, get_args
 
-from simcore.strategies.base import PAGE, ExecAlloc, Kind
+from simcore.constants import PAGE
+from simcore.strategies.base import ExecAlloc, Kind
 
 if TYPE_CHECKING:
     from simcore.engine import Simulation

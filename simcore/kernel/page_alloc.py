@@ -65,15 +65,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from simcore.constants import PAGE_SHIFT, PAGE_SIZE
 from simcore.errors import CaptureError, SimulationError
 from simcore.kernel.buddyinfo import MAX_PAGE_ORDER, NR_ORDERS, load_buddyinfo
 
 if TYPE_CHECKING:
     from simcore.engine import Simulation
-    from simcore.hw.profile import HwProfile
+    from simcore.profile import HwProfile
 
-PAGE_SHIFT = 12
-PAGE_SIZE = 1 << PAGE_SHIFT
 MAX_ORDER_NR_PAGES = 1 << MAX_PAGE_ORDER
 PAGEBLOCK_ORDER = 9  # HUGETLB_PAGE_ORDER on x86-64 (2 MiB)
 

@@ -55,23 +55,23 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from simcore.constants import (
+    PAGE_SHIFT,
+    PAGE_SIZE,
+    PAGES_PER_PMD,
+    PAGES_PER_PUD,
+    PMD_SHIFT,
+    PTRS_PER_TABLE,
+    PUD_SHIFT,
+)
 from simcore.errors import SimulationError
 from simcore.kernel.page_alloc import node_pages_from_profile
-from simcore.results.metrics import Metrics
+from simcore.metrics.registry import Metrics
 
 if TYPE_CHECKING:
     from simcore.engine import Simulation
     from simcore.kernel.page_alloc import PageAlloc
 
-PAGE_SHIFT = 12
-PMD_SHIFT = 21
-PUD_SHIFT = 30
-PAGE_SIZE = 1 << PAGE_SHIFT
-PMD_SIZE = 1 << PMD_SHIFT
-PUD_SIZE = 1 << PUD_SHIFT
-PTRS_PER_TABLE = 512
-PAGES_PER_PMD = PMD_SIZE >> PAGE_SHIFT
-PAGES_PER_PUD = PUD_SIZE >> PAGE_SHIFT
 
 # Documentation/arch/x86/x86_64/mm.rst, 4-level paging, no KASLR:
 # "ffff888000000000 ... direct mapping of all physical memory".

@@ -60,6 +60,13 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from simcore.constants import (
+    PAGE_SHIFT,
+    PAGE_SIZE,
+    PAGES_PER_PMD,
+    PAGES_PER_PUD,
+    PMD_SIZE,
+)
 from simcore.errors import SimulationError
 from simcore.kernel.pgtable import (
     _PAGE_NX,
@@ -68,11 +75,6 @@ from simcore.kernel.pgtable import (
     FLUSH_ALL,
     LEVEL_2M,
     LEVEL_4K,
-    PAGE_SHIFT,
-    PAGE_SIZE,
-    PAGES_PER_PMD,
-    PAGES_PER_PUD,
-    PMD_SIZE,
     KernelPageTables,
     Mapping,
 )

@@ -57,8 +57,9 @@ import bisect
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
+from simcore.constants import PAGE, PAGE_SHIFT, PMD_SHIFT, PMD_SIZE
 from simcore.errors import CaptureError, SimulationError
-from simcore.kernel.kva import PAGE, KvaSpace
+from simcore.kernel.kva import KvaSpace
 from simcore.kernel.page_alloc import BULK_CHUNK, MAX_PAGE_ORDER
 from simcore.kernel.vmallocinfo import (
     VmallocInfoEntry,
@@ -70,7 +71,6 @@ from simcore.kernel.vmallocinfo import (
 if TYPE_CHECKING:
     from simcore.engine import Simulation
 
-PAGE_SHIFT = 12
 
 # arch/x86 layout, 4-level paging (Documentation/arch/x86/x86_64/mm.rst)
 VMALLOC_START = 0xFFFFC90000000000
@@ -78,8 +78,6 @@ VMALLOC_END = VMALLOC_START + (32 << 40)
 MODULES_VADDR = 0xFFFFFFFFA0000000
 MODULES_END = 0xFFFFFFFFFF000000
 PAGE_OFFSET = 0xFFFF888000000000  # direct map base, same document
-PMD_SHIFT = 21
-PMD_SIZE = 1 << PMD_SHIFT
 
 # vmap_init_free_space(): the free tree starts as [1, ULONG_MAX) minus the
 # early vmlist areas.

@@ -24,7 +24,7 @@ matplotlib.use("Agg")  # no display; must precede pyplot
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
-from simcore.results.catalog import lookup  # noqa: E402
+from simcore.metrics.catalog import lookup  # noqa: E402
 from simcore.results.stats import ci95  # noqa: E402
 
 HATCHES = ("", "//", "..", "xx", "\\\\", "++", "oo")

@@ -11,15 +11,11 @@ streams. The results folder then holds the means (``metrics.json``
 
 from __future__ import annotations
 
-import sys
 from collections import defaultdict
 from dataclasses import dataclass
-from pathlib import Path
 
-from simcore.config.load import Resolved, load_workload
-from simcore.engine import RunResult, simulate
-from simcore.results.metrics import _clean
-from simcore.results.stats import ci95, replication_seeds
+from simcore.metrics import RunResult, clean
+from simcore.results.stats import ci95
 
 
 @dataclass
@@ -48,7 +44,7 @@ class Replicated:
                 values = [r.metrics[k] for r in reps if k in r.metrics]
                 iv = ci95(values)
                 out[s][k] = {
-                    "mean": _clean(iv.mean),
+                    "mean": clean(iv.mean),
                     "ci95_low": None if iv.low is None else round(iv.low, 6),
                     "ci95_high": None if iv.high is None else round(iv.high, 6),
                     "n": iv.n,
@@ -86,7 +82,7 @@ def _mean_series(reps: list[RunResult]) -> list[tuple[int, dict[str, float]]]:
             for k, v in row.items():
                 slot[k].append(v)
     return [
-        (t, {k: _clean(sum(v) / len(v)) for k, v in sorted(acc[t].items())})
+        (t, {k: clean(sum(v) / len(v)) for k, v in sorted(acc[t].items())})
         for t in sorted(acc)
     ]
 
@@ -118,30 +114,3 @@ def _pooled_cdfs(reps: list[RunResult]) -> dict[str, list[tuple[float, float]]]:
             pts.append((edge, min(1.0, seen / total)))
         out[op] = pts
     return out
-
-
-def run_replications(
-    workload: str | Path,
-    n: int,
-    *,
-    sets: list[str] | tuple[str, ...] = (),
-    seed: int | None = None,
-    strategies: list[str] | None = None,
-    quiet: bool = True,
-) -> tuple[Resolved, Replicated]:
-    """Run the workload ``n`` times; return its resolved config and the runs.
-
-    The returned config is the one with the workload's own seed, so the
-    results folder's ``config.yaml`` and ``config_hash`` name the run the
-    replications were derived from.
-    """
-    base = load_workload(workload, sets=sets, seed=seed, strategies=strategies)
-    seeds = replication_seeds(base.cfg.seed, n)
-    show = not quiet and sys.stderr.isatty()
-    runs = []
-    for i, s in enumerate(seeds):
-        if show:
-            sys.stderr.write(f"replication {i + 1}/{n} (seed {s})\n")
-        resolved = load_workload(workload, sets=sets, seed=s, strategies=strategies)
-        runs.append(simulate(resolved, quiet=quiet))
-    return base, Replicated(seeds, runs)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
-from simcore.results.catalog import lookup, rank
+from simcore.metrics.catalog import lookup, rank
 from simcore.results.fmt import change_pct, format_change, human, human_half
 from simcore.results.stats import Interval, overlap
 

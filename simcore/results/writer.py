@@ -20,13 +20,13 @@ from pathlib import Path
 
 import yaml
 
-from simcore import __version__
+from simcore._version import __version__
 from simcore.config.load import Resolved
-from simcore.config.units import format_duration
-from simcore.engine import RunResult
+from simcore.metrics import RunResult
 from simcore.results.charts import render_charts
 from simcore.results.replicate import Replicated
 from simcore.results.summary import render_summary
+from simcore.units import format_duration
 
 
 def metrics_doc(

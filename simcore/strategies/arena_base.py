@@ -27,8 +27,9 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
+from simcore.constants import PAGE
 from simcore.errors import SimulationError
-from simcore.strategies.base import PAGE, Strategy
+from simcore.strategies.base import Strategy
 
 if TYPE_CHECKING:
     from simcore.kernel.bpf.arena import BpfArena, FreedSpan

@@ -24,10 +24,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 
+from simcore.constants import PAGE
+
 if TYPE_CHECKING:
     from simcore.engine import Simulation
 
-PAGE = 4096
 
 # enum mod_mem_type (kernel/module, 6.4+) plus the execmem users
 Kind = Literal[

@@ -41,10 +41,11 @@ from bisect import bisect_left
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from simcore.constants import PAGE, PMD_SIZE
 from simcore.errors import SimulationError
 from simcore.kernel.page_alloc import MAX_PAGE_ORDER
-from simcore.kernel.vmalloc import PMD_SIZE, VM_FLUSH_RESET_PERMS, VmArea
-from simcore.strategies.base import PAGE, ExecAlloc, Strategy
+from simcore.kernel.vmalloc import VM_FLUSH_RESET_PERMS, VmArea
+from simcore.strategies.base import ExecAlloc, Strategy
 from simcore.strategies.module_alloc import ModuleAlloc
 
 if TYPE_CHECKING:

@@ -41,9 +41,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from simcore.constants import PAGE, PMD_SIZE
 from simcore.kernel.pgtable import PAGE_KERNEL_ROX
-from simcore.kernel.vmalloc import PMD_SIZE, VM_ALLOW_HUGE_VMAP, VmArea
-from simcore.strategies.base import PAGE, TEXT_KINDS, ExecAlloc
+from simcore.kernel.vmalloc import VM_ALLOW_HUGE_VMAP, VmArea
+from simcore.strategies.base import TEXT_KINDS, ExecAlloc
 from simcore.strategies.bpf_prog_pack import (
     PACK_KINDS,
     FreeRuns,

@@ -41,8 +41,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from simcore.kernel.vmalloc import PAGE_SHIFT, VM_FLUSH_RESET_PERMS, VmArea
-from simcore.strategies.base import PAGE, ExecAlloc
+from simcore.constants import PAGE, PAGE_SHIFT
+from simcore.kernel.vmalloc import VM_FLUSH_RESET_PERMS, VmArea
+from simcore.strategies.base import ExecAlloc
 from simcore.strategies.module_alloc import ModuleAlloc
 
 if TYPE_CHECKING:

@@ -16,8 +16,9 @@ at once.
 
 from __future__ import annotations
 
-from simcore.kernel.vmalloc import PAGE_SHIFT, VM_FLUSH_RESET_PERMS
-from simcore.strategies.base import PAGE, ExecAlloc, Strategy
+from simcore.constants import PAGE, PAGE_SHIFT
+from simcore.kernel.vmalloc import VM_FLUSH_RESET_PERMS
+from simcore.strategies.base import ExecAlloc, Strategy
 
 
 class ModuleAlloc(Strategy):

@@ -50,15 +50,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from simcore.constants import PAGE, PAGE_SHIFT
 from simcore.errors import SimulationError
 from simcore.kernel.pgtable import PAGE_KERNEL_EXEC
-from simcore.kernel.vmalloc import (
-    PAGE_SHIFT,
-    VM_ALLOW_HUGE_VMAP,
-    VM_FLUSH_RESET_PERMS,
-    VmArea,
-)
-from simcore.strategies.base import PAGE, ExecAlloc
+from simcore.kernel.vmalloc import VM_ALLOW_HUGE_VMAP, VM_FLUSH_RESET_PERMS, VmArea
+from simcore.strategies.base import ExecAlloc
 from simcore.strategies.bpf_prog_pack import BpfProgPack, PackImage
 from simcore.strategies.vmalloc_huge_modules import follow_mapping, huge_fits
 

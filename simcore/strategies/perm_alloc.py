@@ -45,13 +45,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from simcore.constants import PAGE, PAGE_SHIFT, PMD_ORDER
 from simcore.errors import SimulationError
 from simcore.kernel.pgtable import PAGE_KERNEL, PAGE_KERNEL_RO, PAGE_KERNEL_ROX
 from simcore.kernel.set_memory import CPA_NO_CHECK_ALIAS, CpaData
-from simcore.kernel.vmalloc import PAGE_SHIFT, VM_MAP, VmArea
-from simcore.strategies.base import PAGE, RO_KINDS, TEXT_KINDS, ExecAlloc, Strategy
+from simcore.kernel.vmalloc import VM_MAP, VmArea
+from simcore.strategies.base import RO_KINDS, TEXT_KINDS, ExecAlloc, Strategy
 from simcore.strategies.unmapped_blocks import (
-    PMD_ORDER,
     alloc_block,
     flush_direct_map,
     publish_cache,

@@ -19,13 +19,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from simcore.strategies.base import PAGE
+from simcore.constants import PAGE
 
 if TYPE_CHECKING:
     from simcore.strategies.base import Strategy
 
 # PMD_SHIFT - PAGE_SHIFT: the block size both caches prefer
-PMD_ORDER = 9
 
 
 def alloc_block(st: Strategy, cpu: int, order: int):

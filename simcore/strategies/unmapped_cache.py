@@ -35,11 +35,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from simcore.kernel.vmalloc import PAGE_SHIFT, VM_ALLOC, VM_FLUSH_RESET_PERMS, VmArea
-from simcore.strategies.base import PAGE, ExecAlloc
+from simcore.constants import PAGE, PAGE_SHIFT, PMD_ORDER
+from simcore.kernel.vmalloc import VM_ALLOC, VM_FLUSH_RESET_PERMS, VmArea
+from simcore.strategies.base import ExecAlloc
 from simcore.strategies.module_alloc import ModuleAlloc
 from simcore.strategies.unmapped_blocks import (
-    PMD_ORDER,
     alloc_block,
     flush_direct_map,
     publish_cache,

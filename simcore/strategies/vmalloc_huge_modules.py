@@ -33,14 +33,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from simcore.constants import PAGE, PAGE_SHIFT, PMD_SIZE
 from simcore.kernel.vmalloc import (
-    PAGE_SHIFT,
-    PMD_SIZE,
     VM_ALLOW_HUGE_VMAP,
     VM_FLUSH_RESET_PERMS,
     VM_NO_HUGE_VMAP,
 )
-from simcore.strategies.base import PAGE, ExecAlloc
+from simcore.strategies.base import ExecAlloc
 from simcore.strategies.module_alloc import ModuleAlloc
 
 if TYPE_CHECKING:

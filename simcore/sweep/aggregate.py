@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from simcore import __version__
+from simcore._version import __version__
 from simcore.results.stats import t_quantile
 from simcore.sweep.points import Point
 from simcore.sweep.spec import Sweep, short_names
@@ -301,7 +301,7 @@ def _arrow_column(pa, values: list[Any]):
 
 
 def _unit(metric: str) -> tuple[str, str]:
-    from simcore.results.catalog import lookup
+    from simcore.metrics.catalog import lookup
 
     info = lookup(metric)
     return (info.unit, info.better) if info else ("count", "none")

@@ -26,11 +26,11 @@ from typing import Any
 
 import numpy as np
 
-from simcore import __version__
+from simcore._version import __version__
 from simcore.config.load import Resolved, config_hash, resolve
-from simcore.config.yamlsrc import Located, PathT, format_path
 from simcore.errors import ConfigError, InputError, SimulationError
 from simcore.sweep.spec import Parameter, Sweep, import_plugins
+from simcore.yamlsrc import Located, PathT, format_path
 
 
 @dataclass(frozen=True)

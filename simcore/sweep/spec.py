@@ -21,11 +21,11 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
 
-from simcore.config.base import Strict
 from simcore.config.errors import check_known_keys, validation_to_config_error
 from simcore.config.load import parse_set_path
-from simcore.config.yamlsrc import Located, PathT, format_path, load_yaml_file
 from simcore.errors import ConfigError
+from simcore.strict import Strict
+from simcore.yamlsrc import Located, PathT, format_path, load_yaml_file
 
 # A typo such as ``step: 0.0001`` should fail here, not fill a cluster queue.
 MAX_VALUES_PER_PARAMETER = 100_000
@@ -384,13 +384,13 @@ def _parameter(section: str, key: str, raw: Any, located: Located) -> Parameter:
 
 
 def _catalog_names() -> list[str]:
-    from simcore.results.catalog import CATALOG
+    from simcore.metrics.catalog import CATALOG
 
     return [m.pattern for m in CATALOG]
 
 
 def _check_metric(name: str, index: int, located: Located) -> str:
-    from simcore.results.catalog import CATALOG, lookup
+    from simcore.metrics.catalog import CATALOG, lookup
 
     is_pattern = any(c in name for c in "*?[")
     if is_pattern:

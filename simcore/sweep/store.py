@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from simcore import __version__
+from simcore._version import __version__
 from simcore.sweep.points import Point
 
 # A temporary file this old belongs to a run that was killed mid-write; a

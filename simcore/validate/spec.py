@@ -46,7 +46,6 @@ from pydantic import (
     model_validator,
 )
 
-from simcore.config.base import Strict
 from simcore.config.errors import check_known_keys, validation_to_config_error
 from simcore.config.load import (
     Resolved,
@@ -55,11 +54,12 @@ from simcore.config.load import (
     parse_set_path,
     resolve,
 )
-from simcore.config.yamlsrc import Located, PathT, format_path, load_yaml_file
 from simcore.errors import ConfigError
+from simcore.strict import Strict
 from simcore.validate.criteria import CriterionError, Rule
 from simcore.validate.expr import Expr, ExprError
 from simcore.validate.probes import ProbeConfig
+from simcore.yamlsrc import Located, PathT, format_path, load_yaml_file
 
 CASE_DIR = Path(__file__).resolve().parents[2] / "validation"
 NAME_PATTERN = r"^[a-z0-9][a-z0-9-]*$"

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import textwrap
 
-from simcore import __version__
+from simcore._version import __version__
 from simcore.validate.runner import ERROR, FAIL, GAP, PASS, CaseResult
 
 WIDTH = 80

@@ -14,7 +14,7 @@ import json
 import time
 from pathlib import Path
 
-from simcore import __version__
+from simcore._version import __version__
 from simcore.results.writer import staged_folder, unused_folder
 from simcore.validate.charts import render_case_chart
 from simcore.validate.runner import CaseResult

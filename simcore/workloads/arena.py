@@ -37,19 +37,19 @@ import numpy as np
 import simpy
 from pydantic import Field, field_validator, model_validator
 
-from simcore.config.base import Strict
-from simcore.config.dists import Popularity
-from simcore.config.units import Duration, Rate, Size
+from simcore.constants import PAGE_SHIFT
+from simcore.dists import Popularity
 from simcore.errors import ConfigError
 from simcore.kernel.bpf.arena import BpfArena, UserMm
 from simcore.strategies.arena_base import ArenaStrategy
+from simcore.strict import Strict
+from simcore.units import Duration, Rate, Size
 
 if TYPE_CHECKING:
     from simcore.engine import Simulation
 
 DESCRIPTION = "BPF arenas: lazy population, churn, BPF- and user-side accesses"
 
-PAGE_SHIFT = 12
 # Share of the live pages holding a hash table's bucket array: an estimate
 # for an arena_htab-like table whose nodes outnumber buckets about 8 to 1.
 HASH_BUCKET_SHARE = 0.125
@@ -132,7 +132,7 @@ class ArenaWorkload(Strict):
 def _line_of(file: str, path: str) -> int | None:
     """The line of a workload key, read again from the file (errors only)."""
     from simcore.config.load import parse_set_path
-    from simcore.config.yamlsrc import load_yaml_file
+    from simcore.yamlsrc import load_yaml_file
 
     try:
         return load_yaml_file(file).line_of(parse_set_path(path))

@@ -32,9 +32,9 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from simcore.config.base import Strict
-from simcore.config.units import Size
 from simcore.kernel.vmalloc import PAGE_OFFSET
+from simcore.strict import Strict
+from simcore.units import Size
 from simcore.workloads.execution import exec_cpus
 
 if TYPE_CHECKING:

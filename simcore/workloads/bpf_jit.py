@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
-from simcore.config.base import Strict
-from simcore.config.dists import LogNormal, Popularity, SizeDist
-from simcore.config.units import Duration, Rate
+from simcore.dists import LogNormal, Popularity, SizeDist
 from simcore.hw.touchtable import TouchTable
+from simcore.strict import Strict
+from simcore.units import Duration, Rate
 from simcore.workloads.execution import INSN_BYTES, Picker, exec_cpus
 
 if TYPE_CHECKING:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from simcore.config.dists import Popularity
+from simcore.dists import Popularity
 
 if TYPE_CHECKING:
     from simcore.engine import Simulation

@@ -35,11 +35,11 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from simcore.config.base import Strict
-from simcore.config.dists import LogNormal, Popularity, SizeDist
-from simcore.config.units import Duration, Rate, Size
+from simcore.constants import PAGE
+from simcore.dists import LogNormal, Popularity, SizeDist
 from simcore.kernel.module import LoadedModule, ModuleSpec, module_loader
-from simcore.strategies.base import PAGE
+from simcore.strict import Strict
+from simcore.units import Duration, Rate, Size
 from simcore.workloads.captures import capture_path
 from simcore.workloads.captures.module_split import spec_from_size
 from simcore.workloads.execution import Picker, at_rate, exec_cpus, run_pieces

@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
-from simcore.config.base import Strict
-from simcore.config.units import Rate, Size
 from simcore.kernel.vmalloc import MODULES_VADDR, VMALLOC_START
+from simcore.strict import Strict
+from simcore.units import Rate, Size
 
 if TYPE_CHECKING:
     from simcore.engine import Simulation

@@ -21,11 +21,12 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from pydantic import Field
 
-from simcore.config.base import Strict
-from simcore.config.units import Duration
+from simcore.constants import PAGE
 from simcore.kernel.module import module_loader
 from simcore.kernel.vmalloc import VmArea
-from simcore.strategies.base import PAGE, ExecAlloc
+from simcore.strategies.base import ExecAlloc
+from simcore.strict import Strict
+from simcore.units import Duration
 from simcore.workloads.captures import capture_path
 from simcore.workloads.captures.module_split import spec_from_size
 from simcore.workloads.captures.recorder import note, outermost

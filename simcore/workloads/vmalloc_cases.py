@@ -17,8 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from simcore.constants import PAGE
 from simcore.kernel.vmalloc import VM_ALLOW_HUGE_VMAP
-from simcore.strategies.base import PAGE
 
 if TYPE_CHECKING:
     from simcore.workloads.vmalloc_stress import Worker

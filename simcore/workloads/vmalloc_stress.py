@@ -38,9 +38,9 @@ from typing import TYPE_CHECKING, Literal
 import simpy
 from pydantic import Field, model_validator
 
-from simcore.config.base import Strict
-from simcore.config.units import Duration, Size
 from simcore.kernel.printk import printk
+from simcore.strict import Strict
+from simcore.units import Duration, Size
 from simcore.workloads.captures import capture_path
 from simcore.workloads.vmalloc_cases import CASES, UNMODELLED
 

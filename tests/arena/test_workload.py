@@ -5,7 +5,7 @@ with the others in tests/workloads/test_shipped.py)."""
 import numpy as np
 import pytest
 
-from simcore.results.catalog import lookup
+from simcore.metrics.catalog import lookup
 from tests.arena import quiet_sim, run_arena
 
 BODY = """\

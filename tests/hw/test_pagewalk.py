@@ -2,7 +2,7 @@ import numpy as np
 import yaml
 
 from simcore.hw.pagewalk import PageWalker
-from simcore.hw.profile import PROFILE_DIR, HwProfile
+from simcore.profile import PROFILE_DIR, HwProfile
 from tests.hw.helpers import make_sim
 
 

@@ -3,7 +3,7 @@
 import pytest
 import yaml
 
-from simcore.hw.profile import PROFILE_DIR, HwProfile, available_profiles
+from simcore.profile import PROFILE_DIR, HwProfile, available_profiles
 
 META = {"source", "confidence", "name", "description", "arch", "sizes"}
 PROFILES = available_profiles()

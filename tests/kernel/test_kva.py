@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simcore.kernel.kva import PAGE, KvaSpace
+from simcore.constants import PAGE
+from simcore.kernel.kva import KvaSpace
 
 BASE = 0x10_0000_0000
 SPAN = 1 << 30

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from simcore.constants import PAGE_SIZE, PMD_SIZE
 from simcore.errors import SimulationError
 from simcore.kernel.page_alloc import PageAlloc
 from simcore.kernel.pgtable import (
@@ -13,8 +14,6 @@ from simcore.kernel.pgtable import (
     _TABLE,
     PAGE_KERNEL,
     PAGE_KERNEL_ROX,
-    PAGE_SIZE,
-    PMD_SIZE,
     DirectMap,
     KernelPageTables,
 )

@@ -2,6 +2,7 @@
 
 import pytest
 
+from simcore.constants import PAGE_SIZE, PMD_SIZE
 from simcore.errors import SimulationError
 from simcore.kernel.page_alloc import PageAlloc
 from simcore.kernel.pgtable import (
@@ -10,8 +11,6 @@ from simcore.kernel.pgtable import (
     _PAGE_RW,
     PAGE_KERNEL,
     PAGE_KERNEL_ROX,
-    PAGE_SIZE,
-    PMD_SIZE,
     KernelPageTables,
 )
 from simcore.kernel.set_memory import Cpa

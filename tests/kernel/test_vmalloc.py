@@ -8,8 +8,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from simcore.constants import PAGE
 from simcore.engine import Simulation
-from simcore.kernel.kva import PAGE
 from simcore.kernel.vmalloc import (
     KVA_END,
     KVA_START,

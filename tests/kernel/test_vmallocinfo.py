@@ -6,8 +6,8 @@ from dataclasses import replace
 
 import pytest
 
+from simcore.constants import PAGE
 from simcore.errors import CaptureError
-from simcore.kernel.kva import PAGE
 from simcore.kernel.vmalloc import VM_ALLOC, VM_IOREMAP, VM_USERMAP, VMAP_RAM
 from simcore.kernel.vmallocinfo import format_line, load_vmallocinfo, parse_vmallocinfo
 from tests.kernel import run

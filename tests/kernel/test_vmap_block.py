@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from simcore.kernel.kva import PAGE
+from simcore.constants import PAGE
 from simcore.kernel.vmalloc import (
     NR_CPUS,
     VMAP_BBMAP_BITS,

@@ -7,7 +7,7 @@ import pytest
 
 from simcore.config.load import load_workload
 from simcore.engine import simulate
-from simcore.results.catalog import lookup
+from simcore.metrics.catalog import lookup
 from simcore.strategies import strategy_names
 
 WORKLOAD = """\

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import simcore.engine
-from simcore.engine import RunResult
+from simcore.metrics import RunResult
 from simcore.results import charts
 from simcore.results.replicate import Replicated
 from simcore.results.report import folder_labels

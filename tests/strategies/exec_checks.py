@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from hypothesis import strategies as hs
 
+from simcore.constants import PAGE
 from simcore.kernel.module import ModuleSpec, module_loader
-from simcore.strategies.base import PAGE
 from tests.kernel import make_sim, run
 
 SKYLAKE16 = "{profile: skylake-sp, cpus: 16}"

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as hs
 
+from simcore.constants import PAGE
 from simcore.kernel.pgtable import PAGE_KERNEL_RO, PAGE_KERNEL_ROX
-from simcore.strategies.base import PAGE
 from simcore.strategies.bpf_prog_pack import (
     BPF_HDR_SIZE,
     BPF_PROG_CHUNK_SIZE,

@@ -10,9 +10,9 @@ before it is freed.
 
 from __future__ import annotations
 
+from simcore.constants import PAGE
 from simcore.kernel.pgtable import PAGE_KERNEL
 from simcore.kernel.vmalloc import VM_FLUSH_RESET_PERMS
-from simcore.strategies.base import PAGE
 from tests.kernel import make_sim
 from tests.strategies.exec_checks import PMD, count, exec_mem, load, unload
 

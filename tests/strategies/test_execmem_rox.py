@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as hs
 
+from simcore.constants import PAGE
 from simcore.kernel.module import module_loader
-from simcore.strategies.base import PAGE
 from simcore.strategies.execmem_rox import RoxSlice
 from simcore.workloads.captures.module_split import TEXT_BYTES_PER_RELOC
 from tests.kernel import make_sim, run

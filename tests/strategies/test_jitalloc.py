@@ -14,8 +14,8 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, given, settings
 
+from simcore.constants import PAGE
 from simcore.kernel.pgtable import PAGE_KERNEL_ROX
-from simcore.strategies.base import PAGE
 from simcore.strategies.jitalloc import NR_JIT_CACHES, JitObj, jit_cache_idx
 from tests.kernel import make_sim, run
 from tests.strategies.exec_checks import (

@@ -15,9 +15,9 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, given, settings
 
+from simcore.constants import PAGE
 from simcore.errors import SimulationError
 from simcore.kernel.pgtable import PAGE_KERNEL, PAGE_KERNEL_RO, PAGE_KERNEL_ROX
-from simcore.strategies.base import PAGE
 from simcore.strategies.module_alloc_type import (
     RELOC_BYTES,
     X86_KINDS,

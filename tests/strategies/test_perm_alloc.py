@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from hypothesis import HealthCheck, given, settings
 
+from simcore.constants import PAGE
 from simcore.kernel.pgtable import PAGE_KERNEL_RO, PAGE_KERNEL_ROX
-from simcore.strategies.base import PAGE
 from tests.kernel import make_sim, run
 from tests.strategies.exec_checks import (
     OPS,

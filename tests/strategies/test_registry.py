@@ -12,9 +12,10 @@ import textwrap
 import pytest
 
 from simcore.config.load import load_workload
+from simcore.constants import PAGE
 from simcore.engine import simulate
 from simcore.strategies import get_strategy, register, strategy_names, unregister
-from simcore.strategies.base import PAGE, ExecAlloc, Strategy
+from simcore.strategies.base import ExecAlloc, Strategy
 
 
 class ToyBump(Strategy):

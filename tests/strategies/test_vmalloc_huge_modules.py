@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from hypothesis import HealthCheck, given, settings
 
-from simcore.strategies.base import PAGE
+from simcore.constants import PAGE
 from tests.kernel import make_sim, run
 from tests.strategies.exec_checks import (
     OPS,

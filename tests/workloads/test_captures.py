@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from simcore.constants import PAGE
 from simcore.errors import CaptureError
 from simcore.kernel.buddyinfo import load_buddyinfo
 from simcore.kernel.module import CORE_TYPES
 from simcore.kernel.vmallocinfo import load_vmallocinfo
-from simcore.strategies.base import PAGE
 from simcore.workloads.captures.bpftool import load_bpftool, parse_bpftool
 from simcore.workloads.captures.module_split import spec_from_size, split_core_pages
 from simcore.workloads.captures.modules import (

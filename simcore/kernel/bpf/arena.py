@@ -67,16 +67,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from simcore.constants import PAGE_SHIFT, PMD_SHIFT, PUD_SHIFT, SZ_4G
 from simcore.errors import SimulationError
 from simcore.kernel.bpf.range_tree import ENOENT, RangeTree
-from simcore.kernel.pgtable import PAGE_SHIFT, PMD_SHIFT, PUD_SHIFT
 from simcore.kernel.pgtable import PAGE_SIZE as PAGE
 from simcore.kernel.vmalloc import VM_SPARSE, VM_USERMAP
 
 if TYPE_CHECKING:
     from simcore.engine import Simulation
 
-SZ_4G = 1 << 32
 # reach of the s16 ``off`` of LDX/STX, rounded up to two pages
 GUARD_SZ = 1 << 16
 KERN_VM_SZ = SZ_4G + GUARD_SZ

@@ -25,8 +25,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from simcore.constants import PAGE
 from simcore.kernel.vmalloc import MODULES_END, MODULES_VADDR
-from simcore.strategies.base import PAGE, ExecAlloc
+from simcore.strategies.base import ExecAlloc
 
 if TYPE_CHECKING:
     from simcore.engine import Simulation

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
-from simcore.config.base import Strict
-from simcore.config.units import Duration
+from simcore.strict import Strict
+from simcore.units import Duration
 
 if TYPE_CHECKING:
     from simcore.engine import Simulation

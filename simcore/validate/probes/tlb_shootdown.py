@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
-from simcore.config.base import Strict
-from simcore.config.units import Duration
+from simcore.constants import PAGE
 from simcore.errors import ConfigError
+from simcore.strict import Strict
+from simcore.units import Duration
 
 if TYPE_CHECKING:
     from simcore.engine import Simulation
 
-PAGE = 4096
 # a user address in the initiator's mm (any canonical user address will do:
 # the flush model only needs the range)
 USER_ADDR = 0x7F00_0000_0000

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from pydantic import Field
 
-from simcore.config.base import Strict
-from simcore.config.units import Size
 from simcore.kernel.vmalloc import VM_ALLOW_HUGE_VMAP
+from simcore.strict import Strict
+from simcore.units import Size
 
 if TYPE_CHECKING:
     from simcore.engine import Simulation

@@ -32,8 +32,8 @@ The split below is an **estimate**:
 
 from __future__ import annotations
 
+from simcore.constants import PAGE
 from simcore.kernel.module import ModuleSpec
-from simcore.strategies.base import PAGE
 
 CORE_SHARES = (
     ("module_text", 38),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from simcore.results.histogram import Histogram
+from simcore.metrics.histogram import Histogram
 
 # Kinds of CPU time that count as overhead in cpu.overhead_pct.
 OVERHEAD_KINDS = ("pagewalk", "shootdown", "lock_spin")
@@ -45,27 +45,27 @@ class Metrics:
         """Final metric values, dotted names, sorted, JSON-ready."""
         out: dict[str, float] = {}
         for k, v in self.counters.items():
-            out[k] = _clean(v)
+            out[k] = clean(v)
         for op, h in self.hists.items():
             base = f"alloc.{op}.latency_ns"
-            out[f"{base}.p50"] = _clean(h.percentile(50))
-            out[f"{base}.p99"] = _clean(h.percentile(99))
-            out[f"{base}.mean"] = _clean(h.mean)
+            out[f"{base}.p50"] = clean(h.percentile(50))
+            out[f"{base}.p99"] = clean(h.percentile(99))
+            out[f"{base}.mean"] = clean(h.mean)
             out[f"alloc.{op}.count"] = h.n
         instr = self.counters.get("cpu.instructions", 0)
         if instr:
             for side in ("itlb", "dtlb"):
                 misses = self.counters.get(f"{side}.misses", 0)
-                out[f"{side}.mpki"] = _clean(1000.0 * misses / instr)
+                out[f"{side}.mpki"] = clean(1000.0 * misses / instr)
         capacity = duration_ns * cpus
         lost = sum(self.cpu_ns.get(k, 0) for k in OVERHEAD_KINDS)
-        out["cpu.overhead_pct"] = _clean(100.0 * lost / capacity if capacity else 0.0)
+        out["cpu.overhead_pct"] = clean(100.0 * lost / capacity if capacity else 0.0)
         for kind, ns in self.cpu_ns.items():
             out[f"cpu.{kind}_ns"] = ns
         return dict(sorted(out.items()))
 
 
-def _clean(v: float) -> float:
+def clean(v: float) -> float:
     """Ints stay ints; floats are rounded so JSON stays readable."""
     if isinstance(v, int) or float(v).is_integer():
         return int(v)

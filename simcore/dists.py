@@ -14,8 +14,8 @@ from typing import Annotated, Literal, Union
 import numpy as np
 from pydantic import Field, model_validator
 
-from simcore.config.base import Strict
-from simcore.config.units import Size
+from simcore.strict import Strict
+from simcore.units import Size
 
 # z-score of the 75th percentile of a standard normal
 Z75 = 0.6744897501960817

@@ -14,11 +14,11 @@ import difflib
 from pathlib import Path
 from typing import Any, Literal
 
-from simcore.config.base import Strict
 from simcore.errors import ConfigError
+from simcore.strict import Strict
 
 Confidence = Literal["verified", "secondary", "recalled", "estimate", "override"]
-PROFILE_DIR = Path(__file__).resolve().parents[2] / "hw_profiles"
+PROFILE_DIR = Path(__file__).resolve().parents[1] / "hw_profiles"
 
 
 class _Sourced(Strict):
