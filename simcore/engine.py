@@ -16,17 +16,16 @@ from collections.abc import Callable
 
 import simpy
 
+import simcore.strategies  # noqa: F401  (its lines fill the strategy registry)
 from simcore.config.load import Resolved
+from simcore.context import SimContext
+from simcore.hooks import Hooks
 from simcore.hw.execute import Executor
-from simcore.hw.machine import Machine, component_rng
-from simcore.kernel.alternative import TextPoke
-from simcore.kernel.bpf.core import BpfCore
-from simcore.kernel.page_alloc import PageAlloc
-from simcore.kernel.pgtable import KernelPageTables
-from simcore.kernel.set_memory import Cpa
-from simcore.kernel.vmalloc import Vmalloc
+from simcore.hw.machine import Machine
+from simcore.kernel.main import Kernel
+from simcore.layout import DEFAULT_FOR_ARCH
 from simcore.metrics import Metrics, RunResult
-from simcore.strategies import get_strategy
+from simcore.registry import STRATEGIES
 
 # What a domain runs when the strategy under comparison is of the other one:
 # the kernel's own design in the modelled era.
@@ -65,6 +64,9 @@ ALWAYS_REPORTED = (
 
 
 class Simulation:
+    """One strategy on one resolved workload: the context, the machine, the
+    kernel with the strategy plugged in, and the workloads started."""
+
     def __init__(self, resolved: Resolved, strategy: str) -> None:
         cfg = resolved.cfg
         self.resolved = resolved
@@ -78,7 +80,21 @@ class Simulation:
         self.metrics.series_keys = list(SERIES_KEYS)
         self.profile = resolved.profile
         self.nr_cpus = resolved.cpus
-        self.kernel_knobs = resolved.kernel
+        self.ctx = SimContext(
+            env=self.env,
+            seed=self.seed,
+            duration=self.duration,
+            nr_cpus=self.nr_cpus,
+            profile=self.profile,
+            knobs=resolved.knobs,
+            layout=DEFAULT_FOR_ARCH[self.profile.arch],
+            metrics=self.metrics,
+            hooks=Hooks(),
+            quantum=cfg.sim.quantum,
+            tlb_model=cfg.sim.tlb_model,
+            file=resolved.file,
+            config_hash=resolved.config_hash,
+        )
         self.machine = Machine(
             self.env,
             self.profile,
@@ -87,39 +103,63 @@ class Simulation:
             self.seed,
             tlb_model=cfg.sim.tlb_model,
         )
-        self.quantum = cfg.sim.quantum
         self.executor = Executor(self.machine, self.metrics)
-        # the kernel, bottom up: mm/page_alloc.c, init_mm's page tables,
-        # mm/vmalloc.c, arch/x86/mm/pat/set_memory.c (whose
-        # vm_unmap_aliases() is mm/vmalloc.c's), text_poke, the BPF core
-        self.page_alloc = PageAlloc(self)
-        self.pagetables = KernelPageTables(self, self.page_alloc)
-        self.vmalloc = Vmalloc(self)
-        self.cpa = Cpa(
-            self, self.pagetables, vm_unmap_aliases=self.vmalloc.vm_unmap_aliases
-        )
-        self.text_poke = TextPoke(self)
-        self.bpf = BpfCore(self)
+        self._domains: dict[str, object] = {}
+        self.kernel = Kernel(self.ctx, self.machine, self.executor, self.strategy_for)
         # The strategy under comparison serves its own domain (executable
         # memory or arenas); the other domain gets the kernel's own design.
-        self.strategy = get_strategy(strategy)(self)
-        self._domains = {self.strategy.domain: self.strategy}
-        self.kmsg: list[str] = []
+        self.strategy = STRATEGIES.load(strategy)(self.kernel)
+        self._domains[self.strategy.domain] = self.strategy
         # sim.trace_out: record the run's allocation events as a trace
         self.recorder = None
         if cfg.sim.trace_out:
-            from simcore.workloads.captures.recorder import install_recorder
+            from simcore.workloads.captures.recorder import Recorder
 
-            install_recorder(self, cfg.sim.trace_out)
+            self.recorder = Recorder(
+                self.env,
+                self.ctx.hooks,
+                cfg.sim.trace_out,
+                strategy,
+                len(cfg.strategy),
+            )
         for i, w in enumerate(cfg.workloads):
-            w.start(self, i)
+            w.start(self.kernel, i)
         self.env.process(self._sampler(max(1, self.duration // cfg.sim.samples)))
+
+    # the kernel's subsystems, for tests and probes that drive them directly
+    @property
+    def page_alloc(self):
+        return self.kernel.page_alloc
+
+    @property
+    def pagetables(self):
+        return self.kernel.pagetables
+
+    @property
+    def vmalloc(self):
+        return self.kernel.vmalloc
+
+    @property
+    def cpa(self):
+        return self.kernel.cpa
+
+    @property
+    def text_poke(self):
+        return self.kernel.text_poke
+
+    @property
+    def bpf(self):
+        return self.kernel.bpf
+
+    @property
+    def kmsg(self) -> list[str]:
+        return self.ctx.kmsg
 
     def strategy_for(self, domain: str):
         """The strategy serving ``domain`` ("exec" or "arena")."""
         st = self._domains.get(domain)
         if st is None:
-            st = get_strategy(DEFAULT_STRATEGY[domain])(self)
+            st = STRATEGIES.load(DEFAULT_STRATEGY[domain])(self.kernel)
             self._domains[domain] = st
         return st
 
@@ -132,7 +172,7 @@ class Simulation:
         return self.strategy_for("arena")
 
     def rng(self, name: str):
-        return component_rng(self.seed, name)
+        return self.ctx.rng(name)
 
     def _sampler(self, every: int):
         m = self.metrics
@@ -156,7 +196,7 @@ class Simulation:
         # SimPy numbers every scheduled event from one counter (it breaks
         # ties in the event heap); reading it counts events at no cost.
         events = next(self.env._eid)
-        self.vmalloc.finish()
+        self.kernel.finish()
         if self.recorder is not None:
             self.recorder.close()
         m = self.metrics

@@ -23,7 +23,8 @@ from pydantic import ValidationError
 from simcore.config.errors import validation_to_config_error
 from simcore.config.schema import WorkloadFile
 from simcore.errors import ConfigError
-from simcore.kernel.presets import KNOBS, preset_values
+from simcore.kernel.presets import preset_values
+from simcore.knobs import KNOBS, KernelKnobs
 from simcore.profile import (
     SHORTCUTS,
     HwProfile,
@@ -44,7 +45,7 @@ class Resolved:
     file: str
     cfg: WorkloadFile
     profile: HwProfile
-    kernel: dict[str, Any]
+    knobs: KernelKnobs  # the preset's knobs with the file's overrides, resolved
     cpus: int
     data: dict[str, Any]  # the resolved config as plain data (config.yaml)
     config_hash: str
@@ -228,7 +229,7 @@ def resolve(located: Located) -> Resolved:
         file=located.file,
         cfg=cfg,
         profile=profile,
-        kernel=kernel,
+        knobs=KernelKnobs(**kernel),
         cpus=cpus,
         data=data,
         config_hash=digest,

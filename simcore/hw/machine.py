@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import zlib
-
 import numpy as np
 import simpy
 
+from simcore.context import component_rng
 from simcore.hw.flush import FlushModel
 from simcore.hw.locks import LockStats, Mutex, SpinLock
 from simcore.hw.topology import Topology
@@ -14,16 +13,6 @@ from simcore.metrics.registry import Metrics
 from simcore.profile import HwProfile
 
 _SHIFT = {"4K": 12, "2M": 21, "1G": 30}
-
-
-def component_rng(seed: int, name: str) -> np.random.Generator:
-    """An independent stream per named component.
-
-    Keyed by the component's name rather than by spawn order, so adding a
-    component or running on another executor never shifts another's stream.
-    """
-    ss = np.random.SeedSequence(entropy=seed, spawn_key=(zlib.crc32(name.encode()),))
-    return np.random.Generator(np.random.PCG64(ss))
 
 
 class Machine:

@@ -41,7 +41,7 @@ class TouchTable:
     """Touches of ``image_of(owner)`` for the owners of a live list.
 
     An image has ``touches()`` (its page addresses, uint64), ``page_shift``
-    and ``size`` (bytes), as :class:`simcore.strategies.base.ExecAlloc`.
+    and ``size`` (bytes), as :class:`simcore.kernel.execmem.ExecAlloc`.
     """
 
     def __init__(self, image_of: Callable[[object], object]) -> None:

@@ -29,19 +29,19 @@ from typing import TYPE_CHECKING
 from simcore.constants import PAGE
 
 if TYPE_CHECKING:
-    from simcore.engine import Simulation
+    from simcore.kernel.main import Kernel
 
 # TP_VEC_MAX = PAGE_SIZE / sizeof(struct text_poke_loc) (24 bytes on x86-64)
 TP_VEC_MAX = PAGE // 24
 
 
 class TextPoke:
-    def __init__(self, sim: Simulation) -> None:
-        self.sim = sim
-        self.env = sim.env
-        self.metrics = sim.metrics
-        m = sim.machine
-        p = sim.profile
+    def __init__(self, kernel: Kernel) -> None:
+        self.kernel = kernel
+        self.env = kernel.env
+        self.metrics = kernel.metrics
+        m = kernel.machine
+        p = kernel.profile
         self.text_mutex = m.mutex("text_mutex")
         self.flush = m.flush
         ghz = p.clock_ghz.value
@@ -115,5 +115,5 @@ class TextPoke:
                 ns += self.flush.ipi_round(cpu, 0.0, counter="text_poke.sync_ipis")
             self.metrics.inc("text_poke.sync_rounds", 3)
             self.metrics.inc("text_poke.pokes", pokes)
-            yield self.env.timeout(int(ns) + self.sim.machine.uncontended_ns)
+            yield self.env.timeout(int(ns) + self.kernel.machine.uncontended_ns)
             self.text_mutex.release(cpu)

@@ -48,10 +48,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, get_args
 
 from simcore.constants import PAGE
-from simcore.strategies.base import ExecAlloc, Kind
+from simcore.hooks import tracepoint
+from simcore.kernel.execmem import ExecAlloc, Kind
 
 if TYPE_CHECKING:
-    from simcore.engine import Simulation
+    from simcore.kernel.main import Kernel
 
 # enum mod_mem_type (include/linux/module.h, 6.4+), in its order, as the
 # strategies' Kind lists it
@@ -166,22 +167,24 @@ class LoadedModule:
 
 
 class ModuleLoader:
-    def __init__(self, sim: Simulation) -> None:
-        self.sim = sim
-        self.env = sim.env
-        self.metrics = sim.metrics
-        self.module_mutex = sim.machine.mutex("module_mutex")
-        cyc = sim.profile.cycles_to_ns
+    def __init__(self, kernel: Kernel) -> None:
+        self.kernel = kernel
+        self.env = kernel.env
+        self.metrics = kernel.metrics
+        self.hooks = kernel.hooks
+        self.module_mutex = kernel.machine.mutex("module_mutex")
+        cyc = kernel.profile.cycles_to_ns
         self.parse_byte_ns = cyc(PARSE_CYCLES_PER_BYTE)
         self.ksymtab_ns = cyc(KSYMTAB_CYCLES)
         self.modsym_ns = cyc(MODULE_SYMTAB_CYCLES)
         self.list_ns = cyc(MODULE_LIST_CYCLES)
         self.reloc_ns = cyc(RELOC_CYCLES)
-        self.zero_page_ns = sim.profile.kernel_costs.page_zero_ns.value
+        self.zero_page_ns = kernel.profile.kernel_costs.page_zero_ns.value
         self.modules: dict[str, LoadedModule] = {}  # the `modules` list
         self._init_free: list[tuple[LoadedModule, list[ExecAlloc]]] = []
 
     # -- load_module() -------------------------------------------------------
+    @tracepoint("module_load")
     def load(self, cpu: int, spec: ModuleSpec, *, reloc_writes: str = "batched"):
         """Load ``spec``; returns the LoadedModule, or None if it failed.
 
@@ -243,7 +246,7 @@ class ModuleLoader:
         """module_memory_alloc() per non-empty type: PAGE_ALIGN, allocate
         through the strategy, memset to zero; on failure free what was
         allocated."""
-        st = self.sim.exec_strategy
+        st = self.kernel.exec_alloc
         for kind in MOD_MEM_TYPES:
             size = _page_align(mod.spec.size_of(kind))
             if not size:
@@ -287,7 +290,7 @@ class ModuleLoader:
         """Relocation work, then each image written by the strategy.
         Relocations are spread over the types by size (estimate: text
         carries most of them, as it carries most of the bytes)."""
-        st = self.sim.exec_strategy
+        st = self.kernel.exec_alloc
         spec = mod.spec
         yield self.env.timeout(int(spec.nr_relocs * self.reloc_ns))
         total = sum(spec.size_of(k) for k in mod.mem) or 1
@@ -300,7 +303,7 @@ class ModuleLoader:
     def _complete_formation(self, cpu: int, mod: LoadedModule):
         """``module_mutex`` held across verify_exported_symbols() and every
         permission change."""
-        st = self.sim.exec_strategy
+        st = self.kernel.exec_alloc
         mutex = self.module_mutex
         extra = yield from mutex.take(cpu)
         # verify_exported_symbols(): each export must be found nowhere
@@ -324,7 +327,7 @@ class ModuleLoader:
         yield env.timeout(extra)
         ro = mod.mem.get("module_ro_after_init")
         if ro is not None:
-            yield from self.sim.exec_strategy.finalize(cpu, ro)
+            yield from self.kernel.exec_alloc.finalize(cpu, ro)
         init = [mod.mem.pop(k) for k in INIT_TYPES if k in mod.mem]
         if init:
             first = not self._init_free
@@ -338,13 +341,14 @@ class ModuleLoader:
         """do_free_init(): take the whole list, synchronize_rcu(), free."""
         yield self.env.timeout(RCU_GP_NS)
         batch, self._init_free = self._init_free, []
-        st = self.sim.exec_strategy
+        st = self.kernel.exec_alloc
         for _mod, objs in batch:
             for obj in objs:
                 yield from st.free(cpu, obj)
                 self.metrics.inc("module.init_frees")
 
     # -- delete_module() -------------------------------------------------------
+    @tracepoint("module_unload")
     def unload(self, cpu: int, mod: LoadedModule):
         """delete_module(); returns True, or False when the module is in use
         or not live (-EWOULDBLOCK / -EBUSY)."""
@@ -383,21 +387,9 @@ class ModuleLoader:
 
     def _free_all(self, cpu: int, mod: LoadedModule):
         """free_mod_mem(): every type, MOD_DATA last (it holds the module)."""
-        st = self.sim.exec_strategy
+        st = self.kernel.exec_alloc
         data = mod.mem.pop("module_data", None)
         for kind in list(mod.mem):
             yield from st.free(cpu, mod.mem.pop(kind))
         if data is not None:
             yield from st.free(cpu, data)
-
-
-def module_loader(sim: Simulation) -> ModuleLoader:
-    """The simulation's one module loader, created on first use."""
-    loader = getattr(sim, "modules", None)
-    if loader is None:
-        loader = ModuleLoader(sim)
-        sim.modules = loader
-        recorder = getattr(sim, "recorder", None)
-        if recorder is not None:  # sim.trace_out: record loads and unloads
-            recorder.wrap_loader(loader)
-    return loader

@@ -70,7 +70,7 @@ from simcore.errors import CaptureError, SimulationError
 from simcore.kernel.buddyinfo import MAX_PAGE_ORDER, NR_ORDERS, load_buddyinfo
 
 if TYPE_CHECKING:
-    from simcore.engine import Simulation
+    from simcore.kernel.main import Kernel
     from simcore.profile import HwProfile
 
 MAX_ORDER_NR_PAGES = 1 << MAX_PAGE_ORDER
@@ -780,20 +780,20 @@ class PageAlloc:
     - ``zero=True`` (``__GFP_ZERO``): ``page_zero_ns`` per page.
     """
 
-    def __init__(self, sim: Simulation, buddy: BuddyAllocator | None = None) -> None:
-        self.sim = sim
-        self.env = sim.env
-        self.metrics = sim.metrics
-        m = sim.machine
-        c = sim.profile.kernel_costs
+    def __init__(self, kernel: Kernel, buddy: BuddyAllocator | None = None) -> None:
+        self.kernel = kernel
+        self.env = kernel.env
+        self.metrics = kernel.metrics
+        m = kernel.machine
+        c = kernel.profile.kernel_costs
         self.page_ns = c.page_alloc_ns.value
         self.bulk_page_ns = self.page_ns * BULK_PAGE_FACTOR
         self.locked_ns = self.bulk_page_ns * ZONE_LOCKED_SHARE
         self.zero_ns = c.page_zero_ns.value
         self.store_ns = c.pte_write_ns.value
-        self.buddy = buddy if buddy is not None else self._build(sim)
+        self.buddy = buddy if buddy is not None else self._build(kernel)
         self.zone_locks = [m.spinlock("zone_lock") for _ in self.buddy.zones]
-        t = sim.profile.topology
+        t = kernel.profile.topology
         self._cores_per_node = max(
             1, t.cores_per_socket.value // max(1, t.numa_nodes_per_socket.value)
         )
@@ -801,14 +801,14 @@ class PageAlloc:
         self._publish()
 
     @staticmethod
-    def _build(sim: Simulation) -> BuddyAllocator:
-        k = sim.kernel_knobs
-        pages = node_pages_from_profile(sim.profile)
-        path = k.get("buddyinfo")
+    def _build(kernel: Kernel) -> BuddyAllocator:
+        k = kernel.knobs
+        pages = node_pages_from_profile(kernel.profile)
+        path = k.buddyinfo
         if path:
             p = Path(path)
             if not p.is_absolute():
-                p = Path(sim.resolved.file).parent / p
+                p = kernel.ctx.base_dir / p
             info = load_buddyinfo(p)
             if len(info.nodes()) != len(pages) or info.nodes() != list(
                 range(len(pages))
@@ -823,14 +823,14 @@ class PageAlloc:
             return BuddyAllocator(pages, buddyinfo=counts, buddyinfo_file=str(p))
         return BuddyAllocator(
             pages,
-            fragmentation=float(k.get("fragmentation") or 0.0),
-            rng=sim.rng("kernel.page_alloc"),
+            fragmentation=float(k.fragmentation),
+            rng=kernel.rng("kernel.page_alloc"),
         )
 
     def node_of(self, cpu: int) -> int:
         """numa_node_id(): the node of the CPU's core."""
-        place = self.sim.machine.topo.places[cpu]
-        core_in_socket = place.core % self.sim.machine.topo.cores_per_socket
+        place = self.kernel.machine.topo.places[cpu]
+        core_in_socket = place.core % self.kernel.machine.topo.cores_per_socket
         node = place.socket * self._nodes_per_socket + min(
             core_in_socket // self._cores_per_node, self._nodes_per_socket - 1
         )

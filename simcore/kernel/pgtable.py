@@ -66,16 +66,16 @@ from simcore.constants import (
 )
 from simcore.errors import SimulationError
 from simcore.kernel.page_alloc import node_pages_from_profile
+from simcore.layout import X86_64
 from simcore.metrics.registry import Metrics
 
 if TYPE_CHECKING:
-    from simcore.engine import Simulation
+    from simcore.kernel.main import Kernel
     from simcore.kernel.page_alloc import PageAlloc
 
 
 # Documentation/arch/x86/x86_64/mm.rst, 4-level paging, no KASLR:
 # "ffff888000000000 ... direct mapping of all physical memory".
-PAGE_OFFSET = 0xFFFF888000000000
 # __START_KERNEL_map: kernel image, then the module area, to the top.
 START_KERNEL_MAP = 0xFFFFFFFF80000000
 # Any range this long is past every flush ceiling: flush_tlb_all().
@@ -119,11 +119,17 @@ class DirectMap:
     """The linear map of ``nr_pages`` of RAM, default leaf size 1G or 2M."""
 
     def __init__(
-        self, nr_pages: int, *, page_size: str = "1G", metrics: Metrics | None = None
+        self,
+        nr_pages: int,
+        *,
+        page_size: str = "1G",
+        metrics: Metrics | None = None,
+        page_offset: int = X86_64.page_offset,
     ) -> None:
         if page_size not in ("1G", "2M"):
             raise SimulationError(f"direct map page size {page_size!r}: 1G or 2M")
         self.nr_pages = nr_pages
+        self.page_offset = page_offset
         self.gbpages = page_size == "1G"
         self.metrics = metrics
         self.full_gb = nr_pages // PAGES_PER_PUD  # GiBs wholly backed by RAM
@@ -156,17 +162,16 @@ class DirectMap:
 
     # -- addresses ---------------------------------------------------------------
     def contains(self, addr: int) -> bool:
-        return PAGE_OFFSET <= addr < PAGE_OFFSET + (self.nr_pages << PAGE_SHIFT)
+        base = self.page_offset
+        return base <= addr < base + (self.nr_pages << PAGE_SHIFT)
 
-    @staticmethod
-    def page_address(pfn: int) -> int:
+    def page_address(self, pfn: int) -> int:
         """page_address() / __va(): where a pfn sits in the direct map."""
-        return PAGE_OFFSET + (pfn << PAGE_SHIFT)
+        return self.page_offset + (pfn << PAGE_SHIFT)
 
-    @staticmethod
-    def pfn_of(addr: int) -> int:
+    def pfn_of(self, addr: int) -> int:
         """__pa(addr) >> PAGE_SHIFT for a direct-map address."""
-        return (addr - PAGE_OFFSET) >> PAGE_SHIFT
+        return (addr - self.page_offset) >> PAGE_SHIFT
 
     # -- lookup ------------------------------------------------------------------
     def lookup_pfn(self, pfn: int) -> Mapping | None:
@@ -454,24 +459,25 @@ class KernelPageTables:
     ``init_mm.page_table_lock`` (reported as ``page_table_lock``) and charge
     ``pte_write_ns`` per entry written. ``pgd_lock`` is here for CPA."""
 
-    def __init__(self, sim: Simulation, page_alloc: PageAlloc | None = None) -> None:
-        self.sim = sim
-        self.env = sim.env
-        self.metrics = sim.metrics
+    def __init__(self, kernel: Kernel, page_alloc: PageAlloc | None = None) -> None:
+        self.kernel = kernel
+        self.env = kernel.env
+        self.metrics = kernel.metrics
         self.page_alloc = page_alloc
-        m = sim.machine
-        c = sim.profile.kernel_costs
+        m = kernel.machine
+        c = kernel.profile.kernel_costs
         self.pte_ns = c.pte_write_ns.value
         self.page_ns = c.page_alloc_ns.value
         self.zero_ns = c.page_zero_ns.value
         if page_alloc is not None:
             total = page_alloc.buddy.total_pages
         else:
-            total = sum(node_pages_from_profile(sim.profile))
+            total = sum(node_pages_from_profile(kernel.profile))
         self.direct = DirectMap(
             total,
-            page_size=str(sim.kernel_knobs.get("direct_map_page", "1G")),
-            metrics=sim.metrics,
+            page_size=kernel.knobs.direct_map_page,
+            metrics=kernel.metrics,
+            page_offset=kernel.layout.page_offset,
         )
         self.vmap = VmapPageTable()
         self.ptl = m.spinlock("page_table_lock")
@@ -624,7 +630,9 @@ class KernelPageTables:
                 if old is not None:
                     # pmd_free_pte_page(): clear, flush one page, free.
                     self._tables(-1)
-                    work += self.sim.machine.flush.kernel_range(cpu, a, a + PAGE_SIZE)
+                    work += self.kernel.machine.flush.kernel_range(
+                        cpu, a, a + PAGE_SIZE
+                    )
                     yield self.env.timeout(int(work))
                     work = 0.0
                     yield from self.free_table_page(cpu, old.page)

@@ -7,22 +7,9 @@ from pathlib import Path
 
 import yaml
 
+from simcore.knobs import KNOBS
+
 _FILE = Path(__file__).with_name("presets.yaml")
-KNOBS = (
-    "vmap_locking",
-    "vmap_nodes",
-    "lazy_max_pages",
-    "page_alloc",
-    "drain_in_workqueue",
-    "direct_map_page",
-    "cpa_collapse",
-    "cpa_nx_alias",
-    "cpa_rox",
-    "fragmentation",
-    "buddyinfo",
-    "arena_locking",
-    "arena_fault",
-)
 
 
 @cache

@@ -7,13 +7,10 @@ simulated time, so messages a modelled kernel path prints (test_vmalloc's
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from simcore.engine import Simulation
+from simcore.context import SimContext
 
 
-def printk(sim: Simulation, text: str) -> None:
-    now = sim.env.now
+def printk(ctx: SimContext, text: str) -> None:
+    now = ctx.env.now
     sec, ns = divmod(int(now), 1_000_000_000)
-    sim.kmsg.append(f"[{sec:5d}.{ns // 1000:06d}] {text}")
+    ctx.kmsg.append(f"[{sec:5d}.{ns // 1000:06d}] {text}")

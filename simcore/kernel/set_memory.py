@@ -80,7 +80,7 @@ from simcore.kernel.pgtable import (
 )
 
 if TYPE_CHECKING:
-    from simcore.engine import Simulation
+    from simcore.kernel.main import Kernel
 
 CPA_FLUSHTLB = 1
 CPA_ARRAY = 2
@@ -119,28 +119,28 @@ class Cpa:
 
     def __init__(
         self,
-        sim: Simulation,
+        kernel: Kernel,
         pagetables: KernelPageTables,
         *,
         pfn_of: Callable[[int], int | None] | None = None,
         vm_unmap_aliases: UnmapAliasesHook | None = None,
     ) -> None:
-        self.sim = sim
-        self.env = sim.env
-        self.metrics = sim.metrics
+        self.kernel = kernel
+        self.env = kernel.env
+        self.metrics = kernel.metrics
         self.pt = pagetables
         self.pfn_of = pfn_of
         self.vm_unmap_aliases: UnmapAliasesHook = (
             vm_unmap_aliases or self._vm_unmap_aliases_idle
         )
-        k = sim.kernel_knobs
-        self.collapse_era = bool(k.get("cpa_collapse", False))
-        self.nx_alias = bool(k.get("cpa_nx_alias", True))
-        self.native_rox = k.get("cpa_rox", "native") == "native"
-        m = sim.machine
+        k = kernel.knobs
+        self.collapse_era = k.cpa_collapse
+        self.nx_alias = k.cpa_nx_alias
+        self.native_rox = k.cpa_rox == "native"
+        m = kernel.machine
         self.flush = m.flush
         self.ceiling = m.flush.ceiling
-        self.pte_ns = sim.profile.kernel_costs.pte_write_ns.value
+        self.pte_ns = kernel.profile.kernel_costs.pte_write_ns.value
         self.cpa_lock = m.spinlock("cpa_lock")
         self.pgd_lock = pagetables.pgd_lock
         self._purge_lock = m.mutex("vmap_purge_lock")

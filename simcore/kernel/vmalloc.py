@@ -59,6 +59,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from simcore.constants import PAGE, PAGE_SHIFT, PMD_SHIFT, PMD_SIZE
 from simcore.errors import CaptureError, SimulationError
+from simcore.hooks import tracepoint
 from simcore.kernel.kva import KvaSpace
 from simcore.kernel.page_alloc import BULK_CHUNK, MAX_PAGE_ORDER
 from simcore.kernel.vmallocinfo import (
@@ -69,15 +70,8 @@ from simcore.kernel.vmallocinfo import (
 )
 
 if TYPE_CHECKING:
-    from simcore.engine import Simulation
+    from simcore.kernel.main import Kernel
 
-
-# arch/x86 layout, 4-level paging (Documentation/arch/x86/x86_64/mm.rst)
-VMALLOC_START = 0xFFFFC90000000000
-VMALLOC_END = VMALLOC_START + (32 << 40)
-MODULES_VADDR = 0xFFFFFFFFA0000000
-MODULES_END = 0xFFFFFFFFFF000000
-PAGE_OFFSET = 0xFFFF888000000000  # direct map base, same document
 
 # vmap_init_free_space(): the free tree starts as [1, ULONG_MAX) minus the
 # early vmlist areas.
@@ -207,8 +201,8 @@ class _Vbq:
 
     __slots__ = ("lock", "xa_lock", "free", "xa")
 
-    def __init__(self, sim: Simulation) -> None:
-        m = sim.machine
+    def __init__(self, kernel: Kernel) -> None:
+        m = kernel.machine
         self.lock = m.spinlock("vbq_lock")
         self.xa_lock = m.spinlock("vmap_blocks_xa_lock")
         self.free: list[VmapBlock] = []
@@ -234,8 +228,8 @@ class _Node:
         "skip_populate",
     )
 
-    def __init__(self, sim: Simulation, idx: int, per_node: bool) -> None:
-        m = sim.machine
+    def __init__(self, kernel: Kernel, idx: int, per_node: bool) -> None:
+        m = kernel.machine
         self.id = idx
         self.busy_lock = m.spinlock("vn_busy_lock" if per_node else "vmap_area_lock")
         self.lazy_lock = m.spinlock("vn_lazy_lock")
@@ -266,16 +260,17 @@ def _depth(n: int) -> int:
 
 class Vmalloc:
     def __init__(
-        self, sim: Simulation, *, ranges: dict[str, tuple[int, int]] | None = None
+        self, kernel: Kernel, *, ranges: dict[str, tuple[int, int]] | None = None
     ) -> None:
-        self.sim = sim
-        self.env = sim.env
-        self.metrics = sim.metrics
-        m = sim.machine
-        prof = sim.profile
-        k = sim.kernel_knobs
+        self.kernel = kernel
+        self.env = kernel.env
+        self.metrics = kernel.metrics
+        self.hooks = kernel.hooks
+        m = kernel.machine
+        prof = kernel.profile
+        k = kernel.knobs
         c = prof.kernel_costs
-        self.nr_cpus = sim.nr_cpus
+        self.nr_cpus = kernel.nr_cpus
         self.visit_ns = c.rb_node_visit_ns.value
         self.pte_ns = c.pte_write_ns.value
         self.slab_ns = c.slab_alloc_ns.value
@@ -290,25 +285,23 @@ class Vmalloc:
         # L1 hit per line
         self.pool_scan_ns = MAX_VA_SIZE_PAGES * 24 // 64 * prof.memory.l1_hit_ns.value
         self.wakeup_ns = int(round(prof.locks.mutex_wakeup_ns.value))
-        self.per_node = k["vmap_locking"] == "per_node"
-        self.nr_nodes = k["vmap_nodes"] if self.per_node else 1
-        self.lazy_max_pages = k["lazy_max_pages"]
-        self.in_workqueue = k["drain_in_workqueue"]
+        self.per_node = k.vmap_locking == "per_node"
+        self.nr_nodes = k.vmap_nodes if self.per_node else 1
+        self.lazy_max_pages = k.lazy_max_pages
+        self.in_workqueue = k.drain_in_workqueue
         self.uncontended_ns = m.uncontended_ns
-        self.page_alloc = sim.page_alloc
-        self.pt = sim.pagetables
-        self.bulk = k["page_alloc"] != "single"
-        self.high_order_first = k["page_alloc"] == "high_order"
-        self.ranges = {
-            "vmalloc": (VMALLOC_START, VMALLOC_END),
-            "modules": (MODULES_VADDR, MODULES_END),
-        }
+        self.page_alloc = kernel.page_alloc
+        self.pt = kernel.pagetables
+        self.bulk = k.page_alloc != "single"
+        self.high_order_first = k.page_alloc == "high_order"
+        self.layout = kernel.layout
+        self.ranges = dict(self.layout.ranges)
         if ranges:
             self.ranges.update(ranges)
         self.kva = KvaSpace(KVA_START, KVA_END)
         self.free_lock = m.spinlock("free_vmap_area_lock")
         self.purge_lock = m.mutex("vmap_purge_lock")
-        self.nodes = [_Node(sim, i, self.per_node) for i in range(self.nr_nodes)]
+        self.nodes = [_Node(kernel, i, self.per_node) for i in range(self.nr_nodes)]
         if not self.per_node:
             # 5.11-6.8: lazily freed areas are merged into an address-sorted
             # purge tree under its own spinlock
@@ -362,7 +355,7 @@ class Vmalloc:
 
     def _flush(self, cpu: int, start: int, end: int) -> int:
         """flush_tlb_kernel_range(); returns the initiator's latency."""
-        return self.sim.machine.flush.kernel_range(cpu, start, end)
+        return self.kernel.machine.flush.kernel_range(cpu, start, end)
 
     def find_vmap_area(self, addr: int) -> VmArea | None:
         """The busy area starting at ``addr`` (no time charged)."""
@@ -440,7 +433,7 @@ class Vmalloc:
         flush the vmalloc range and that alias span at once
         (_vm_unmap_aliases() with flush_dmap), then restore the alias."""
         start, end = self.direct_map_span(area)
-        cpa, pt = self.sim.cpa, self.pt
+        cpa, pt = self.kernel.cpa, self.pt
         for pfn in area.pages:
             yield from cpa.set_direct_map_invalid_noflush(cpu, pt.page_address(pfn))
         yield from self._vm_unmap_aliases(cpu, start, end, True)
@@ -560,6 +553,7 @@ class Vmalloc:
         return area
 
     # -- vmalloc -----------------------------------------------------------------
+    @tracepoint("vmalloc")
     def vmalloc(
         self,
         cpu: int,
@@ -658,6 +652,7 @@ class Vmalloc:
         yield from self._free_vmap_area_noflush(cpu, va)
 
     # -- vfree -------------------------------------------------------------------
+    @tracepoint("vfree")
     def vfree(self, cpu: int, area: VmArea):
         """vfree(): unlink, clear PTEs, lazily free the KVA, reset the
         direct map for VM_FLUSH_RESET_PERMS, free the pages."""
@@ -891,17 +886,18 @@ class Vmalloc:
     def _vbq(self, cpu: int) -> _Vbq:
         q = self._vbqs.get(cpu)
         if q is None:
-            q = self._vbqs[cpu] = _Vbq(self.sim)
+            q = self._vbqs[cpu] = _Vbq(self.kernel)
         return q
 
     def _vb_xa(self, addr: int) -> _Vbq:
         # addr_to_vb_xa(): blocks hashed over the per-CPU xarrays
         return self._vbq((addr // VMAP_BLOCK_SIZE) % self.nr_cpus)
 
-    @staticmethod
-    def _vb_idx(addr: int) -> int:
+    def _vb_idx(self, addr: int) -> int:
         # addr_to_vb_idx()
-        return (addr - (VMALLOC_START & ~(VMAP_BLOCK_SIZE - 1))) // VMAP_BLOCK_SIZE
+        return (
+            addr - (self.layout.vmalloc_start & ~(VMAP_BLOCK_SIZE - 1))
+        ) // VMAP_BLOCK_SIZE
 
     def vm_map_ram(self, cpu: int, pages: list[int]):
         """vm_map_ram(pages, count): map the caller's pfns; returns the
@@ -992,7 +988,7 @@ class Vmalloc:
         if va is None:
             return None
         va.nr_pages = VMAP_BBMAP_BITS
-        vb = VmapBlock(va, self.sim.machine.spinlock("vb_lock"), cpu, order)
+        vb = VmapBlock(va, self.kernel.machine.spinlock("vb_lock"), cpu, order)
         xa = self._vb_xa(va.addr)
         extra = yield from xa.xa_lock.take(cpu)
         xa.xa[self._vb_idx(va.addr)] = vb  # xa_insert()

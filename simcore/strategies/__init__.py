@@ -1,19 +1,18 @@
-"""Executable-memory and arena strategies, one file each.
+"""Executable-memory and arena strategies: the policies under comparison.
 
-Adding a strategy means writing ``simcore/strategies/<name>.py`` with a
-subclass of :class:`~simcore.strategies.base.Strategy` and adding one line to
-``_REGISTRY``. Code outside the project (or a test) can call
-:func:`register` instead.
+Layer: above ``kernel`` (whose interfaces they implement: ``ExecAllocator``
+in :mod:`simcore.kernel.execmem`, the arena hooks of
+:mod:`simcore.kernel.bpf.arena`), below ``workloads``. One strategy is one
+file here, a subclass of :class:`~simcore.strategies.base.Strategy`, plus
+one line below, which fills the ground registry
+(:data:`simcore.registry.STRATEGIES`) without importing the module.
 """
 
 from __future__ import annotations
 
-import importlib
+from simcore.registry import STRATEGIES
 
-from simcore.strategies.base import Strategy
-
-# name -> "module:Class"; imported on first use.
-_REGISTRY: dict[str, str] = {
+for _name, _target in {
     "module_alloc": "simcore.strategies.module_alloc:ModuleAlloc",
     "arena_4k": "simcore.strategies.arena_4k:Arena4K",
     "arena_huge": "simcore.strategies.arena_huge:ArenaHuge",
@@ -28,36 +27,19 @@ _REGISTRY: dict[str, str] = {
     "jitalloc_setmem": "simcore.strategies.jitalloc:JitAllocSetMemory",
     "module_alloc_type": "simcore.strategies.module_alloc_type:ModuleAllocType",
     "unmapped_cache": "simcore.strategies.unmapped_cache:UnmappedCache",
-}
-_LOADED: dict[str, type[Strategy]] = {}
-
-
-def register(name: str, target: str | type[Strategy]) -> None:
-    """Make a strategy known by name (a class or a "module:Class" string)."""
-    if isinstance(target, str):
-        _REGISTRY[name] = target
-        _LOADED.pop(name, None)
-    else:
-        _REGISTRY[name] = f"{target.__module__}:{target.__qualname__}"
-        _LOADED[name] = target
-
-
-def unregister(name: str) -> None:
-    _REGISTRY.pop(name, None)
-    _LOADED.pop(name, None)
+}.items():
+    STRATEGIES.register(_name, _target)
 
 
 def strategy_names() -> list[str]:
-    return list(_REGISTRY)
+    return STRATEGIES.names()
 
 
-def get_strategy(name: str) -> type[Strategy]:
-    cls = _LOADED.get(name)
-    if cls is None:
-        module, _, attr = _REGISTRY[name].partition(":")
-        cls = getattr(importlib.import_module(module), attr)
-        _LOADED[name] = cls
-    return cls
+def get_strategy(name: str):
+    return STRATEGIES.load(name)
 
 
-__all__ = ["Strategy", "get_strategy", "register", "strategy_names", "unregister"]
+register = STRATEGIES.register
+unregister = STRATEGIES.unregister
+
+__all__ = ["get_strategy", "register", "strategy_names", "unregister"]

@@ -1,10 +1,12 @@
-"""The interface every executable-memory strategy implements.
+"""The base of every strategy: the kernel's ``ExecAllocator`` with the
+steps strategies share.
 
 A strategy decides where executable memory for a module section, a BPF
 program or a trampoline comes from, how its image gets written and how its
-permissions are set. The kernel paths that use it (the module loader in
-``simcore.kernel.module``, the BPF JIT in ``simcore.kernel.bpf.core``) call,
-in order::
+permissions are set. It implements the interface of
+:mod:`simcore.kernel.execmem`, which the module loader
+(``simcore.kernel.module``) and the BPF JIT (``simcore.kernel.bpf.core``)
+call, in order::
 
     alloc -> write -> finalize      (load)
     update                          (live image change, e.g. a dispatcher)
@@ -19,66 +21,22 @@ program ran" into page touches.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
-
-import numpy as np
+from typing import TYPE_CHECKING, ClassVar
 
 from simcore.constants import PAGE
-
-if TYPE_CHECKING:
-    from simcore.engine import Simulation
-
-
-# enum mod_mem_type (kernel/module, 6.4+) plus the execmem users
-Kind = Literal[
-    "module_text",
-    "module_data",
-    "module_rodata",
-    "module_ro_after_init",
-    "module_init_text",
-    "module_init_data",
-    "module_init_rodata",
-    "bpf_prog",
-    "bpf_trampoline",
-    "kprobe",
-    "ftrace",
-]
-TEXT_KINDS = frozenset(
-    {
-        "module_text",
-        "module_init_text",
-        "bpf_prog",
-        "bpf_trampoline",
-        "kprobe",
-        "ftrace",
-    }
+from simcore.kernel.execmem import (
+    RO_KINDS,
+    TEXT_KINDS,
+    ExecAlloc,
+    Kind,
+    bpf_jit_image_size,
 )
 
-# ro_after_init turns read-only after the module's init has run
-RO_KINDS = frozenset({"module_rodata", "module_init_rodata", "module_ro_after_init"})
+if TYPE_CHECKING:
+    from simcore.kernel.main import Kernel
 
-
-@dataclass(slots=True)
-class ExecAlloc:
-    """An object's bytes: where, how big, under which mapping size."""
-
-    addr: int
-    size: int  # bytes the caller asked for
-    kind: str
-    page_shift: int = 12  # mapping covering it: 12, 21 or 30
-    footprint: int = 0  # bytes set aside for it alone (0 when shared)
-    handle: Any = None  # the strategy's own bookkeeping
-    _touch: np.ndarray | None = field(default=None, repr=False)
-
-    def touches(self) -> np.ndarray:
-        """Addresses of the pages (of the mapping size) the bytes span."""
-        if self._touch is None:
-            s = self.page_shift
-            first = self.addr >> s
-            last = (self.addr + max(1, self.size) - 1) >> s
-            self._touch = (np.arange(first, last + 1, dtype=np.uint64)) << np.uint64(s)
-        return self._touch
+# the kernel's types, named here too for the strategy files
+__all__ = ["RO_KINDS", "TEXT_KINDS", "ExecAlloc", "Kind", "Strategy"]
 
 
 class Strategy:
@@ -91,11 +49,11 @@ class Strategy:
     summary: ClassVar[str]  # one line for `simcore list strategies`
     models: ClassVar[str]  # kernel version or RFC it models
 
-    def __init__(self, sim: Simulation) -> None:
-        self.sim = sim
-        self.env = sim.env
-        self.metrics = sim.metrics
-        c = sim.profile.kernel_costs
+    def __init__(self, kernel: Kernel) -> None:
+        self.kernel = kernel
+        self.env = kernel.env
+        self.metrics = kernel.metrics
+        c = kernel.profile.kernel_costs
         # memcpy into the image streams at about clear_page() bandwidth
         # (estimate, as in simcore.kernel.alternative)
         self.byte_ns = c.page_zero_ns.value / PAGE
@@ -103,10 +61,8 @@ class Strategy:
 
     # -- sizing ----------------------------------------------------------------
     def bpf_image_size(self, proglen: int) -> int:
-        """Bytes the JIT asks for: bpf_jit_binary_alloc() rounds a program
-        plus its header and at least 128 bytes of random padding up to pages
-        (kernel/bpf/core.c)."""
-        return -(-(proglen + 8 + 128) // PAGE) * PAGE
+        """Bytes the JIT asks for (bpf_jit_binary_alloc())."""
+        return bpf_jit_image_size(proglen)
 
     # -- the life of an object ---------------------------------------------
     def alloc(self, cpu: int, size: int, kind: str):  # pragma: no cover - interface
@@ -125,7 +81,7 @@ class Strategy:
 
     def update(self, cpu: int, obj: ExecAlloc, nbytes: int):
         """Change a live image: text_poke_copy into it (bpf_arch_text_copy)."""
-        yield from self.sim.text_poke.text_poke_copy(cpu, obj.addr, nbytes)
+        yield from self.kernel.text_poke.text_poke_copy(cpu, obj.addr, nbytes)
 
     def free(self, cpu: int, obj: ExecAlloc):  # pragma: no cover - interface
         raise NotImplementedError
@@ -142,7 +98,7 @@ class Strategy:
         (module_enable_text_rox(), module_enable_rodata_ro(),
         bpf_jit_binary_lock_ro()): text read-only and executable, read-only
         data read-only; data stays RW+NX as vmalloc mapped it."""
-        cpa = self.sim.cpa
+        cpa = self.kernel.cpa
         if kind in TEXT_KINDS:
             yield from cpa.set_memory_rox(cpu, addr, npages)
         elif kind in RO_KINDS:
@@ -157,7 +113,7 @@ class Strategy:
 
     def account(self, requested: int, allocated: int) -> None:
         """Track live requested bytes and bytes set aside (mem.exec.*)."""
-        c = self.sim.metrics.counters
+        c = self.kernel.metrics.counters
         c["mem.exec.requested_bytes"] += requested
         c["mem.exec.allocated_bytes"] += allocated
         c["mem.exec.waste_bytes"] = (

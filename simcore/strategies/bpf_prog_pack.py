@@ -43,13 +43,13 @@ from typing import TYPE_CHECKING
 
 from simcore.constants import PAGE, PMD_SIZE
 from simcore.errors import SimulationError
-from simcore.kernel.page_alloc import MAX_PAGE_ORDER
+from simcore.kernel.util import Shadow, kvfree, kvmalloc
 from simcore.kernel.vmalloc import VM_FLUSH_RESET_PERMS, VmArea
 from simcore.strategies.base import ExecAlloc, Strategy
 from simcore.strategies.module_alloc import ModuleAlloc
 
 if TYPE_CHECKING:
-    from simcore.engine import Simulation
+    from simcore.kernel.main import Kernel
 
 # kernel/bpf/core.c: BPF_PROG_CHUNK_SHIFT 6
 BPF_PROG_CHUNK_SIZE = 64
@@ -62,9 +62,6 @@ BPF_PACK_PAD = 16
 # arch/x86/net/bpf_jit_comp.c: align = __alignof__(struct
 # exception_table_entry), the granule of the image's random start
 BPF_JIT_ALIGN = 4
-# SLUB: KMALLOC_MAX_CACHE_SIZE = 1 << (PAGE_SHIFT + 1); larger kmalloc()s
-# come straight from the page allocator (include/linux/slab.h)
-KMALLOC_MAX_CACHE_SIZE = 2 * PAGE
 # Estimate: find_next_zero_bit()/find_next_bit() walk the bitmap a long at a
 # time, about one cycle per word for a bitmap (4 KiB per 2 MiB pack) that
 # stays in L1/L2 under pack_mutex.
@@ -147,60 +144,10 @@ class FreeRuns:
             ends.insert(i, end)
 
 
-# -- the RW shadow buffer (mm/util.c kvmalloc_node() / kvfree()) -------------
-@dataclass(slots=True)
-class Shadow:
-    kind: str  # "slab", "pages" or "vmalloc"
-    size: int
-    pfn: int = -1
-    order: int = 0
-    area: VmArea | None = None
-
-
-def kvmalloc(st: Strategy, cpu: int, size: int):
-    """kvmalloc(): kmalloc() (slab up to KMALLOC_MAX_CACHE_SIZE, whole
-    pages above, tried with __GFP_NORETRY), else vmalloc(); the fill the
-    JIT gives it (illegal instructions, later zeroes) is charged here.
-    None: no memory."""
-    sim = st.sim
-    fill = size * st.byte_ns
-    if size <= KMALLOC_MAX_CACHE_SIZE:
-        yield st.env.timeout(int(sim.profile.kernel_costs.slab_alloc_ns.value + fill))
-        return Shadow("slab", size)
-    order = (-(-size // PAGE) - 1).bit_length()
-    pfn = None
-    if order <= MAX_PAGE_ORDER:  # else past KMALLOC_MAX_SIZE: kmalloc fails
-        pfn = yield from sim.page_alloc.alloc_pages(cpu, order)
-    if pfn is not None:
-        yield st.env.timeout(int(fill))
-        return Shadow("pages", size, pfn=pfn, order=order)
-    area = yield from sim.vmalloc.vmalloc(cpu, size, caller="kvmalloc")
-    if area is None:
-        return None
-    yield st.env.timeout(int(fill))
-    return Shadow("vmalloc", size, area=area)
-
-
-def vzalloc(st: Strategy, cpu: int, size: int):
-    """vzalloc(): the module loader's writable copy of ROX text."""
-    area = yield from st.sim.vmalloc.vmalloc(cpu, size, zero=True, caller="vzalloc")
-    return None if area is None else Shadow("vmalloc", size, area=area)
-
-
-def kvfree(st: Strategy, cpu: int, buf: Shadow):
-    sim = st.sim
-    if buf.kind == "slab":
-        yield st.env.timeout(int(sim.profile.kernel_costs.slab_alloc_ns.value))
-    elif buf.kind == "pages":
-        yield from sim.page_alloc.free_pages(cpu, buf.pfn, buf.order)
-    else:
-        yield from sim.vmalloc.vfree(cpu, buf.area)
-
-
 def drop_shadow(st: Strategy, cpu: int, holder):
     """kvfree() of ``holder.shadow`` if it still has one."""
     if holder.shadow is not None:
-        yield from kvfree(st, cpu, holder.shadow)
+        yield from kvfree(st.kernel, cpu, holder.shadow)
         holder.shadow = None
 
 
@@ -213,9 +160,9 @@ def place_bpf_image(obj: ExecAlloc, ro_header: int, size: int, proglen: int, rng
     obj._touch = None
 
 
-def nr_numa_nodes(sim: Simulation) -> int:
+def nr_numa_nodes(kernel: Kernel) -> int:
     """num_possible_nodes() of the modelled machine."""
-    t = sim.profile.topology
+    t = kernel.profile.topology
     return max(1, t.sockets.value * t.numa_nodes_per_socket.value)
 
 
@@ -267,15 +214,15 @@ class BpfProgPack(ModuleAlloc):
     # set_vm_flush_reset_perms() on every pack and oversize area
     pack_vm_flags = VM_FLUSH_RESET_PERMS
 
-    def __init__(self, sim: Simulation) -> None:
-        super().__init__(sim)
-        c = sim.profile.kernel_costs
-        self.pack_mutex = sim.machine.mutex("pack_mutex")
-        self.pack_size = PMD_SIZE * nr_numa_nodes(sim)
+    def __init__(self, kernel: Kernel) -> None:
+        super().__init__(kernel)
+        c = kernel.profile.kernel_costs
+        self.pack_mutex = kernel.machine.mutex("pack_mutex")
+        self.pack_size = PMD_SIZE * nr_numa_nodes(kernel)
         self.chunks = self.pack_size // BPF_PROG_CHUNK_SIZE
         self.packs: list[Pack] = []  # pack_list, in list_add_tail() order
-        self.rng = sim.rng(f"strategy.{self.name}")
-        self.word_ns = BITMAP_WORD_CYCLES / sim.profile.clock_ghz.value
+        self.rng = kernel.rng(f"strategy.{self.name}")
+        self.word_ns = BITMAP_WORD_CYCLES / kernel.profile.clock_ghz.value
         self.visit_ns = c.rb_node_visit_ns.value
         self.slab_ns = c.slab_alloc_ns.value
 
@@ -291,7 +238,7 @@ class BpfProgPack(ModuleAlloc):
         """bpf_jit_alloc_exec(): module_alloc() / execmem_alloc(EXECMEM_BPF),
         with ``pack_vm_flags``."""
         return (
-            yield from self.sim.vmalloc.vmalloc(
+            yield from self.kernel.vmalloc.vmalloc(
                 cpu,
                 size,
                 range_="modules",
@@ -302,7 +249,7 @@ class BpfProgPack(ModuleAlloc):
 
     def _exec_free(self, cpu: int, area: VmArea):
         """bpf_jit_free_exec(): vfree(), VM_FLUSH_RESET_PERMS doing the reset."""
-        yield from self.sim.vmalloc.vfree(cpu, area)
+        yield from self.kernel.vmalloc.vfree(cpu, area)
 
     def _new_region(self, cpu: int, size: int):
         """Allocate, fill with illegal instructions through the RW mapping
@@ -311,7 +258,7 @@ class BpfProgPack(ModuleAlloc):
         if area is None:
             return None
         yield self.env.timeout(int(size * self.byte_ns))
-        yield from self.sim.cpa.set_memory_rox(cpu, area.addr, area.nr_pages)
+        yield from self.kernel.cpa.set_memory_rox(cpu, area.addr, area.nr_pages)
         return area
 
     def alloc_new_pack(self, cpu: int):
@@ -380,7 +327,7 @@ class BpfProgPack(ModuleAlloc):
         work += (self.packs.index(pack) + 1) * self.visit_ns
         yield self.env.timeout(int(work))
         # bpf_arch_text_invalidate()
-        yield from self.sim.text_poke.text_poke_set(cpu, img.ptr, img.size)
+        yield from self.kernel.text_poke.text_poke_set(cpu, img.ptr, img.size)
         nbits = -(-img.size // BPF_PROG_CHUNK_SIZE)
         pack.free.give((img.ptr - pack.ptr) // BPF_PROG_CHUNK_SIZE, nbits)
         # bitmap_clear(), then bitmap_find_next_zero_area(.., 0, nr all)
@@ -405,13 +352,15 @@ class BpfProgPack(ModuleAlloc):
         img = yield from self.bpf_prog_pack_alloc(cpu, size)
         if img is None:
             return None
-        img.shadow = yield from kvmalloc(self, cpu, img.size)
+        img.shadow = yield from kvmalloc(
+            self.kernel, cpu, img.size, img.size * self.byte_ns
+        )
         if img.shadow is None:
             yield from self.bpf_prog_pack_free(cpu, img)
             return None
         self.account(size, img.own_bytes())
         addr = img.ptr + (BPF_HDR_SIZE if kind == "bpf_prog" else 0)
-        shift = self.sim.pagetables.page_shift(img.ptr) or 12
+        shift = self.kernel.pagetables.page_shift(img.ptr) or 12
         return ExecAlloc(addr, size, kind, shift, img.size, handle=img)
 
     def shrink_request(self, obj: ExecAlloc, nbytes: int) -> None:
@@ -428,7 +377,7 @@ class BpfProgPack(ModuleAlloc):
         if not isinstance(img, PackImage):
             yield from super().finalize(cpu, obj)
             return
-        yield from self.sim.text_poke.text_poke_copy(cpu, img.ptr, img.size)
+        yield from self.kernel.text_poke.text_poke_copy(cpu, img.ptr, img.size)
         yield from drop_shadow(self, cpu, img)
 
     def free(self, cpu: int, obj: ExecAlloc):

@@ -39,7 +39,7 @@ class BpfProgPack2M(BpfProgPack):
 
     def _exec_free(self, cpu: int, area: VmArea):
         """set_memory_nx() + set_memory_rw(), then module_memfree()."""
-        cpa = self.sim.cpa
+        cpa = self.kernel.cpa
         yield from cpa.set_memory_nx(cpu, area.addr, area.nr_pages)
         yield from cpa.set_memory_rw(cpu, area.addr, area.nr_pages)
-        yield from self.sim.vmalloc.vfree(cpu, area)
+        yield from self.kernel.vmalloc.vfree(cpu, area)

@@ -43,23 +43,21 @@ from typing import TYPE_CHECKING
 
 from simcore.constants import PAGE, PMD_SIZE
 from simcore.kernel.pgtable import PAGE_KERNEL_ROX
+from simcore.kernel.util import Shadow, kvmalloc, vzalloc
 from simcore.kernel.vmalloc import VM_ALLOW_HUGE_VMAP, VmArea
 from simcore.strategies.base import TEXT_KINDS, ExecAlloc
 from simcore.strategies.bpf_prog_pack import (
     PACK_KINDS,
     FreeRuns,
-    Shadow,
     drop_shadow,
-    kvmalloc,
     pack_image_size,
     place_bpf_image,
     round_up,
-    vzalloc,
 )
 from simcore.strategies.module_alloc import ModuleAlloc
 
 if TYPE_CHECKING:
-    from simcore.engine import Simulation
+    from simcore.kernel.main import Kernel
 
 # include/linux/maple_tree.h: MAPLE_RANGE64_SLOTS, the fan-out of the
 # range nodes that free_areas and busy_areas are made of
@@ -90,17 +88,17 @@ class ExecmemRox(ModuleAlloc):
         "20241007062858.44248-1-rppt@kernel.org)"
     )
 
-    def __init__(self, sim: Simulation) -> None:
-        super().__init__(sim)
-        prof = sim.profile
-        self.cache_mutex = sim.machine.mutex("execmem_cache_mutex")
+    def __init__(self, kernel: Kernel) -> None:
+        super().__init__(kernel)
+        prof = kernel.profile
+        self.cache_mutex = kernel.machine.mutex("execmem_cache_mutex")
         self.free_areas = FreeRuns()
         self.busy: dict[int, int] = {}  # busy_areas: start -> size
         self.areas: dict[int, VmArea] = {}  # populated vm areas by start
         self.visit_ns = prof.kernel_costs.rb_node_visit_ns.value
         self.wakeup_ns = int(round(prof.locks.mutex_wakeup_ns.value))
         self.clean_pending = False
-        self.rng = sim.rng(f"strategy.{self.name}")
+        self.rng = kernel.rng(f"strategy.{self.name}")
 
     def bpf_image_size(self, proglen: int) -> int:
         """The JIT writing into ROX memory is bpf_jit_binary_pack_alloc()."""
@@ -137,7 +135,7 @@ class ExecmemRox(ModuleAlloc):
 
     def _set_direct_map(self, cpu: int, area: VmArea, valid: bool):
         """execmem_set_direct_map_valid(): one call per (huge) page."""
-        cpa, pt = self.sim.cpa, self.sim.pagetables
+        cpa, pt = self.kernel.cpa, self.kernel.pagetables
         nr = 1 << (area.page_shift - 12)
         op = (
             cpa.set_direct_map_default_noflush
@@ -149,9 +147,9 @@ class ExecmemRox(ModuleAlloc):
 
     def _populate(self, cpu: int, size: int):
         """execmem_cache_populate(): True when an area was added."""
-        sim = self.sim
+        kernel = self.kernel
         alloc_size = round_up(size, PMD_SIZE)
-        area = yield from sim.vmalloc.vmalloc(
+        area = yield from kernel.vmalloc.vmalloc(
             cpu,
             alloc_size,
             range_="modules",
@@ -165,17 +163,17 @@ class ExecmemRox(ModuleAlloc):
         # execmem_fill_trapping_insns(p, alloc_size, writable = true)
         yield self.env.timeout(int(alloc_size * self.byte_ns))
         # vunmap_range(): clear, then flush_tlb_kernel_range()
-        yield from sim.pagetables.vunmap_range_noflush(cpu, start, alloc_size)
+        yield from kernel.pagetables.vunmap_range_noflush(cpu, start, alloc_size)
         yield self.env.timeout(
-            sim.machine.flush.kernel_range(cpu, start, start + alloc_size)
+            kernel.machine.flush.kernel_range(cpu, start, start + alloc_size)
         )
         yield from self._set_direct_map(cpu, area, False)
-        ok = yield from sim.pagetables.vmap_pages_range(
+        ok = yield from kernel.pagetables.vmap_pages_range(
             cpu, start, area.pages, page_shift=area.page_shift, prot=PAGE_KERNEL_ROX
         )
         if not ok:
             yield from self._set_direct_map(cpu, area, True)
-            yield from sim.vmalloc.vfree(cpu, area)
+            yield from kernel.vmalloc.vfree(cpu, area)
             return False
         self.areas[start] = area
         yield from self._cache_add(cpu, start, alloc_size)
@@ -192,7 +190,7 @@ class ExecmemRox(ModuleAlloc):
         yield self.env.timeout(int(work))
         self.cache_mutex.release(cpu)
         # execmem_fill_trapping_insns(ptr, size, writable = false)
-        yield from self.sim.text_poke.text_poke_set(cpu, addr, size)
+        yield from self.kernel.text_poke.text_poke_set(cpu, addr, size)
         yield from self._cache_add(cpu, addr, size)
         if not self.clean_pending:
             # schedule_work(&execmem_cache_clean_work): no-op while pending
@@ -218,7 +216,7 @@ class ExecmemRox(ModuleAlloc):
             free.remove(i)
             del self.areas[s]
             yield from self._set_direct_map(cpu, area, True)
-            yield from self.sim.vmalloc.vfree(cpu, area)
+            yield from self.kernel.vmalloc.vfree(cpu, area)
             self.account(0, -(e - s))
             self.metrics.inc("mem.exec.regions", -1)
             self.metrics.inc("mem.exec.region_frees")
@@ -239,7 +237,7 @@ class ExecmemRox(ModuleAlloc):
         if addr is None:
             return None
         self.account(size, 0)
-        shift = self.sim.pagetables.page_shift(addr) or 12
+        shift = self.kernel.pagetables.page_shift(addr) or 12
         return ExecAlloc(addr, size, kind, shift, asize, handle=RoxSlice(addr, size))
 
     def shrink_request(self, obj: ExecAlloc, nbytes: int) -> None:
@@ -255,7 +253,7 @@ class ExecmemRox(ModuleAlloc):
         if not isinstance(sl, RoxSlice):
             yield from super().write(cpu, obj, nbytes, writes)
             return
-        tp = self.sim.text_poke
+        tp = self.kernel.text_poke
         if writes > 1:
             per, rest = divmod(nbytes, writes)
             off = 0
@@ -265,8 +263,11 @@ class ExecmemRox(ModuleAlloc):
                 off += n
             return
         if sl.shadow is None:
-            get = kvmalloc if obj.kind in PACK_KINDS else vzalloc
-            sl.shadow = yield from get(self, cpu, sl.size)
+            if obj.kind in PACK_KINDS:  # the JIT fills its RW image at once
+                get, fill = kvmalloc, sl.size * self.byte_ns
+            else:
+                get, fill = vzalloc, 0.0
+            sl.shadow = yield from get(self.kernel, cpu, sl.size, fill)
             if sl.shadow is None:
                 # no memory for a copy: write in place
                 yield from tp.text_poke_copy(cpu, sl.addr, nbytes)
@@ -281,7 +282,7 @@ class ExecmemRox(ModuleAlloc):
             yield from super().finalize(cpu, obj)
             return
         if sl.shadow is not None:
-            yield from self.sim.text_poke.text_poke_copy(cpu, sl.addr, sl.size)
+            yield from self.kernel.text_poke.text_poke_copy(cpu, sl.addr, sl.size)
             yield from drop_shadow(self, cpu, sl)
 
     def free(self, cpu: int, obj: ExecAlloc):

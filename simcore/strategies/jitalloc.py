@@ -47,7 +47,7 @@ from simcore.strategies.base import ExecAlloc
 from simcore.strategies.module_alloc import ModuleAlloc
 
 if TYPE_CHECKING:
-    from simcore.engine import Simulation
+    from simcore.kernel.main import Kernel
 
 JITALLOC_MIN_SIZE = 16
 MIN_SHIFT = JITALLOC_MIN_SIZE.bit_length() - 1
@@ -102,10 +102,10 @@ class JitAlloc(ModuleAlloc):
     models = "jit/text allocator RFC, May 2023 (ZGZZIM0qftr0T59b@moria.home.lan)"
     text_poke_updates = True
 
-    def __init__(self, sim: Simulation) -> None:
-        super().__init__(sim)
-        c = sim.profile.kernel_costs
-        self.lock = sim.machine.mutex("jit_alloc_lock")
+    def __init__(self, kernel: Kernel) -> None:
+        super().__init__(kernel)
+        c = kernel.profile.kernel_costs
+        self.lock = kernel.machine.mutex("jit_alloc_lock")
         # jit_alloc_init(): class i holds objects of 2^(MIN_SHIFT + i) bytes
         self.caches = [
             JitCache(MIN_SHIFT + i, PAGE >> (MIN_SHIFT + i))
@@ -113,7 +113,7 @@ class JitAlloc(ModuleAlloc):
         ]
         self.slab_ns = c.slab_alloc_ns.value
         self.list_ns = c.rb_node_visit_ns.value
-        self.word_ns = BITMAP_WORD_CYCLES / sim.profile.clock_ghz.value
+        self.word_ns = BITMAP_WORD_CYCLES / kernel.profile.clock_ghz.value
 
     def bpf_image_size(self, proglen: int) -> int:
         """jit_alloc(buf, len) takes the image as it is: no header, no pad."""
@@ -125,11 +125,11 @@ class JitAlloc(ModuleAlloc):
     # -- slabs ---------------------------------------------------------------
     def _module_alloc_rox(self, cpu: int, size: int, kind: str):
         """module_alloc(), set_vm_flush_reset_perms(), set_memory_rox()."""
-        area = yield from self.sim.vmalloc.vmalloc(
+        area = yield from self.kernel.vmalloc.vmalloc(
             cpu, size, range_="modules", flags=VM_FLUSH_RESET_PERMS, caller=kind
         )
         if area is not None:
-            yield from self.sim.cpa.set_memory_rox(cpu, area.addr, area.nr_pages)
+            yield from self.kernel.cpa.set_memory_rox(cpu, area.addr, area.nr_pages)
         return area
 
     def _jit_slab_alloc(self, cpu: int, cache: JitCache):
@@ -212,7 +212,7 @@ class JitAlloc(ModuleAlloc):
     def jit_update(self, cpu: int, obj: ExecAlloc, nbytes: int):
         """text_poke_copy(), or the set_memory path without text_poke."""
         if self.text_poke_updates:
-            yield from self.sim.text_poke.text_poke_copy(cpu, obj.addr, nbytes)
+            yield from self.kernel.text_poke.text_poke_copy(cpu, obj.addr, nbytes)
             return
         shared = isinstance(obj.handle, JitObj)
         if shared:
@@ -220,7 +220,7 @@ class JitAlloc(ModuleAlloc):
             yield self.env.timeout(extra)
         first = obj.addr & ~(PAGE - 1)
         npages = -(-(obj.addr + nbytes - first) // PAGE)
-        cpa = self.sim.cpa
+        cpa = self.kernel.cpa
         yield from cpa.set_memory_rw(cpu, first, npages)
         yield self.env.timeout(int(self.copy_ns(nbytes)))
         yield from cpa.set_memory_rox(cpu, first, npages)
@@ -251,7 +251,7 @@ class JitAlloc(ModuleAlloc):
         yield self.env.timeout(int(work + extra))
         self.lock.release(cpu)
         if empty:
-            yield from self.sim.vmalloc.vfree(cpu, s.area)
+            yield from self.kernel.vmalloc.vfree(cpu, s.area)
             self.account(0, -PAGE)
             self.metrics.inc("mem.exec.regions", -1)
             self.metrics.inc("mem.exec.region_frees")

@@ -29,7 +29,7 @@ class ModuleAlloc(Strategy):
 
     def alloc(self, cpu: int, size: int, kind: str):
         """module_alloc() / bpf_jit_binary_alloc()."""
-        area = yield from self.sim.vmalloc.vmalloc(
+        area = yield from self.kernel.vmalloc.vmalloc(
             cpu, size, range_="modules", flags=self.vm_flags, caller=kind
         )
         if area is None:
@@ -51,6 +51,6 @@ class ModuleAlloc(Strategy):
         """module_memfree() / bpf_jit_binary_free(): vfree()."""
         area = obj.handle
         self.account(-obj.size, -obj.footprint)
-        yield from self.sim.vmalloc.vfree(cpu, area)
+        yield from self.kernel.vmalloc.vfree(cpu, area)
         # the area's pages are back: a later mapping may differ
         obj.page_shift = PAGE_SHIFT

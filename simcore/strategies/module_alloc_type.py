@@ -59,7 +59,7 @@ from simcore.strategies.bpf_prog_pack import BpfProgPack, PackImage
 from simcore.strategies.vmalloc_huge_modules import follow_mapping, huge_fits
 
 if TYPE_CHECKING:
-    from simcore.engine import Simulation
+    from simcore.kernel.main import Kernel
 
 # include/linux/moduleloader.h of the series: enum mod_alloc_params_flags
 MOD_ALLOC_SET_MEMORY = 1 << 3
@@ -108,8 +108,8 @@ class ModuleAllocType(BpfProgPack):
     )
     kinds = X86_KINDS
 
-    def __init__(self, sim: Simulation) -> None:
-        super().__init__(sim)
+    def __init__(self, kernel: Kernel) -> None:
+        super().__init__(kernel)
         for kind, (params, _) in self.kinds.items():
             if params.granularity != params.alignment:
                 raise SimulationError(
@@ -123,9 +123,9 @@ class ModuleAllocType(BpfProgPack):
         """Returns the VmArea, or None."""
         t0 = self.env.now
         flags = VM_FLUSH_RESET_PERMS
-        if params.huge and huge_fits(self.sim, size):
+        if params.huge and huge_fits(self.kernel, size):
             flags |= VM_ALLOW_HUGE_VMAP
-        area = yield from self.sim.vmalloc.vmalloc(
+        area = yield from self.kernel.vmalloc.vmalloc(
             cpu,
             size,
             range_="modules",
@@ -146,14 +146,14 @@ class ModuleAllocType(BpfProgPack):
     def _map_prot(self, area: VmArea, prot: int) -> None:
         """vmp->pgprot: vmalloc() maps PAGE_KERNEL here; the same PTE
         stores with PAGE_KERNEL_EXEC cost the same, so only the bits change."""
-        pt = self.sim.pagetables
+        pt = self.kernel.pagetables
         step = 1 << area.page_shift
         for addr in range(area.addr, area.addr + area.nr_pages * PAGE, step):
             pt.set_leaf(addr, area.page_shift, prot)
 
     def _protect(self, cpu: int, addr: int, npages: int, how: str):
         """module_memory_enable_protection() for the kinds of change used."""
-        cpa = self.sim.cpa
+        cpa = self.kernel.cpa
         if how == "rox":
             yield from cpa.set_memory_rox(cpu, addr, npages)
             return
@@ -171,7 +171,7 @@ class ModuleAllocType(BpfProgPack):
         text_poke_set() in this series; module_memory_protect() is a no-op."""
         area = yield from self._exec_alloc(cpu, size)
         if area is not None:
-            yield from self.sim.text_poke.text_poke_set(cpu, area.addr, size)
+            yield from self.kernel.text_poke.text_poke_set(cpu, area.addr, size)
         return area
 
     # -- the strategy interface ------------------------------------------------
@@ -184,11 +184,11 @@ class ModuleAllocType(BpfProgPack):
             return None
         if kind in MODULE_KINDS and params.poke:
             # move_module(): module_memory_invalidate_type() on new memory
-            yield from self.sim.text_poke.text_poke_set(cpu, area.addr, size)
+            yield from self.kernel.text_poke.text_poke_set(cpu, area.addr, size)
         footprint = area.nr_pages * PAGE
         self.account(size, footprint)
         obj = ExecAlloc(area.addr, size, kind, PAGE_SHIFT, footprint, handle=area)
-        follow_mapping(self.sim, obj)
+        follow_mapping(self.kernel, obj)
         return obj
 
     def write(self, cpu: int, obj: ExecAlloc, nbytes: int, writes: int = 1):
@@ -201,7 +201,7 @@ class ModuleAllocType(BpfProgPack):
             return
         how = self.kinds[obj.kind][1]
         relocs = writes - 1 if obj.kind in MODULE_KINDS else 0
-        tp = self.sim.text_poke
+        tp = self.kernel.text_poke
         if how == "poke":
             yield from tp.text_poke_copy(cpu, obj.addr, nbytes)
         elif how == "unprotect":
@@ -215,7 +215,7 @@ class ModuleAllocType(BpfProgPack):
         """module_memory_force_unprotect(), plain stores,
         module_memory_force_protect(): arch_prepare_bpf_trampoline()."""
         area = obj.handle
-        cpa = self.sim.cpa
+        cpa = self.kernel.cpa
         yield from cpa.set_memory_nx(cpu, area.addr, area.nr_pages)
         yield from cpa.set_memory_rw(cpu, area.addr, area.nr_pages)
         yield self.env.timeout(int(self.copy_ns(nbytes, writes)))
@@ -233,7 +233,7 @@ class ModuleAllocType(BpfProgPack):
             how = "nx_ro" if obj.kind == "module_ro_after_init" else "nx"
             area = obj.handle
             yield from self._protect(cpu, area.addr, -(-obj.size // PAGE), how)
-        follow_mapping(self.sim, obj)
+        follow_mapping(self.kernel, obj)
 
     def update(self, cpu: int, obj: ExecAlloc, nbytes: int):
         """A live image changes through bpf_arch_text_copy() /

@@ -60,7 +60,7 @@ from simcore.strategies.unmapped_blocks import (
 )
 
 if TYPE_CHECKING:
-    from simcore.engine import Simulation
+    from simcore.kernel.main import Kernel
 
 # include/linux/vmalloc.h of the RFC: virtual_perm bits
 PERM_R, PERM_W, PERM_X = 1, 2, 4
@@ -94,14 +94,14 @@ class PermAlloc(Strategy):
         "perm_alloc RFC, Nov 2020 (20201120202426.18009-1-rick.p.edgecombe@intel.com)"
     )
 
-    def __init__(self, sim: Simulation) -> None:
-        super().__init__(sim)
-        c = sim.profile.kernel_costs
+    def __init__(self, kernel: Kernel) -> None:
+        super().__init__(kernel)
+        c = kernel.profile.kernel_costs
         self.slab_ns = c.slab_alloc_ns.value
         # list_del()/list_add() of one page: a node touched (estimate, as
         # a tree node in kernel_costs.rb_node_visit_ns)
         self.list_ns = c.rb_node_visit_ns.value
-        self.pages_lock = sim.machine.spinlock("pages_lock")
+        self.pages_lock = kernel.machine.spinlock("pages_lock")
         self.pages: list[int] = []  # the list; its head is the end
         self.mapped: set[int] = set()  # DIRECTMAP_UNPROTECTED pages
 
@@ -119,13 +119,13 @@ class PermAlloc(Strategy):
         yield self.env.timeout(int(n * self.list_ns + extra))
         self.pages_lock.release(cpu)
         yield from flush_direct_map(self, cpu, pfn, n)
-        yield from self.sim.vmalloc.vm_unmap_aliases(cpu)
+        yield from self.kernel.vmalloc.vm_unmap_aliases(cpu)
         self._cached(n)
         return True
 
     def _replenish_one(self, cpu: int):
         """replenish_pages_one(): one page, left in the direct map."""
-        pfn = yield from self.sim.page_alloc.alloc_pages(cpu, 0, zero=True)
+        pfn = yield from self.kernel.page_alloc.alloc_pages(cpu, 0, zero=True)
         if pfn is None:
             return False
         extra = yield from self.pages_lock.take(cpu)
@@ -180,7 +180,7 @@ class PermAlloc(Strategy):
             yield from remap_pages(self, cpu, out)
             lo, hi = min(out), max(out)
             yield from flush_direct_map(self, cpu, lo, hi - lo + 1)
-            yield from self.sim.page_alloc.free_pages_batch(cpu, out)
+            yield from self.kernel.page_alloc.free_pages_batch(cpu, out)
             self.account(0, -len(out) * PAGE)
         publish_cache(self, len(self.pages))
         return len(out)
@@ -188,7 +188,7 @@ class PermAlloc(Strategy):
     # -- perm_alloc() / perm_free() ------------------------------------------
     def perm_alloc(self, cpu: int, page_cnt: int, perms: int, caller: str):
         """Returns a PermAllocation, or None."""
-        vm = self.sim.vmalloc
+        vm = self.kernel.vmalloc
         yield self.env.timeout(int(self.slab_ns))  # kmalloc() of the descriptor
         area = yield from vm.get_vm_area(
             cpu, page_cnt * PAGE, flags=VM_MAP, range_="modules"
@@ -215,7 +215,7 @@ class PermAlloc(Strategy):
         publish_cache(self, len(self.pages))
         ok = len(pages) == page_cnt
         if ok:
-            ok = yield from self.sim.pagetables.vmap_pages_range(
+            ok = yield from self.kernel.pagetables.vmap_pages_range(
                 cpu, area.addr, pages, prot=_PROT[perms]
             )
         if not ok:
@@ -231,10 +231,10 @@ class PermAlloc(Strategy):
         if alloc.writable is None:
             return
         area = alloc.area
-        yield from self.sim.text_poke.text_poke_each(
+        yield from self.kernel.text_poke.text_poke_each(
             cpu, area.addr, area.nr_pages, PAGE
         )
-        yield from self.sim.vmalloc.vfree(cpu, alloc.writable)
+        yield from self.kernel.vmalloc.vfree(cpu, alloc.writable)
         alloc.writable = None
 
     def perm_change(self, cpu: int, alloc: PermAllocation, perms: int):
@@ -247,21 +247,23 @@ class PermAlloc(Strategy):
         c = CpaData(
             area.addr, area.nr_pages, want & ~cur, cur & ~want, CPA_NO_CHECK_ALIAS
         )
-        yield from self.sim.cpa._set_clr(cpu, c, primary=True)
+        yield from self.kernel.cpa._set_clr(cpu, c, primary=True)
         end = area.addr + area.nr_pages * PAGE
-        yield self.env.timeout(self.sim.machine.flush.kernel_range(cpu, area.addr, end))
+        yield self.env.timeout(
+            self.kernel.machine.flush.kernel_range(cpu, area.addr, end)
+        )
         alloc.perms = perms
 
     def perm_free(self, cpu: int, alloc: PermAllocation):
         area = alloc.area
         if alloc.writable is not None:
-            yield from self.sim.vmalloc.vfree(cpu, alloc.writable)
+            yield from self.kernel.vmalloc.vfree(cpu, alloc.writable)
             alloc.writable = None
-        yield from self.sim.vmalloc.free_vm_area(cpu, area)
+        yield from self.kernel.vmalloc.free_vm_area(cpu, area)
         if alloc.perms & PERM_X:
             end = area.addr + area.nr_pages * PAGE
             yield self.env.timeout(
-                self.sim.machine.flush.kernel_range(cpu, area.addr, end)
+                self.kernel.machine.flush.kernel_range(cpu, area.addr, end)
             )
         pages, area.pages = area.pages, []
         yield from self._put_pages(cpu, pages)
@@ -285,7 +287,7 @@ class PermAlloc(Strategy):
         when writable, else the staging buffer (vmalloc()ed on first use)."""
         alloc = obj.handle
         if not alloc.perms & PERM_W and alloc.writable is None:
-            alloc.writable = yield from self.sim.vmalloc.vmalloc(
+            alloc.writable = yield from self.kernel.vmalloc.vmalloc(
                 cpu, alloc.area.nr_pages * PAGE, caller="perm_writable_addr"
             )
             if alloc.writable is None:

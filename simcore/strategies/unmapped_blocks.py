@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 def alloc_block(st: Strategy, cpu: int, order: int):
     """A zeroed block of ``2**order`` pages; its first pfn, or None."""
-    pa = st.sim.page_alloc
+    pa = st.kernel.page_alloc
     pfn = yield from pa.alloc_pages(cpu, order, zero=True)
     if pfn is not None and order:
         pa.buddy.split_page(pfn, order)
@@ -38,21 +38,21 @@ def alloc_block(st: Strategy, cpu: int, order: int):
 
 def unmap_pages(st: Strategy, cpu: int, pfns):
     """set_direct_map_invalid_noflush() on each page; the caller flushes."""
-    cpa, pt = st.sim.cpa, st.sim.pagetables
+    cpa, pt = st.kernel.cpa, st.kernel.pagetables
     for pfn in pfns:
         yield from cpa.set_direct_map_invalid_noflush(cpu, pt.page_address(pfn))
 
 
 def flush_direct_map(st: Strategy, cpu: int, first_pfn: int, nr_pages: int):
     """flush_tlb_kernel_range() over the direct-map alias of the pages."""
-    start = st.sim.pagetables.page_address(first_pfn)
-    ns = st.sim.machine.flush.kernel_range(cpu, start, start + nr_pages * PAGE)
+    start = st.kernel.pagetables.page_address(first_pfn)
+    ns = st.kernel.machine.flush.kernel_range(cpu, start, start + nr_pages * PAGE)
     yield st.env.timeout(ns)
 
 
 def remap_pages(st: Strategy, cpu: int, pfns):
     """set_direct_map_default_noflush() on each page: present again."""
-    cpa, pt = st.sim.cpa, st.sim.pagetables
+    cpa, pt = st.kernel.cpa, st.kernel.pagetables
     for pfn in pfns:
         yield from cpa.set_direct_map_default_noflush(cpu, pt.page_address(pfn))
 

@@ -49,7 +49,7 @@ from simcore.strategies.unmapped_blocks import (
 from simcore.strategies.vmalloc_huge_modules import follow_mapping
 
 if TYPE_CHECKING:
-    from simcore.engine import Simulation
+    from simcore.kernel.main import Kernel
 
 # include/linux/mmzone.h before 6.4: orders 0 .. MAX_ORDER - 1
 MAX_ORDER = 11
@@ -60,10 +60,10 @@ class UnmappedCache(ModuleAlloc):
     summary = "module_alloc() from a cache of direct-map-removed pages"
     models = "__GFP_UNMAPPED RFC, Mar 2023 (20230308094106.227365-1-rppt@kernel.org)"
 
-    def __init__(self, sim: Simulation) -> None:
-        super().__init__(sim)
-        pa = sim.page_alloc
-        self.lock = sim.machine.spinlock("unmapped_free_area_lock")
+    def __init__(self, kernel: Kernel) -> None:
+        super().__init__(kernel)
+        pa = kernel.page_alloc
+        self.lock = kernel.machine.spinlock("unmapped_free_area_lock")
         # free_area[order]: pfn -> None in list order, the head last
         self.free_area: list[dict[int, None]] = [{} for _ in range(MAX_ORDER)]
         self.nr_free_pages = 0
@@ -71,7 +71,7 @@ class UnmappedCache(ModuleAlloc):
         # zone's free lists
         self.step_ns = pa.locked_ns
         self.page_ns = pa.page_ns
-        self.slab_ns = sim.profile.kernel_costs.slab_alloc_ns.value
+        self.slab_ns = kernel.profile.kernel_costs.slab_alloc_ns.value
 
     # -- mm/unmapped-alloc.c -------------------------------------------------
     def _add(self, pfn: int, order: int) -> None:
@@ -161,7 +161,7 @@ class UnmappedCache(ModuleAlloc):
                 n = 1 << order
                 pages = list(range(pfn, pfn + n))
                 yield from remap_pages(self, cpu, pages)
-                yield from self.sim.page_alloc.free_pages_batch(cpu, pages)
+                yield from self.kernel.page_alloc.free_pages_batch(cpu, pages)
                 self.account(0, -n * PAGE)
                 freed += n
         publish_cache(self, self.nr_free_pages)
@@ -171,7 +171,7 @@ class UnmappedCache(ModuleAlloc):
     def alloc(self, cpu: int, size: int, kind: str):
         """__vmalloc_node_range(): the area, then one page at a time from
         the cache (no bulk allocation for __GFP_UNMAPPED), then the PTEs."""
-        vm = self.sim.vmalloc
+        vm = self.kernel.vmalloc
         flags = VM_ALLOC | VM_FLUSH_RESET_PERMS
         nr = -(-size // PAGE)
         area = yield from vm.get_vm_area(cpu, nr * PAGE, flags=flags, range_="modules")
@@ -188,7 +188,7 @@ class UnmappedCache(ModuleAlloc):
         area.nr_pages = len(area.pages)
         ok = area.nr_pages == nr
         if ok:
-            ok = yield from self.sim.pagetables.vmap_pages_range(
+            ok = yield from self.kernel.pagetables.vmap_pages_range(
                 cpu, area.addr, area.pages
             )
         if not ok:
@@ -200,9 +200,9 @@ class UnmappedCache(ModuleAlloc):
     def _vfree(self, cpu: int, area: VmArea, *, reset: bool):
         """vfree(): remove_vm_area(), vm_reset_perms() for
         VM_FLUSH_RESET_PERMS, then every page back to the cache."""
-        yield from self.sim.vmalloc.free_vm_area(cpu, area)
+        yield from self.kernel.vmalloc.free_vm_area(cpu, area)
         if reset and area.pages:
-            yield from self.sim.vmalloc.vm_reset_perms(cpu, area)
+            yield from self.kernel.vmalloc.vm_reset_perms(cpu, area)
         pages, area.pages = area.pages, []
         for pfn in pages:
             yield from self.unmapped_pages_free(cpu, pfn)
@@ -212,7 +212,7 @@ class UnmappedCache(ModuleAlloc):
         """module_alloc()'s protection; cached blocks are physically
         contiguous, so CPA_COLLAPSE (6.15+) may make the text 2M-mapped."""
         yield from super().finalize(cpu, obj)
-        follow_mapping(self.sim, obj)
+        follow_mapping(self.kernel, obj)
 
     def free(self, cpu: int, obj: ExecAlloc):
         self.account(-obj.size, 0)

@@ -43,20 +43,20 @@ from simcore.strategies.base import ExecAlloc
 from simcore.strategies.module_alloc import ModuleAlloc
 
 if TYPE_CHECKING:
-    from simcore.engine import Simulation
+    from simcore.kernel.main import Kernel
 
 
-def huge_fits(sim: Simulation, size: int) -> bool:
+def huge_fits(kernel: Kernel, size: int) -> bool:
     """__vmalloc_node_range() with NUMA_NO_NODE: huge only when
     ``size / num_online_nodes()`` reaches a PMD."""
-    return size // max(1, len(sim.page_alloc.buddy.zones)) >= PMD_SIZE
+    return size // max(1, len(kernel.page_alloc.buddy.zones)) >= PMD_SIZE
 
 
-def mapping_shift(sim: Simulation, addr: int, size: int) -> int:
+def mapping_shift(kernel: Kernel, addr: int, size: int) -> int:
     """The smallest mapping size over ``[addr, addr + size)``: what one
     page_shift per object can honestly say once CPA has split part of a
     huge mapping (the split part needs one TLB entry per 4K page)."""
-    pt = sim.pagetables
+    pt = kernel.pagetables
     shift = pt.page_shift(addr) or PAGE_SHIFT
     a = (addr | (PMD_SIZE - 1)) + 1
     end = addr + max(1, size)
@@ -66,9 +66,9 @@ def mapping_shift(sim: Simulation, addr: int, size: int) -> int:
     return shift
 
 
-def follow_mapping(sim: Simulation, obj: ExecAlloc) -> None:
+def follow_mapping(kernel: Kernel, obj: ExecAlloc) -> None:
     """Record the mapping size the object's bytes now sit under."""
-    shift = mapping_shift(sim, obj.addr, obj.size)
+    shift = mapping_shift(kernel, obj.addr, obj.size)
     if shift != obj.page_shift:
         obj.page_shift = shift
         obj._touch = None
@@ -84,17 +84,17 @@ class VmallocHugeModules(ModuleAlloc):
     )
     vm_flags = VM_FLUSH_RESET_PERMS | VM_ALLOW_HUGE_VMAP
 
-    def __init__(self, sim: Simulation) -> None:
-        super().__init__(sim)
+    def __init__(self, kernel: Kernel) -> None:
+        super().__init__(kernel)
         # pages asked for, by area address: the area itself may be larger
         self.asked: dict[int, int] = {}
 
     def alloc(self, cpu: int, size: int, kind: str):
         """module_alloc(): __vmalloc_node_range(), huge where it fits."""
         flags = self.vm_flags
-        if not huge_fits(self.sim, size):
+        if not huge_fits(self.kernel, size):
             flags &= ~VM_ALLOW_HUGE_VMAP
-        area = yield from self.sim.vmalloc.vmalloc(
+        area = yield from self.kernel.vmalloc.vmalloc(
             cpu, size, range_="modules", flags=flags, caller=kind
         )
         if area is None:
@@ -110,7 +110,7 @@ class VmallocHugeModules(ModuleAlloc):
         area): a partial PMD is split."""
         area = obj.handle
         yield from self.protect(cpu, area.addr, self.asked[area.addr], obj.kind)
-        follow_mapping(self.sim, obj)
+        follow_mapping(self.kernel, obj)
 
     def free(self, cpu: int, obj: ExecAlloc):
         """vfree(): VM_FLUSH_RESET_PERMS resets the alias page by page."""

@@ -1,8 +1,12 @@
-"""Workload generators, one file each, registered by their ``type:``.
+"""Workload generators: what the simulated host does, one file each.
 
-Each module defines a pydantic config model whose ``type`` field is a
-``Literal`` of its name, with a ``start(sim, index)`` method that spawns its
-SimPy processes, and a module-level ``DESCRIPTION``.
+Layer: above ``strategies`` and ``kernel`` (a generator calls into the
+kernel as a program or a module would, and asks the kernel for the
+executable-memory or arena policy in force), below ``config`` (which reads
+each generator's config model). Each module defines a pydantic config
+model whose ``type`` field is a ``Literal`` of its name, with a
+``start(kernel, index)`` method that spawns its SimPy processes, and a
+module-level ``DESCRIPTION``; one line below registers it by ``type:``.
 """
 
 from __future__ import annotations
@@ -10,7 +14,9 @@ from __future__ import annotations
 import importlib
 from functools import cache
 
-_REGISTRY: dict[str, str] = {
+from simcore.registry import WORKLOADS
+
+for _name, _target in {
     "vmalloc_stress": "simcore.workloads.vmalloc_stress:VmallocStress",
     "bpf_jit": "simcore.workloads.bpf_jit:BpfJit",
     "arena": "simcore.workloads.arena:ArenaWorkload",
@@ -18,20 +24,19 @@ _REGISTRY: dict[str, str] = {
     "background": "simcore.workloads.background:Background",
     "readers": "simcore.workloads.readers:Readers",
     "trace": "simcore.workloads.trace:Trace",
-}
+}.items():
+    WORKLOADS.register(_name, _target)
 
 
 @cache
 def workload_models() -> tuple[type, ...]:
-    out = []
-    for target in _REGISTRY.values():
-        module, _, attr = target.partition(":")
-        out.append(getattr(importlib.import_module(module), attr))
-    return tuple(out)
+    return tuple(WORKLOADS.load(name) for name in WORKLOADS.names())
 
 
 def workload_descriptions() -> dict[str, str]:
     return {
-        name: importlib.import_module(t.partition(":")[0]).DESCRIPTION
-        for name, t in _REGISTRY.items()
+        name: importlib.import_module(
+            WORKLOADS.target(name).partition(":")[0]
+        ).DESCRIPTION
+        for name in WORKLOADS.names()
     }

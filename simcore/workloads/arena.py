@@ -14,7 +14,7 @@ after an exponential lifetime, from a sleepable program or, with
 Accesses start once every arena is populated. ``bpf.cpus`` CPUs run BPF
 programs that touch ``bpf.rate`` arena pages per second each, through
 kernel-view addresses and the data TLBs of the CPU running them, in batches
-of one ``sim.quantum``; ``user.cpus`` CPUs of the user process do the same
+of one ``kernel.quantum``; ``user.cpus`` CPUs of the user process do the same
 at user addresses (separate TLB entries), faulting pages in on first touch.
 Patterns pick among the live pages: ``uniform``, ``zipf`` (skew
 ``zipf``; rank = allocation order), ``scan`` (sequential, ``run``
@@ -46,7 +46,7 @@ from simcore.strict import Strict
 from simcore.units import Duration, Rate, Size
 
 if TYPE_CHECKING:
-    from simcore.engine import Simulation
+    from simcore.kernel.main import Kernel
 
 DESCRIPTION = "BPF arenas: lazy population, churn, BPF- and user-side accesses"
 
@@ -115,18 +115,18 @@ class ArenaWorkload(Strict):
             raise ValueError("bpf.cpus must be at least 1 (allocations run there)")
         return self
 
-    def start(self, sim: Simulation, index: int) -> None:
-        if not self.churn.sleepable and sim.kernel_knobs["arena_locking"] != "spinlock":
+    def start(self, kernel: Kernel, index: int) -> None:
+        if not self.churn.sleepable and kernel.knobs.arena_locking != "spinlock":
             path = f"workloads[{index}].churn.sleepable"
             raise ConfigError(
                 "bpf_arena_free_pages() is KF_SLEEPABLE before the Dec 2025 "
                 "arena: a non-sleepable program cannot free",
-                file=sim.resolved.file,
+                file=kernel.ctx.file,
                 path=path,
-                line=_line_of(sim.resolved.file, path),
+                line=_line_of(kernel.ctx.file, path),
                 expected="sleepable: true, or kernel.arena_locking: spinlock",
             )
-        _Run(self, sim, index).start()
+        _Run(self, kernel, index).start()
 
 
 def _line_of(file: str, path: str) -> int | None:
@@ -183,11 +183,11 @@ class _Live:
 
 
 class _Run:
-    def __init__(self, cfg: ArenaWorkload, sim: Simulation, index: int) -> None:
+    def __init__(self, cfg: ArenaWorkload, kernel: Kernel, index: int) -> None:
         self.cfg = cfg
-        self.sim = sim
+        self.kernel = kernel
         self.tag = f"workload.{index}.arena"
-        n = sim.nr_cpus
+        n = kernel.nr_cpus
         self.bpf_cpus = list(range(min(cfg.bpf.cpus, n)))
         ucpus = min(cfg.user.cpus, n)
         self.user_cpus = list(range(n - ucpus, n))
@@ -202,10 +202,10 @@ class _Run:
         self.live = _Live()
         self._cdf: dict[int, np.ndarray] = {}
         # a CPU runs one program at a time: its kfunc calls queue up
-        self.cpu_busy = {c: simpy.Resource(sim.env, 1) for c in self.bpf_cpus}
+        self.cpu_busy = {c: simpy.Resource(kernel.env, 1) for c in self.bpf_cpus}
 
     def start(self) -> None:
-        env = self.sim.env
+        env = self.kernel.env
         setups = [env.process(self._setup(i)) for i in range(self.cfg.arenas)]
         ready = env.all_of(setups)
         self.setups = setups
@@ -226,10 +226,10 @@ class _Run:
 
     # -- setup ---------------------------------------------------------------------
     def _setup(self, i: int):
-        sim, c = self.sim, self.cfg
+        kernel, c = self.kernel, self.cfg
         cpu = self.bpf_cpus[i % len(self.bpf_cpus)]
         arena = yield from BpfArena.create(
-            sim, cpu, c.size >> PAGE_SHIFT, segv_on_fault=c.segv_on_fault
+            kernel, cpu, c.size >> PAGE_SHIFT, segv_on_fault=c.segv_on_fault
         )
         if arena is None:
             return
@@ -254,18 +254,18 @@ class _Run:
 
     # -- churn ----------------------------------------------------------------------
     def _churn(self, i: int, ready):
-        sim, c = self.sim, self.cfg
+        kernel, c = self.kernel, self.cfg
         yield ready
-        rng = sim.rng(f"{self.tag}.churn{i}")
+        rng = kernel.rng(f"{self.tag}.churn{i}")
         gap = 1e9 / c.churn.rate
         while not self.closing[i] and self.arenas[i] is not None:
-            yield sim.env.timeout(max(1, int(rng.exponential(gap))))
+            yield kernel.env.timeout(max(1, int(rng.exponential(gap))))
             cpu = self.bpf_cpus[int(rng.integers(len(self.bpf_cpus)))]
             life = max(1, int(rng.exponential(c.churn.lifetime)))
-            sim.env.process(self._short_lived(i, cpu, life))
+            kernel.env.process(self._short_lived(i, cpu, life))
 
     def _short_lived(self, i: int, cpu: int, life: int):
-        sim, c = self.sim, self.cfg
+        kernel, c = self.kernel, self.cfg
         arena = self.arenas[i]
         if arena is None or self.closing[i]:
             return
@@ -279,7 +279,7 @@ class _Run:
             return
         pgoff = arena.compute_pgoff(uaddr)
         self.live.add(i, pgoff, n)
-        yield sim.env.timeout(life)
+        yield kernel.env.timeout(life)
         if self.closing[i]:
             return
         self.live.remove(i, pgoff, n)
@@ -288,17 +288,17 @@ class _Run:
             yield turn
             yield from arena.free_pages(cpu, uaddr, n, sleepable=c.churn.sleepable)
         self.inflight[i] -= 1
-        sim.metrics.inc("workload.arena.churned")
+        kernel.metrics.inc("workload.arena.churned")
 
     def _destroy(self, i: int):
-        env = self.sim.env
+        env = self.kernel.env
         yield env.timeout(self.cfg.destroy_at)
         yield self.setups[i]  # a map is freed only once it exists
         self.closing[i] = True
         self.kbase[i] = 0
         self.live.drop_arena(i)
         while self.inflight[i]:
-            yield env.timeout(self.sim.quantum)
+            yield env.timeout(self.kernel.quantum)
         arena = self.arenas[i]
         if arena is not None:
             self.arenas[i] = None
@@ -333,14 +333,14 @@ class _Run:
         return out.reshape(-1)
 
     def _accessor(self, side: str, acc: Access, cpu: int, ready):
-        sim = self.sim
-        env = sim.env
+        kernel = self.kernel
+        env = kernel.env
         yield ready
-        rng = sim.rng(f"{self.tag}.{side}.cpu{cpu}")
-        quantum = sim.quantum
+        rng = kernel.rng(f"{self.tag}.{side}.cpu{cpu}")
+        quantum = kernel.quantum
         per_quantum = acc.rate * quantum / 1e9
         cursor = [0]
-        c = sim.metrics.counters
+        c = kernel.metrics.counters
         misses = f"arena.{side}.stlb_misses"
         accesses = f"arena.{side}_accesses"
         faulted = f"arena.{side}.faulted_accesses"
@@ -361,7 +361,7 @@ class _Run:
                     cpu, keys, stray, rng
                 )
             before = c["stlb.misses"]
-            lost = sim.executor.run(
+            lost = kernel.executor.run(
                 cpu, addrs, shifts, "d", len(keys) * acc.insns_per_access
             )
             c[misses] += c["stlb.misses"] - before
@@ -394,7 +394,7 @@ class _Run:
         if not keep.all():
             ids, pg, base = ids[keep], pg[keep], base[keep]
         addrs = [base + (pg.astype(np.uint64) << np.uint64(PAGE_SHIFT))]
-        st = self.sim.arena_strategy
+        st = self.kernel.arena_ops
         if type(st).kern_shifts is ArenaStrategy.kern_shifts:
             shifts = [np.full(len(pg), PAGE_SHIFT, dtype=np.uint8)]
         else:

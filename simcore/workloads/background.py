@@ -32,13 +32,12 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from simcore.kernel.vmalloc import PAGE_OFFSET
 from simcore.strict import Strict
 from simcore.units import Size
 from simcore.workloads.execution import exec_cpus
 
 if TYPE_CHECKING:
-    from simcore.engine import Simulation
+    from simcore.kernel.main import Kernel
 
 DESCRIPTION = "user-space and core-kernel code/data competing for the TLBs"
 
@@ -88,10 +87,10 @@ class Background(Strict):
                 setattr(self, key, value)
         return self
 
-    def start(self, sim: Simulation, index: int) -> None:
-        run = _Run(self, sim, f"workload.{index}.background")
-        for cpu in exec_cpus(sim, self.cpus):
-            sim.env.process(run.cpu_loop(cpu))
+    def start(self, kernel: Kernel, index: int) -> None:
+        run = _Run(self, kernel, f"workload.{index}.background")
+        for cpu in exec_cpus(kernel, self.cpus):
+            kernel.env.process(run.cpu_loop(cpu))
 
 
 def _pages(base: int, size: int, shift: int) -> np.ndarray:
@@ -100,11 +99,11 @@ def _pages(base: int, size: int, shift: int) -> np.ndarray:
 
 
 class _Run:
-    def __init__(self, cfg: Background, sim: Simulation, tag: str) -> None:
+    def __init__(self, cfg: Background, kernel: Kernel, tag: str) -> None:
         self.cfg = cfg
-        self.sim = sim
+        self.kernel = kernel
         self.tag = tag
-        insns = cfg.ipc * sim.profile.clock_ghz.value * sim.quantum
+        insns = cfg.ipc * kernel.profile.clock_ghz.value * kernel.quantum
         self.insns = int(insns)
         k = cfg.kernel_share
         ui, ud = 12 + 9 * cfg.user_text_huge, 12 + 9 * cfg.user_data_huge
@@ -135,11 +134,11 @@ class _Run:
         # kernel data: whole 2M regions of the direct map at random places
         # (slab and page-cache pages spread over all memory), so the
         # direct map's page size is looked up once per region
-        rng = sim.rng(tag + ".kernel_data")
+        rng = kernel.rng(tag + ".kernel_data")
         regions = max(1, -(-cfg.kernel_data // (2 * M)))
-        ram_regions = sim.profile.memory.dram_bytes.value // (2 * M)
+        ram_regions = kernel.profile.memory.dram_bytes.value // (2 * M)
         picked = np.unique(rng.integers(ram_regions, size=regions)).astype(np.uint64)
-        self.kregions = np.uint64(PAGE_OFFSET) + (picked << np.uint64(21))
+        self.kregions = np.uint64(kernel.layout.page_offset) + (picked << np.uint64(21))
         per = np.arange(512, dtype=np.uint64) << np.uint64(12)
         self.kdata = (self.kregions[:, None] + per[None, :]).ravel()
         self.kdata_touches = int(insns * k * cfg.d_pages_per_kinsn / 1000)
@@ -149,12 +148,12 @@ class _Run:
     def _kdata_shifts(self) -> np.ndarray:
         """The direct map's page size at each kernel-data page, looked up
         again only after a split changed the direct map."""
-        c = self.sim.metrics.counters
+        c = self.kernel.metrics.counters
         splits = c.get("directmap.level2_splits", 0) + c.get(
             "directmap.level3_splits", 0
         )
         if splits != self._splits or self.kdata_shifts is None:
-            pt = self.sim.pagetables
+            pt = self.kernel.pagetables
             per_region = [pt.page_shift(int(a)) or 12 for a in self.kregions]
             self.kdata_shifts = np.repeat(np.array(per_region, dtype=np.uint8), 512)
             self._splits = splits
@@ -173,12 +172,12 @@ class _Run:
         return np.minimum(x.astype(np.int64) - 1, n - 1)
 
     def cpu_loop(self, cpu: int):
-        sim = self.sim
-        env = sim.env
-        rng = sim.rng(f"{self.tag}.cpu{cpu}")
-        execu = sim.executor
+        kernel = self.kernel
+        env = kernel.env
+        rng = kernel.rng(f"{self.tag}.cpu{cpu}")
+        execu = kernel.executor
         while True:
-            yield env.timeout(sim.quantum)
+            yield env.timeout(kernel.quantum)
             i_addrs, i_shifts, d_addrs, d_shifts = [], [], [], []
             for pages, shift, k, side in self.parts:
                 if not k:
@@ -208,4 +207,4 @@ class _Run:
                 execu.run(
                     cpu, np.concatenate(d_addrs), np.concatenate(d_shifts), "d", 0
                 )
-            sim.metrics.inc("workload.background.quanta")
+            kernel.metrics.inc("workload.background.quanta")

@@ -6,7 +6,7 @@ and leave with ``churn`` (container hosts: runc's device-filter programs
 reach IDs in the tens of thousands), and ``exec`` CPUs invoke the loaded
 programs at a rate with a popularity law. Each invocation touches the pages
 its image spans, through the CPU's iTLB and STLB, in batches of one
-``sim.quantum``.
+``kernel.quantum``.
 
 Defaults follow the Meta fleet distribution of JIT image sizes (median
 500 B, p75 2 KiB; 20221128190245.2337461-1-song@kernel.org).
@@ -26,8 +26,8 @@ from simcore.units import Duration, Rate
 from simcore.workloads.execution import INSN_BYTES, Picker, exec_cpus
 
 if TYPE_CHECKING:
-    from simcore.engine import Simulation
     from simcore.kernel.bpf.core import BpfProg
+    from simcore.kernel.main import Kernel
 
 DESCRIPTION = "BPF programs loaded, executed with a popularity law, churned"
 
@@ -71,43 +71,43 @@ class BpfJit(Strict):
     exec: Exec = Field(default_factory=Exec)
     attach: Attach = Field(default_factory=Attach)
 
-    def start(self, sim: Simulation, index: int) -> None:
-        run = _Run(self, sim, index)
+    def start(self, kernel: Kernel, index: int) -> None:
+        run = _Run(self, kernel, index)
         run.start()
 
 
 class _Run:
     """State shared by the loader, churn and executor processes."""
 
-    def __init__(self, cfg: BpfJit, sim: Simulation, index: int) -> None:
+    def __init__(self, cfg: BpfJit, kernel: Kernel, index: int) -> None:
         self.cfg = cfg
-        self.sim = sim
+        self.kernel = kernel
         self.tag = f"workload.{index}.bpf_jit"
         self.live: list[BpfProg] = []
         self.picker = Picker(cfg.exec.popularity)
-        self._attach_rng = sim.rng(self.tag + ".attach")
+        self._attach_rng = kernel.rng(self.tag + ".attach")
         self._xdp = 0
         self.size = cfg.size
 
     def start(self) -> None:
-        sim, cfg = self.sim, self.cfg
-        rng = sim.rng(self.tag + ".sizes")
+        kernel, cfg = self.kernel, self.cfg
+        rng = kernel.rng(self.tag + ".sizes")
         if cfg.from_bpftool:
             from simcore.workloads.captures import capture_path
             from simcore.workloads.captures.bpftool import load_bpftool
 
-            self.size = load_bpftool(capture_path(sim, cfg.from_bpftool))
+            self.size = load_bpftool(capture_path(kernel, cfg.from_bpftool))
             sizes = self.size.sizes.tolist()
         else:
             sizes = cfg.size.sample(rng, cfg.programs).tolist()
-        loaders = min(cfg.load_cpus, sim.nr_cpus)
+        loaders = min(cfg.load_cpus, kernel.nr_cpus)
         for k in range(loaders):
-            sim.env.process(self._loader(k, sizes[k::loaders]))
+            kernel.env.process(self._loader(k, sizes[k::loaders]))
         if cfg.churn.load_rate > 0:
-            sim.env.process(self._churn())
+            kernel.env.process(self._churn())
         if cfg.exec.rate > 0:
-            for cpu in exec_cpus(sim, cfg.exec.cpus):
-                sim.env.process(self._executor(cpu))
+            for cpu in exec_cpus(kernel, cfg.exec.cpus):
+                kernel.env.process(self._executor(cpu))
 
     def _loader(self, cpu: int, sizes: list[int]):
         for proglen in sizes:
@@ -118,7 +118,7 @@ class _Run:
     def _load(self, cpu: int, proglen: int):
         """bpf(BPF_PROG_LOAD), then the attachment: an fentry trampoline or
         the XDP dispatcher for a share of programs. None on failure."""
-        bpf = self.sim.bpf
+        bpf = self.kernel.bpf
         prog = yield from bpf.prog_load(cpu, proglen, self.cfg.privileged)
         if isinstance(prog, int) or prog is None:
             return None
@@ -133,23 +133,23 @@ class _Run:
         return prog
 
     def _churn(self):
-        sim, cfg = self.sim, self.cfg
-        rng = sim.rng(self.tag + ".churn")
+        kernel, cfg = self.kernel, self.cfg
+        rng = kernel.rng(self.tag + ".churn")
         mean_gap = 1e9 / cfg.churn.load_rate
         while True:
-            yield sim.env.timeout(max(1, int(rng.exponential(mean_gap))))
-            cpu = int(rng.integers(sim.nr_cpus))
+            yield kernel.env.timeout(max(1, int(rng.exponential(mean_gap))))
+            cpu = int(rng.integers(kernel.nr_cpus))
             proglen = int(self.size.sample(rng, 1)[0])
             life = max(1, int(rng.exponential(cfg.churn.lifetime)))
-            sim.env.process(self._short_lived(cpu, proglen, life))
+            kernel.env.process(self._short_lived(cpu, proglen, life))
 
     def _short_lived(self, cpu: int, proglen: int, life: int):
-        bpf = self.sim.bpf
+        bpf = self.kernel.bpf
         prog = yield from self._load(cpu, proglen)
         if prog is None:
             return
         self.live.append(prog)
-        yield self.sim.env.timeout(life)
+        yield self.kernel.env.timeout(life)
         # swap-remove keeps removal O(1); ranks of the others barely move
         i = self.live.index(prog)
         self.live[i] = self.live[-1]
@@ -164,13 +164,13 @@ class _Run:
         return table
 
     def _executor(self, cpu: int):
-        sim, cfg = self.sim, self.cfg
-        env = sim.env
-        rng = sim.rng(f"{self.tag}.exec.cpu{cpu}")
-        quantum = sim.quantum
+        kernel, cfg = self.kernel, self.cfg
+        env = kernel.env
+        rng = kernel.rng(f"{self.tag}.exec.cpu{cpu}")
+        quantum = kernel.quantum
         per_quantum = cfg.exec.rate * quantum / 1e9
         cover = cfg.exec.coverage
-        execu = sim.executor
+        execu = kernel.executor
         table = self._touch_table()
         while True:
             yield env.timeout(quantum)
@@ -183,4 +183,4 @@ class _Run:
             # gathers instead of Python work per invocation (touchtable.py)
             addrs, shifts, nbytes = table.gather(self.live, picks)
             execu.run(cpu, addrs, shifts, "i", int(nbytes * cover / INSN_BYTES))
-            sim.metrics.inc("workload.bpf_jit.invocations", k)
+            kernel.metrics.inc("workload.bpf_jit.invocations", k)

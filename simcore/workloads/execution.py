@@ -1,8 +1,8 @@
 """Running code at a rate: the batched execution shared by generators.
 
-DESIGN section 6: a CPU runs one ``sim.quantum`` of work, the page touches
+DESIGN section 6: a CPU runs one ``kernel.quantum`` of work, the page touches
 of everything it ran in that quantum go through its TLB model in one
-``sim.executor.run()`` call, and flushes take effect between quanta. A
+``kernel.executor.run()`` call, and flushes take effect between quanta. A
 generator supplies what one event touches; this module draws how many
 events each quantum holds (Poisson at the configured rate), which objects
 they hit (a popularity law over objects in rank order), and batches the
@@ -19,7 +19,7 @@ import numpy as np
 from simcore.dists import Popularity
 
 if TYPE_CHECKING:
-    from simcore.engine import Simulation
+    from simcore.kernel.main import Kernel
 
 # x86-64 instructions average about 4 bytes: an estimate used to turn bytes
 # run into the instructions behind *.mpki (every generator uses this one).
@@ -63,7 +63,7 @@ def batch(pieces: Sequence[tuple[np.ndarray, int]]) -> tuple[np.ndarray, np.ndar
 
 
 def run_pieces(
-    sim: Simulation,
+    kernel: Kernel,
     cpu: int,
     pieces: Sequence[tuple[np.ndarray, int]],
     nbytes: float,
@@ -72,11 +72,11 @@ def run_pieces(
     """Touch every piece on ``cpu``; ``nbytes`` of code ran (or data was
     used alongside ``nbytes`` of code). Returns the ns the misses cost."""
     addrs, shifts = batch(pieces)
-    return sim.executor.run(cpu, addrs, shifts, side, int(nbytes / INSN_BYTES))
+    return kernel.executor.run(cpu, addrs, shifts, side, int(nbytes / INSN_BYTES))
 
 
 def at_rate(
-    sim: Simulation,
+    kernel: Kernel,
     cpu: int,
     rng: np.random.Generator,
     rate: float,
@@ -85,8 +85,8 @@ def at_rate(
     """Every quantum on ``cpu``, ``step(cpu, k)`` for the k ~ Poisson
     events that fall in it (``rate`` per second); quanta without events
     cost nothing but their timeout."""
-    env = sim.env
-    quantum = sim.quantum
+    env = kernel.env
+    quantum = kernel.quantum
     per_quantum = rate * quantum / 1e9
     while True:
         yield env.timeout(quantum)
@@ -95,6 +95,6 @@ def at_rate(
             step(cpu, k)
 
 
-def exec_cpus(sim: Simulation, cpus: int | None) -> range:
+def exec_cpus(kernel: Kernel, cpus: int | None) -> range:
     """The CPUs an execution setting names: the first ``cpus``, or all."""
-    return range(min(cpus or sim.nr_cpus, sim.nr_cpus))
+    return range(min(cpus or kernel.nr_cpus, kernel.nr_cpus))

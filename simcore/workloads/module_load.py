@@ -37,7 +37,7 @@ from pydantic import Field, model_validator
 
 from simcore.constants import PAGE
 from simcore.dists import LogNormal, Popularity, SizeDist
-from simcore.kernel.module import LoadedModule, ModuleSpec, module_loader
+from simcore.kernel.module import LoadedModule, ModuleSpec
 from simcore.strict import Strict
 from simcore.units import Duration, Rate, Size
 from simcore.workloads.captures import capture_path
@@ -45,7 +45,7 @@ from simcore.workloads.captures.module_split import spec_from_size
 from simcore.workloads.execution import Picker, at_rate, exec_cpus, run_pieces
 
 if TYPE_CHECKING:
-    from simcore.engine import Simulation
+    from simcore.kernel.main import Kernel
 
 DESCRIPTION = (
     "modules loaded at boot in parallel (lsmod capture or sizes), churned, run"
@@ -116,21 +116,19 @@ class ModuleLoad(Strict):
     churn: ModuleChurn = Field(default_factory=ModuleChurn)
     exec: ModuleExec = Field(default_factory=ModuleExec)
 
-    def start(self, sim: Simulation, index: int) -> None:
-        _Run(self, sim, index).start()
+    def start(self, kernel: Kernel, index: int) -> None:
+        _Run(self, kernel, index).start()
 
 
-def population(
-    cfg: ModulePopulation, sim: Simulation, rng, init_ns
-) -> list[ModuleSpec]:
+def population(cfg: ModulePopulation, kernel: Kernel, rng, init_ns) -> list[ModuleSpec]:
     """Module specs in load order (dependencies first)."""
     if cfg.from_lsmod or cfg.from_proc_modules:
         from simcore.workloads.captures.modules import load_lsmod, load_proc_modules
 
         if cfg.from_lsmod:
-            mods = load_lsmod(capture_path(sim, cfg.from_lsmod))
+            mods = load_lsmod(capture_path(kernel, cfg.from_lsmod))
         else:
-            mods = load_proc_modules(capture_path(sim, cfg.from_proc_modules))
+            mods = load_proc_modules(capture_path(kernel, cfg.from_proc_modules))
         deps = mods.deps()
         return [
             spec_from_size(r.name, r.size, deps[r.name], init_ns=init_ns())
@@ -147,11 +145,11 @@ def population(
 
 
 class _Run:
-    def __init__(self, cfg: ModuleLoad, sim: Simulation, index: int) -> None:
+    def __init__(self, cfg: ModuleLoad, kernel: Kernel, index: int) -> None:
         self.cfg = cfg
-        self.sim = sim
+        self.kernel = kernel
         self.tag = f"workload.{index}.module_load"
-        self.loader = module_loader(sim)
+        self.loader = kernel.modules
         # hot modules that are live, and their hot pages' addresses
         self.hot_live: list[LoadedModule] = []
         self.hot_addrs: list[tuple[np.ndarray, int]] = []
@@ -159,28 +157,28 @@ class _Run:
         self.picker = Picker(cfg.exec.popularity)
 
     def start(self) -> None:
-        sim, cfg = self.sim, self.cfg
-        rng = sim.rng(self.tag + ".population")
+        kernel, cfg = self.kernel, self.cfg
+        rng = kernel.rng(self.tag + ".population")
         mean = cfg.init_time
 
         def init_ns() -> int:
             return int(rng.exponential(mean)) if mean else 0
 
-        self.specs = population(cfg.modules, sim, rng, init_ns)
-        self._choose_hot(sim.rng(self.tag + ".hot"))
+        self.specs = population(cfg.modules, kernel, rng, init_ns)
+        self._choose_hot(kernel.rng(self.tag + ".hot"))
         self.queue = list(self.specs)
-        self.loaded_evt = {s.name: sim.env.event() for s in self.specs}
-        workers = min(cfg.boot.workers or sim.nr_cpus, len(self.specs))
+        self.loaded_evt = {s.name: kernel.env.event() for s in self.specs}
+        workers = min(cfg.boot.workers or kernel.nr_cpus, len(self.specs))
         self.booting = workers
         for w in range(workers):
-            sim.env.process(self._boot_worker(w % sim.nr_cpus))
+            kernel.env.process(self._boot_worker(w % kernel.nr_cpus))
         if cfg.churn.rate > 0 and self.specs:
-            sim.env.process(self._churn())
+            kernel.env.process(self._churn())
         if cfg.exec.rate > 0:
-            for cpu in exec_cpus(sim, cfg.exec.cpus):
-                rng_c = sim.rng(f"{self.tag}.exec.cpu{cpu}")
-                sim.env.process(
-                    at_rate(sim, cpu, rng_c, cfg.exec.rate, self._calls(rng_c))
+            for cpu in exec_cpus(kernel, cfg.exec.cpus):
+                rng_c = kernel.rng(f"{self.tag}.exec.cpu{cpu}")
+                kernel.env.process(
+                    at_rate(kernel, cpu, rng_c, cfg.exec.rate, self._calls(rng_c))
                 )
 
     def _choose_hot(self, rng) -> None:
@@ -197,9 +195,9 @@ class _Run:
 
     # -- boot ------------------------------------------------------------------
     def _boot_worker(self, cpu: int):
-        sim = self.sim
+        kernel = self.kernel
         if self.cfg.boot.at:
-            yield sim.env.timeout(self.cfg.boot.at)
+            yield kernel.env.timeout(self.cfg.boot.at)
         while self.queue:
             spec = self.queue.pop(0)
             for dep in spec.deps:
@@ -209,7 +207,9 @@ class _Run:
             self.loaded_evt[spec.name].succeed()
         self.booting -= 1
         if not self.booting:
-            sim.metrics.counters["module.boot_ns"] = sim.env.now - self.cfg.boot.at
+            kernel.metrics.counters["module.boot_ns"] = (
+                kernel.env.now - self.cfg.boot.at
+            )
 
     def _load(self, cpu: int, spec: ModuleSpec):
         mod = yield from self.loader.load(cpu, spec, reloc_writes=self.cfg.reloc_writes)
@@ -231,18 +231,18 @@ class _Run:
 
     # -- churn -----------------------------------------------------------------
     def _churn(self):
-        sim, cfg = self.sim, self.cfg
-        rng = sim.rng(self.tag + ".churn")
+        kernel, cfg = self.kernel, self.cfg
+        rng = kernel.rng(self.tag + ".churn")
         pool = [
             s.name
             for s in self.specs[-max(1, round(cfg.churn.share * len(self.specs))) :]
         ]
         gap = 1e9 / cfg.churn.rate
         while True:
-            yield sim.env.timeout(max(1, int(rng.exponential(gap))))
+            yield kernel.env.timeout(max(1, int(rng.exponential(gap))))
             name = pool[int(rng.integers(len(pool)))]
-            cpu = int(rng.integers(sim.nr_cpus))
-            sim.env.process(self._cycle(cpu, name))
+            cpu = int(rng.integers(kernel.nr_cpus))
+            kernel.env.process(self._cycle(cpu, name))
 
     def _cycle(self, cpu: int, name: str):
         mod = self.loader.modules.get(name)
@@ -253,13 +253,13 @@ class _Run:
         if not ok:
             return
         if self.cfg.churn.downtime:
-            yield self.sim.env.timeout(self.cfg.churn.downtime)
+            yield self.kernel.env.timeout(self.cfg.churn.downtime)
         yield from self._load(cpu, mod.spec)
 
     # -- execution -------------------------------------------------------------
     def _calls(self, rng):
         ex = self.cfg.exec
-        sim = self.sim
+        kernel = self.kernel
 
         def step(cpu: int, k: int) -> None:
             n = len(self.hot_live)
@@ -272,7 +272,7 @@ class _Run:
                 m = int(counts[i]) * ex.pages_per_call
                 sel = (rng.random(m) * len(addrs)).astype(np.int64)
                 pieces.append((addrs[sel], shift))
-            run_pieces(sim, cpu, pieces, k * ex.bytes_per_call)
-            sim.metrics.inc("workload.module_load.calls", k)
+            run_pieces(kernel, cpu, pieces, k * ex.bytes_per_call)
+            kernel.metrics.inc("workload.module_load.calls", k)
 
         return step

@@ -17,16 +17,14 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
-from simcore.kernel.vmalloc import MODULES_VADDR, VMALLOC_START
 from simcore.strict import Strict
 from simcore.units import Rate, Size
 
 if TYPE_CHECKING:
-    from simcore.engine import Simulation
+    from simcore.kernel.main import Kernel
 
 DESCRIPTION = "/proc/vmallocinfo and /proc/kcore readers at a rate"
 
-RANGE_START = {"vmalloc": VMALLOC_START, "modules": MODULES_VADDR}
 # estimate: a floor for the default span, so that reads before much is
 # allocated still spread over a few hundred pages rather than one
 MIN_SPAN = 1 << 20
@@ -50,42 +48,46 @@ class Readers(Strict):
     vmallocinfo: VmallocinfoReaders = Field(default_factory=VmallocinfoReaders)
     kcore: KcoreReaders = Field(default_factory=KcoreReaders)
 
-    def start(self, sim: Simulation, index: int) -> None:
+    def start(self, kernel: Kernel, index: int) -> None:
         tag = f"workload.{index}.readers"
         vi, kc = self.vmallocinfo, self.kcore
         if vi.rate > 0:
-            for cpu in range(min(vi.cpus, sim.nr_cpus)):
-                rng = sim.rng(f"{tag}.vmallocinfo.cpu{cpu}")
-                sim.env.process(_every(sim, rng, vi.rate, _vmallocinfo(sim, cpu)))
+            for cpu in range(min(vi.cpus, kernel.nr_cpus)):
+                rng = kernel.rng(f"{tag}.vmallocinfo.cpu{cpu}")
+                kernel.env.process(
+                    _every(kernel, rng, vi.rate, _vmallocinfo(kernel, cpu))
+                )
         if kc.rate > 0:
-            for cpu in range(min(kc.cpus, sim.nr_cpus)):
-                rng = sim.rng(f"{tag}.kcore.cpu{cpu}")
-                sim.env.process(_every(sim, rng, kc.rate, _kcore(sim, cpu, kc, rng)))
+            for cpu in range(min(kc.cpus, kernel.nr_cpus)):
+                rng = kernel.rng(f"{tag}.kcore.cpu{cpu}")
+                kernel.env.process(
+                    _every(kernel, rng, kc.rate, _kcore(kernel, cpu, kc, rng))
+                )
 
 
-def _every(sim: Simulation, rng, rate: float, read):
+def _every(kernel: Kernel, rng, rate: float, read):
     gap = 1e9 / rate
     while True:
-        yield sim.env.timeout(max(1, int(rng.exponential(gap))))
+        yield kernel.env.timeout(max(1, int(rng.exponential(gap))))
         yield from read()
 
 
-def _vmallocinfo(sim: Simulation, cpu: int):
+def _vmallocinfo(kernel: Kernel, cpu: int):
     def read():
-        lines = yield from sim.vmalloc.vmallocinfo(cpu)
-        sim.metrics.inc("workload.readers.vmallocinfo_reads")
-        sim.metrics.inc("workload.readers.vmallocinfo_lines", len(lines))
+        lines = yield from kernel.vmalloc.vmallocinfo(cpu)
+        kernel.metrics.inc("workload.readers.vmallocinfo_reads")
+        kernel.metrics.inc("workload.readers.vmallocinfo_lines", len(lines))
 
     return read
 
 
-def _kcore(sim: Simulation, cpu: int, cfg: KcoreReaders, rng):
-    start = RANGE_START[cfg.range]
+def _kcore(kernel: Kernel, cpu: int, cfg: KcoreReaders, rng):
+    start = kernel.layout.ranges[cfg.range][0]
 
     def read():
-        span = cfg.span or max(MIN_SPAN, 2 * sim.vmalloc.used_bytes)
+        span = cfg.span or max(MIN_SPAN, 2 * kernel.vmalloc.used_bytes)
         addr = start + int(rng.integers(span))
-        yield from sim.vmalloc.vread(cpu, addr, cfg.size)
-        sim.metrics.inc("workload.readers.kcore_reads")
+        yield from kernel.vmalloc.vread(cpu, addr, cfg.size)
+        kernel.metrics.inc("workload.readers.kcore_reads")
 
     return read

@@ -4,7 +4,7 @@ The format (CSV or JSON lines: timestamp, cpu, op, size, type, id) is
 documented in :mod:`simcore.workloads.captures.trace` and workloads/README.md;
 workloads/data/trace-example.csv is a small example. A capture can come
 from bpftrace on ``__vmalloc_node_range``/``vfree``/``bpf_prog_load``, or
-from another simulated run with ``sim: {trace_out: FILE}``.
+from another simulated run with ``kernel: {trace_out: FILE}``.
 
 Each event starts at its timestamp (rebased so the first one is at
 ``at`` when ``rebase`` is on) as a process of its own, on CPU
@@ -22,19 +22,17 @@ import numpy as np
 from pydantic import Field
 
 from simcore.constants import PAGE
-from simcore.kernel.module import module_loader
+from simcore.kernel.execmem import ExecAlloc
 from simcore.kernel.vmalloc import VmArea
-from simcore.strategies.base import ExecAlloc
 from simcore.strict import Strict
 from simcore.units import Duration
 from simcore.workloads.captures import capture_path
 from simcore.workloads.captures.module_split import spec_from_size
-from simcore.workloads.captures.recorder import note, outermost
 from simcore.workloads.captures.trace import CREATES, TraceEvent, load_trace
 from simcore.workloads.execution import run_pieces
 
 if TYPE_CHECKING:
-    from simcore.engine import Simulation
+    from simcore.kernel.main import Kernel
 
 DESCRIPTION = "replay of a captured alloc/free/exec trace (CSV or JSON lines)"
 
@@ -46,15 +44,16 @@ class Trace(Strict):
     at: Duration = Field(default="0ns", ge=0, description="when the trace starts")
     time_scale: float = Field(default=1.0, gt=0, le=1e6)
 
-    def start(self, sim: Simulation, index: int) -> None:
-        events = load_trace(capture_path(sim, self.file))
-        _Replay(self, sim, events).start()
+    def start(self, kernel: Kernel, index: int) -> None:
+        events = load_trace(capture_path(kernel, self.file))
+        _Replay(self, kernel, events).start()
 
 
 class _Replay:
-    def __init__(self, cfg: Trace, sim: Simulation, events: list[TraceEvent]) -> None:
+    def __init__(self, cfg: Trace, kernel: Kernel, events: list[TraceEvent]) -> None:
         self.cfg = cfg
-        self.sim = sim
+        self.kernel = kernel
+        self.hooks = kernel.hooks
         self.events = events
         self.objs: dict[str, object] = {}  # trace id -> live object
         self.pending: dict[str, object] = {}  # trace id -> event: allocation done
@@ -71,14 +70,14 @@ class _Replay:
         }
 
     def start(self) -> None:
-        self.sim.env.process(self._dispatch())
+        self.kernel.env.process(self._dispatch())
 
     def _at(self, e: TraceEvent) -> int:
         base = self.events[0].timestamp if self.cfg.rebase else 0
         return self.cfg.at + int((e.timestamp - base) * self.cfg.time_scale)
 
     def _dispatch(self):
-        env = self.sim.env
+        env = self.kernel.env
         for e in self.events:
             t = self._at(e)
             if t > env.now:
@@ -88,16 +87,16 @@ class _Replay:
             env.process(self._run(e))
 
     def _run(self, e: TraceEvent):
-        sim = self.sim
-        cpu = e.cpu % sim.nr_cpus
-        sim.metrics.inc("workload.trace.events")
+        kernel = self.kernel
+        cpu = e.cpu % kernel.nr_cpus
+        kernel.metrics.inc("workload.trace.events")
         if e.op in CREATES:
             done = self.pending[e.id]
             obj = yield from self.ops[e.op](cpu, e)
             if obj is not None:
                 self.objs[e.id] = obj
             else:
-                sim.metrics.inc("workload.trace.failed_allocs")
+                kernel.metrics.inc("workload.trace.failed_allocs")
             if self.pending.get(e.id) is done:
                 del self.pending[e.id]
             done.succeed()
@@ -107,7 +106,7 @@ class _Replay:
             yield wait
         obj = self.objs.get(e.id)
         if obj is None:
-            sim.metrics.inc("workload.trace.unmatched")
+            kernel.metrics.inc("workload.trace.unmatched")
             return
         if e.op != "exec":
             del self.objs[e.id]
@@ -115,51 +114,55 @@ class _Replay:
 
     # -- operations --------------------------------------------------------------
     def _vmalloc(self, cpu: int, e: TraceEvent):
-        area = yield from self.sim.vmalloc.vmalloc(
+        area = yield from self.kernel.vmalloc.vmalloc(
             cpu, e.size, range_=e.type or "vmalloc"
         )
         return area
 
     def _vfree(self, cpu: int, e: TraceEvent, area: VmArea):
-        yield from self.sim.vmalloc.vfree(cpu, area)
+        yield from self.kernel.vmalloc.vfree(cpu, area)
+
+    # The replay's own events are tracepoints too ("trace_alloc",
+    # "trace_free", "trace_exec"): a recorder listening to a replayed run
+    # writes them back, and the kernel calls inside them nest, so they are
+    # not recorded a second time.
+    def _traced(self, name: str, cpu: int, e: TraceEvent, obj, gen):
+        return self.hooks.wrap(name, cpu, (e, obj), {}, gen)
 
     def _alloc(self, cpu: int, e: TraceEvent):
-        sim = self.sim
-        st = sim.exec_strategy
-        with outermost(sim) as when:
-            obj = yield from st.alloc(cpu, e.size, e.type)
-            if obj is not None:
-                yield from st.write(cpu, obj, e.size)
-                yield from st.finalize(cpu, obj)
+        return (
+            yield from self._traced("trace_alloc", cpu, e, None, self._do_alloc(cpu, e))
+        )
+
+    def _do_alloc(self, cpu: int, e: TraceEvent):
+        st = self.kernel.exec_alloc
+        obj = yield from st.alloc(cpu, e.size, e.type)
         if obj is not None:
-            note(sim, when, cpu, "alloc", e.size, e.type, obj)
+            yield from st.write(cpu, obj, e.size)
+            yield from st.finalize(cpu, obj)
         return obj
 
     def _free(self, cpu: int, e: TraceEvent, obj: ExecAlloc):
-        sim = self.sim
-        with outermost(sim) as when:
-            note(sim, when, cpu, "free", 0, "", obj)
-            yield from sim.exec_strategy.free(cpu, obj)
+        free = self.kernel.exec_alloc.free(cpu, obj)
+        yield from self._traced("trace_free", cpu, e, obj, free)
 
     def _bpf_load(self, cpu: int, e: TraceEvent):
-        prog = yield from self.sim.bpf.prog_load(cpu, e.size)
+        prog = yield from self.kernel.bpf.prog_load(cpu, e.size)
         return None if isinstance(prog, int) else prog
 
     def _bpf_free(self, cpu: int, e: TraceEvent, prog):
-        yield from self.sim.bpf.prog_free(cpu, prog)
+        yield from self.kernel.bpf.prog_free(cpu, prog)
 
     def _module_load(self, cpu: int, e: TraceEvent):
         spec = spec_from_size(e.type or e.id, e.size)
-        mod = yield from module_loader(self.sim).load(cpu, spec)
+        mod = yield from self.kernel.modules.load(cpu, spec)
         return mod
 
     def _module_unload(self, cpu: int, e: TraceEvent, mod):
-        yield from module_loader(self.sim).unload(cpu, mod)
+        yield from self.kernel.modules.unload(cpu, mod)
 
     def _exec(self, cpu: int, e: TraceEvent, obj):
-        sim = self.sim
-        with outermost(sim) as when:
-            note(sim, when, cpu, "exec", e.size, "", obj)
+        yield from self._traced("trace_exec", cpu, e, obj, _nothing())
         where, side = _extent(obj)
         if where is None:
             return
@@ -170,9 +173,10 @@ class _Replay:
         first = np.uint64(addr) >> s
         last = np.uint64(addr + max(1, size) - 1) >> s
         pages = np.arange(first, last + np.uint64(1), dtype=np.uint64) << s
-        ns = run_pieces(sim, cpu, [(pages, shift)], size, side)
+        kernel = self.kernel
+        ns = run_pieces(kernel, cpu, [(pages, shift)], size, side)
         if ns:
-            yield sim.env.timeout(ns)
+            yield kernel.env.timeout(ns)
 
 
 def _extent(obj) -> tuple[tuple[int, int, int] | None, str]:
@@ -188,3 +192,8 @@ def _extent(obj) -> tuple[tuple[int, int, int] | None, str]:
     if isinstance(obj, VmArea):
         return (obj.addr, obj.nr_pages * PAGE, obj.page_shift), "d"
     return None, "i"
+
+
+def _nothing():
+    return
+    yield

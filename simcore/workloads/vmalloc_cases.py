@@ -80,7 +80,7 @@ def fix_size_alloc_test(w: Worker):
 
 
 def full_fit_alloc_test(w: Worker):
-    junk = w.scaled(w.sim.nr_cpus.bit_length() * FULL_FIT_PER_FLS)
+    junk = w.scaled(w.kernel.nr_cpus.bit_length() * FULL_FIT_PER_FLS)
     vm, cpu = w.vm, w.cpu
     arrays = []
     for _ in range(2):
@@ -166,11 +166,11 @@ def align_shift_alloc_test(w: Worker):
 
 def vm_map_ram_test(w: Worker):
     """Pages bulk-allocated once, then vm_map_ram/write/vm_unmap_ram."""
-    sim, vm, cpu = w.sim, w.vm, w.cpu
+    kernel, vm, cpu = w.kernel, w.vm, w.cpu
     lo, hi = w.cfg.nr_pages, w.cfg.max_pages or w.cfg.nr_pages
     pages: list[int] = []
     while len(pages) < hi:
-        got = yield from sim.page_alloc.alloc_pages_bulk(cpu, hi - len(pages))
+        got = yield from kernel.page_alloc.alloc_pages_bulk(cpu, hi - len(pages))
         if not got:
             break
         pages.extend(got)
@@ -186,7 +186,7 @@ def vm_map_ram_test(w: Worker):
             yield from vm.vm_unmap_ram(cpu, addr, n)
             yield from w.loop_done()
     if pages:
-        yield from sim.page_alloc.free_pages_batch(cpu, pages)
+        yield from kernel.page_alloc.free_pages_batch(cpu, pages)
     return rv
 
 

@@ -45,7 +45,7 @@ from simcore.workloads.captures import capture_path
 from simcore.workloads.vmalloc_cases import CASES, UNMODELLED
 
 if TYPE_CHECKING:
-    from simcore.engine import Simulation
+    from simcore.kernel.main import Kernel
 
 DESCRIPTION = "lib/test_vmalloc.c: its test cases and parameters, on N workers"
 
@@ -121,27 +121,27 @@ class VmallocStress(Strict):
             )
         return self
 
-    def start(self, sim: Simulation, index: int) -> None:
+    def start(self, kernel: Kernel, index: int) -> None:
         if self.vmallocinfo:
             from simcore.kernel.vmallocinfo import load_vmallocinfo
 
-            path = capture_path(sim, self.vmallocinfo)
-            sim.vmalloc.seed_vmallocinfo(load_vmallocinfo(path), file=str(path))
-        _Driver(self, sim, index).start()
+            path = capture_path(kernel, self.vmallocinfo)
+            kernel.vmalloc.seed_vmallocinfo(load_vmallocinfo(path), file=str(path))
+        _Driver(self, kernel, index).start()
 
 
 class Worker:
     """One vmalloc_test/N kthread: its CPU, its random stream, its results."""
 
     def __init__(self, drv: _Driver, idx: int, cpu: int) -> None:
-        sim = drv.sim
-        self.sim = sim
-        self.env = sim.env
-        self.vm = sim.vmalloc
+        kernel = drv.kernel
+        self.kernel = kernel
+        self.env = kernel.env
+        self.vm = kernel.vmalloc
         self.cfg = drv.cfg
         self.idx = idx
         self.cpu = cpu
-        self.rng = sim.rng(f"{drv.tag}.worker{idx}")
+        self.rng = kernel.rng(f"{drv.tag}.worker{idx}")
         self.write_ns = drv.write_ns
         self.slot = drv.slots[cpu] if drv.slots else None
         self.req = None
@@ -164,7 +164,7 @@ class Worker:
         return max(1, int(n * self.cfg.setup_scale))
 
     def loop_done(self):
-        self.sim.metrics.counters[self._loops] += 1
+        self.kernel.metrics.counters[self._loops] += 1
         if self.cfg.think:
             yield self.env.timeout(self.cfg.think)
         if self.slot is not None and self.env.now - self.slice_start >= SLICE_NS:
@@ -206,7 +206,7 @@ class Worker:
                     failed += 1
             usec = (env.now - kt) // 1000 // cfg.test_repeat_count
             self.results[case.name] = (passed, failed, usec)
-        self.cycles = int((env.now - t0) * self.sim.profile.clock_ghz.value)
+        self.cycles = int((env.now - t0) * self.kernel.profile.clock_ghz.value)
         if self.slot is not None:
             self.slot.release(self.req)
         done.succeed()
@@ -215,36 +215,36 @@ class Worker:
 class _Driver:
     """do_concurrent_test(): start the workers, wait, print the summary."""
 
-    def __init__(self, cfg: VmallocStress, sim: Simulation, index: int) -> None:
+    def __init__(self, cfg: VmallocStress, kernel: Kernel, index: int) -> None:
         self.cfg = cfg
-        self.sim = sim
+        self.kernel = kernel
         self.tag = f"workload.{index}.vmalloc_stress"
         self.loops_key = "workload.vmalloc_stress.loops"
-        prof = sim.profile
-        walk = sim.executor.walker.walk_cycles(12, 1, 1)
+        prof = kernel.profile
+        walk = kernel.executor.walker.walk_cycles(12, 1, 1)
         # the store to byte 0 of a fresh mapping: STLB miss, then a walk
         # whose PTE line was just written (cache-hot)
         self.write_ns = max(
             1, int((prof.tlb.stlb_hit_cycles.value + walk) / prof.clock_ghz.value)
         )
-        n = cfg.nr_threads or sim.nr_cpus
+        n = cfg.nr_threads or kernel.nr_cpus
         self.slots = (
-            [simpy.Resource(sim.env, capacity=1) for _ in range(sim.nr_cpus)]
-            if n > sim.nr_cpus
+            [simpy.Resource(kernel.env, capacity=1) for _ in range(kernel.nr_cpus)]
+            if n > kernel.nr_cpus
             else None
         )
-        self.workers = [Worker(self, i, i % sim.nr_cpus) for i in range(n)]
+        self.workers = [Worker(self, i, i % kernel.nr_cpus) for i in range(n)]
 
     def start(self) -> None:
-        env = self.sim.env
+        env = self.kernel.env
         done = [env.event() for _ in self.workers]
         for w, ev in zip(self.workers, done, strict=True):
             env.process(w.run(ev))
         env.process(self._report(env.all_of(done)))
 
     def _report(self, all_done):
-        env, sim = self.sim.env, self.sim
-        end = max(0, sim.duration - 1 - env.now)
+        env, kernel = self.kernel.env, self.kernel
+        end = max(0, kernel.ctx.duration - 1 - env.now)
         yield env.any_of([all_done, env.timeout(end)])
         cfg = self.cfg
         per_test: dict[str, list[tuple[int, int, int]]] = {}
@@ -256,21 +256,21 @@ class _Driver:
                 per_test.setdefault(case.name, []).append(res)
                 passed, failed, usec = res
                 printk(
-                    sim,
+                    kernel.ctx,
                     f"Summary: {case.name} passed: {passed} failed: {failed} "
                     f"repeat: {cfg.test_repeat_count} loops: {cfg.test_loop_count} "
                     f"avg: {usec} usec",
                 )
             if w.cycles is not None:
-                printk(sim, f"All test took worker{w.idx}={w.cycles} cycles")
+                printk(kernel.ctx, f"All test took worker{w.idx}={w.cycles} cycles")
         unfinished = sum(1 for w in self.workers if w.cycles is None)
         if unfinished:
             printk(
-                sim,
+                kernel.ctx,
                 f"vmalloc_test: {unfinished} of {len(self.workers)} workers still "
                 "running when the simulation ended",
             )
-        c = sim.metrics.counters
+        c = kernel.metrics.counters
         c["test_vmalloc.workers_unfinished"] = unfinished
         for name, rows in per_test.items():
             avg = sum(r[2] for r in rows) / len(rows)

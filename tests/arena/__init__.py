@@ -39,7 +39,7 @@ def new_arena(
     sim: Simulation, pages: int = 1 << 16, *, cpu: int = 0, mm_cpus=(3,), **kw
 ):
     """A created and mmap()ed arena of ``pages`` pages."""
-    arena = run(sim, BpfArena.create(sim, cpu, pages, **kw))
+    arena = run(sim, BpfArena.create(sim.kernel, cpu, pages, **kw))
     run(sim, arena.mmap(cpu, UserMm(mm_cpus)))
     return arena
 

@@ -20,7 +20,7 @@ def test_layout_4g_window_and_user_vma_within_a_4g_slot():
     sim = quiet_sim("arena_4k", "6.13")
     mm = UserMm([3])
     for pages in (1, 1000, 1 << 20):  # 4 KiB, ~4 MiB, 4 GiB
-        a = run(sim, BpfArena.create(sim, 0, pages))
+        a = run(sim, BpfArena.create(sim.kernel, 0, pages))
         run(sim, a.mmap(0, mm))
         assert a.kern_vm.size >= KERN_VM_SZ  # 4 GiB + 64 KiB whatever the size
         assert a.kern_vm_start == a.kern_vm.addr + GUARD_SZ // 2

@@ -83,7 +83,7 @@ def test_simulation_seeds_from_a_capture_next_to_the_workload(tmp_path):
     one_node = "\n".join(CAPTURE.splitlines()[:3]) + "\n"
     (tmp_path / "buddyinfo.txt").write_text(one_node)
     sim = make_sim(kernel="{preset: latest, buddyinfo: buddyinfo.txt}", where=tmp_path)
-    pa = PageAlloc(sim)
+    pa = PageAlloc(sim.kernel)
     assert pa.buddy.buddyinfo(0) == parse_buddyinfo(one_node).node_counts(0)
     assert sim.metrics.counters["buddy.free_pages"] == pa.buddy.nr_free_pages
 

@@ -269,7 +269,7 @@ def test_no_page_twice_everything_accounted_no_leak(kind, ops):
 # -- the timed wrapper ---------------------------------------------------------------------
 def test_costs_and_zeroing_are_charged():
     sim = make_sim()
-    pa = PageAlloc(sim)
+    pa = PageAlloc(sim.kernel)
     c = sim.profile.kernel_costs
     env = sim.env
     # a fresh allocator; the lock statistics are shared by name
@@ -298,7 +298,7 @@ def test_costs_and_zeroing_are_charged():
 
 def test_zone_lock_is_contended_by_concurrent_refills():
     sim = make_sim()
-    pa = PageAlloc(sim)
+    pa = PageAlloc(sim.kernel)
 
     def worker(cpu):
         for _ in range(20):
@@ -317,7 +317,7 @@ def test_zone_lock_is_contended_by_concurrent_refills():
 
 def test_cpus_allocate_from_their_own_node():
     sim = make_sim(machine="{profile: skylake-sp}")
-    pa = PageAlloc(sim)
+    pa = PageAlloc(sim.kernel)
     assert len(pa.buddy.zones) == 2
     # Linux numbering: cores of socket 0, of socket 1, then the SMT siblings.
     assert [pa.node_of(c) for c in (0, 27, 28, 55, 56, 84)] == [0, 0, 1, 1, 0, 1]
@@ -330,9 +330,9 @@ def test_cpus_allocate_from_their_own_node():
 
 def test_fragmentation_knob_reaches_the_allocator():
     ok = make_sim(kernel="{preset: latest}")
-    assert run(ok, PageAlloc(ok).alloc_pages(0, 9)) is not None
+    assert run(ok, PageAlloc(ok.kernel).alloc_pages(0, 9)) is not None
     sim = make_sim(kernel="{preset: latest, fragmentation: 1.0}")
-    pa = PageAlloc(sim)
+    pa = PageAlloc(sim.kernel)
     assert run(sim, pa.alloc_pages(0, 9)) is None
     assert sim.metrics.counters["buddy.order9_failures"] == 1
     assert run(sim, pa.alloc_pages(0, 0)) is not None

@@ -153,8 +153,8 @@ def test_direct_map_memory_does_not_grow_with_ram():
 # -- vmalloc-range mappings ------------------------------------------------------------------
 def setup(kernel="{preset: latest}"):
     sim = make_sim(kernel=kernel)
-    pa = PageAlloc(sim)
-    return sim, pa, KernelPageTables(sim, pa)
+    pa = PageAlloc(sim.kernel)
+    return sim, pa, KernelPageTables(sim.kernel, pa)
 
 
 def tables(sim):

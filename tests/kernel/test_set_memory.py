@@ -24,9 +24,9 @@ class Box:
 
     def __init__(self, kernel="{preset: latest}", **cpa_kw):
         self.sim = make_sim(kernel=kernel)
-        self.pa = PageAlloc(self.sim)
-        self.pt = KernelPageTables(self.sim, self.pa)
-        self.cpa = Cpa(self.sim, self.pt, **cpa_kw)
+        self.pa = PageAlloc(self.sim.kernel)
+        self.pt = KernelPageTables(self.sim.kernel, self.pa)
+        self.cpa = Cpa(self.sim.kernel, self.pt, **cpa_kw)
         self.c = self.sim.metrics.counters
         self.next_va = VA
 

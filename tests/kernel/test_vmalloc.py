@@ -13,13 +13,12 @@ from simcore.engine import Simulation
 from simcore.kernel.vmalloc import (
     KVA_END,
     KVA_START,
-    MODULES_VADDR,
     VM_ALLOW_HUGE_VMAP,
     VM_FLUSH_RESET_PERMS,
-    VMALLOC_START,
     Vmalloc,
 )
 from simcore.kernel.vmallocinfo import parse_vmallocinfo
+from simcore.layout import X86_64
 from tests.kernel import pfns, run, sim_from_text
 
 WORKLOAD = """\
@@ -64,7 +63,7 @@ def make_sim(
     sim = sim_from_text(text, sets=sets)
     if bare or ranges is not None:
         sim.env.run(until=100_000)
-        sim.vmalloc = Vmalloc(sim, ranges=ranges)
+        sim.kernel.vmalloc = Vmalloc(sim.kernel, ranges=ranges)
         sim.cpa.vm_unmap_aliases = sim.vmalloc.vm_unmap_aliases
     return sim
 
@@ -117,7 +116,7 @@ def test_interleavings_keep_kva_sound(preset, programs):
     sim = make_sim(
         preset=preset,
         sets=("kernel.lazy_max_pages=96",),
-        ranges={"vmalloc": (VMALLOC_START, VMALLOC_START + (3 << 20))},
+        ranges={"vmalloc": (X86_64.vmalloc_start, X86_64.vmalloc_start + (3 << 20))},
     )
     vm = sim.vmalloc
     flush = sim.machine.flush
@@ -333,7 +332,7 @@ def test_pools_serve_after_a_purge_only_per_node():
 def test_allocation_failure_reclaims_then_retries():
     sim = make_sim(
         sets=("kernel.lazy_max_pages=100000",),
-        ranges={"vmalloc": (VMALLOC_START, VMALLOC_START + 16 * PAGE)},
+        ranges={"vmalloc": (X86_64.vmalloc_start, X86_64.vmalloc_start + 16 * PAGE)},
     )
     vm = sim.vmalloc
 
@@ -351,7 +350,7 @@ def test_allocation_failure_reclaims_then_retries():
 
     again, more = run(sim, body())
     c = sim.metrics.counters
-    assert again is not None and again.addr >= VMALLOC_START
+    assert again is not None and again.addr >= X86_64.vmalloc_start
     assert c["vmap.reclaims"] == 2 and c["vmap.lazy_purges"] == 1
     assert sum(a is None for a in more) == 1 and c["vmap.alloc_failures"] == 1
 
@@ -362,7 +361,7 @@ def test_flush_reset_perms_flushes_at_free():
 
     def body():
         a = yield from vm.vmalloc(0, 2 * PAGE, range_="modules", flags=0x100)
-        assert a.addr >= MODULES_VADDR
+        assert a.addr >= X86_64.modules_vaddr
         yield from vm.vfree(0, a)
 
     run(sim, body())
@@ -377,7 +376,7 @@ def test_flush_reset_perms_flushes_at_free():
 
 # -- 6. memory follows live areas, not the size of the address space ----------------
 def traced_bytes(span: int, live: int) -> int:
-    sim = make_sim(ranges={"vmalloc": (VMALLOC_START, VMALLOC_START + span)})
+    sim = make_sim(ranges={"vmalloc": (X86_64.vmalloc_start, X86_64.vmalloc_start + span)})
     vm = sim.vmalloc
 
     def body():
@@ -491,7 +490,7 @@ def test_vmallocinfo_reader_prints_what_is_busy(preset):
 def test_seeded_capture_is_busy_and_bounds_allocations():
     sim = make_sim(bare=True)
     vm = sim.vmalloc
-    start = VMALLOC_START
+    start = X86_64.vmalloc_start
     text = "\n".join(
         [
             f"0x{start:x}-0x{start + 0x5000:x}   20480 f+0x1/0x2 pages=4 vmalloc N0=4",
@@ -516,7 +515,7 @@ def test_one_free_tree_spans_every_range():
     assert vm.kva.start == KVA_START and vm.kva.end == KVA_END
     a = run(sim, vm.vmalloc(0, PAGE, range_="modules"))
     b = run(sim, vm.vmalloc(0, PAGE))
-    assert a.addr >= MODULES_VADDR and VMALLOC_START <= b.addr < MODULES_VADDR
+    assert a.addr >= X86_64.modules_vaddr and X86_64.vmalloc_start <= b.addr < X86_64.modules_vaddr
     assert len(vm.kva) == 3  # below vmalloc, between the two, above modules
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from hypothesis import strategies as hs
 
 from simcore.constants import PAGE
-from simcore.kernel.module import ModuleSpec, module_loader
+from simcore.kernel.module import ModuleSpec
 from tests.kernel import make_sim, run
 
 SKYLAKE16 = "{profile: skylake-sp, cpus: 16}"
@@ -150,7 +150,7 @@ def shootdowns_per_load(strategy: str, *, kernel: str = "{preset: latest}"):
     on a 16-CPU machine, each after a first load has set up whatever the
     strategy caches (the init memory is freed later, outside the count)."""
     sim = make_sim(machine=SKYLAKE16, kernel=kernel, strategy=strategy)
-    loader = module_loader(sim)
+    loader = sim.kernel.modules
     run(sim, loader.load(0, ModuleSpec("warm", {"module_text": 100})))
     load(sim, 300)
     (before,) = count(sim, "tlb.shootdowns")

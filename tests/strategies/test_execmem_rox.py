@@ -14,7 +14,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as hs
 
 from simcore.constants import PAGE
-from simcore.kernel.module import module_loader
 from simcore.strategies.execmem_rox import RoxSlice
 from simcore.workloads.captures.module_split import TEXT_BYTES_PER_RELOC
 from tests.kernel import make_sim, run
@@ -160,9 +159,9 @@ def test_a_module_load_sends_fewer_shootdowns_than_with_module_alloc():
     for strategy in ("module_alloc", "execmem_rox"):
         sim = make_sim(machine="{profile: skylake-sp, cpus: 16}", strategy=strategy)
         # a first module creates the ROX area
-        run(sim, module_loader(sim).load(0, spec_from_size("first", 20_000)))
+        run(sim, sim.kernel.modules.load(0, spec_from_size("first", 20_000)))
         before = count(sim, "tlb.shootdowns")[0]
-        assert run(sim, module_loader(sim).load(0, spec)) is not None
+        assert run(sim, sim.kernel.modules.load(0, spec)) is not None
         shoot[strategy] = count(sim, "tlb.shootdowns")[0] - before
     assert shoot["execmem_rox"] < shoot["module_alloc"]
 

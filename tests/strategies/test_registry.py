@@ -14,8 +14,9 @@ import pytest
 from simcore.config.load import load_workload
 from simcore.constants import PAGE
 from simcore.engine import simulate
+from simcore.kernel.execmem import ExecAlloc
 from simcore.strategies import get_strategy, register, strategy_names, unregister
-from simcore.strategies.base import ExecAlloc, Strategy
+from simcore.strategies.base import Strategy
 
 
 class ToyBump(Strategy):
@@ -37,10 +38,10 @@ class ToyBump(Strategy):
 
     def alloc(self, cpu: int, size: int, kind: str):
         if self.area is None:
-            self.area = yield from self.sim.vmalloc.vmalloc(
+            self.area = yield from self.kernel.vmalloc.vmalloc(
                 cpu, self.AREA, range_="modules"
             )
-            yield from self.sim.cpa.set_memory_rox(
+            yield from self.kernel.cpa.set_memory_rox(
                 cpu, self.area.addr, self.AREA // PAGE
             )
             self.account(0, self.AREA)
@@ -52,7 +53,7 @@ class ToyBump(Strategy):
         return ExecAlloc(addr, size, kind, 12, 0)
 
     def write(self, cpu: int, obj: ExecAlloc, nbytes: int, writes: int = 1):
-        yield from self.sim.text_poke.text_poke_copy(cpu, obj.addr, nbytes)
+        yield from self.kernel.text_poke.text_poke_copy(cpu, obj.addr, nbytes)
 
     def finalize(self, cpu: int, obj: ExecAlloc):
         return

@@ -22,10 +22,10 @@ class ToyRaise(ModuleAlloc):
     summary = "test strategy: fails on 2 CPUs"
     models = "nothing (tests)"
 
-    def __init__(self, sim) -> None:
-        if sim.nr_cpus == 2:
+    def __init__(self, kernel) -> None:
+        if kernel.nr_cpus == 2:
             raise SimulationError("toy_raise refuses to run on 2 CPUs")
-        super().__init__(sim)
+        super().__init__(kernel)
 
 
 class ToyCount(ModuleAlloc):
@@ -39,16 +39,16 @@ class ToyCount(ModuleAlloc):
     summary = "test strategy: logs every run"
     models = "nothing (tests)"
 
-    def __init__(self, sim) -> None:
+    def __init__(self, kernel) -> None:
         log = os.environ.get(RUN_LOG_ENV)
         if log:
-            line = (sim.resolved.config_hash + "\n").encode()
+            line = (kernel.ctx.config_hash + "\n").encode()
             fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             try:
                 os.write(fd, line)
             finally:
                 os.close(fd)
-        super().__init__(sim)
+        super().__init__(kernel)
 
 
 register("toy_raise", ToyRaise)

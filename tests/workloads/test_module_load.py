@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from simcore.kernel.module import module_loader
 from tests.workloads import DATA, simulation
 
 WL = """\
@@ -23,7 +22,7 @@ def _sim(tmp_path, body, duration="40ms", strategy="module_alloc"):
 
 def test_boot_from_lsmod_respects_dependencies(tmp_path):
     sim = _sim(tmp_path, f"    modules: {{from_lsmod: {DATA / 'lsmod-desktop.txt'}}}")
-    loader = module_loader(sim)
+    loader = sim.kernel.modules
     spans: dict[str, tuple[int, int]] = {}
     orig = loader.load
 

@@ -6,7 +6,6 @@ from simcore.kernel.module import (
     INIT_TYPES,
     RCU_GP_NS,
     ModuleSpec,
-    module_loader,
 )
 from simcore.workloads.captures.module_split import spec_from_size
 from tests.kernel import make_sim, run
@@ -18,7 +17,7 @@ def _spy(sim, method, calls):
     """Wrap a method of the exec strategy to log (method, cpu, mutex owner)."""
     st = sim.exec_strategy
     orig = getattr(st, method)
-    mutex = module_loader(sim).module_mutex
+    mutex = sim.kernel.modules.module_mutex
 
     def wrapper(cpu, *args, **kwargs):
         calls.append((method, cpu, mutex.owner, args))
@@ -28,7 +27,7 @@ def _spy(sim, method, calls):
 
 
 def _load(sim, cpu, spec, out, **kw):
-    loader = module_loader(sim)
+    loader = sim.kernel.modules
     t0 = sim.env.now
     mod = yield from loader.load(cpu, spec, **kw)
     out.append((spec.name, t0, sim.env.now, mod))
@@ -39,7 +38,7 @@ def test_module_mutex_where_the_kernel_takes_it():
     calls: list = []
     for m in ("alloc", "write", "finalize", "free"):
         _spy(sim, m, calls)
-    mod = run(sim, module_loader(sim).load(0, SPEC))
+    mod = run(sim, sim.kernel.modules.load(0, SPEC))
     assert mod is not None and mod.state == "live"
     # move_module() allocates without module_mutex; complete_formation()
     # and do_init_module() change permissions holding it
@@ -75,7 +74,7 @@ def test_parallel_loads_overlap():
 
 def test_init_memory_freed_after_a_grace_period():
     sim = make_sim()
-    loader = module_loader(sim)
+    loader = sim.kernel.modules
     c = sim.metrics.counters
     before = c["mem.exec.allocated_bytes"]
     mod = run(sim, loader.load(1, SPEC))
@@ -90,7 +89,7 @@ def test_init_memory_freed_after_a_grace_period():
 
 def test_metrics_and_unload_give_everything_back():
     sim = make_sim()
-    loader = module_loader(sim)
+    loader = sim.kernel.modules
     c = sim.metrics.counters
     before = c["mem.exec.allocated_bytes"]
     mods = [
@@ -107,7 +106,7 @@ def test_metrics_and_unload_give_everything_back():
 
 def test_dependencies():
     sim = make_sim()
-    loader = module_loader(sim)
+    loader = sim.kernel.modules
     base = spec_from_size("base", 64 << 10, init_ns=200_000)
     user = spec_from_size("user", 64 << 10, ("base",))
     # a module whose dependency is absent fails (Unknown symbol)
@@ -142,7 +141,7 @@ def test_relocations_one_write_each_or_one_copy():
         calls: list = []
         _spy(sim, "write", calls)
         spec = ModuleSpec("r", {"module_text": 8192}, nr_relocs=500)
-        run(sim, module_loader(sim).load(0, spec, reloc_writes=mode))
+        run(sim, sim.kernel.modules.load(0, spec, reloc_writes=mode))
         ((_, _, _, (obj, nbytes, writes)),) = calls
         assert (obj.kind, nbytes) == ("module_text", 8192)
         assert writes == 1 + extra * 500

@@ -52,7 +52,7 @@ holders' and spinners' time is charged as ``irq_off`` CPU time) and the
 mutex only for the VMA list. rqspinlock timeouts (0.25 s) and deadlock
 detection never fire at modelled hold times and are not modelled.
 
-What a strategy (``sim.arena_strategy``) decides: how freshly allocated
+What a strategy (``kernel.arena_ops``) decides: how freshly allocated
 pages are backed and mapped, which page size the kernel view uses for an
 access, and how freed spans are flushed and given back
 (:mod:`simcore.strategies.arena_base`).
@@ -74,7 +74,7 @@ from simcore.kernel.pgtable import PAGE_SIZE as PAGE
 from simcore.kernel.vmalloc import VM_SPARSE, VM_USERMAP
 
 if TYPE_CHECKING:
-    from simcore.engine import Simulation
+    from simcore.kernel.main import Kernel
 
 # reach of the s16 ``off`` of LDX/STX, rounded up to two pages
 GUARD_SZ = 1 << 16
@@ -158,25 +158,25 @@ class BpfArena:
     Build one with :meth:`create` (a generator: ``arena_map_alloc()``).
     """
 
-    def __init__(self, sim: Simulation, max_entries: int, segv_on_fault: bool):
-        self.sim = sim
-        self.env = sim.env
-        self.metrics = sim.metrics
-        self.pt = sim.pagetables
-        self.pa = sim.page_alloc
-        self.strategy = sim.arena_strategy
-        k = sim.kernel_knobs
-        self.spin_era = k["arena_locking"] == "spinlock"
-        self.scratch_era = k["arena_fault"] == "scratch_page"
-        c = sim.profile.kernel_costs
+    def __init__(self, kernel: Kernel, max_entries: int, segv_on_fault: bool):
+        self.kernel = kernel
+        self.env = kernel.env
+        self.metrics = kernel.metrics
+        self.pt = kernel.pagetables
+        self.pa = kernel.page_alloc
+        self.strategy = kernel.arena_ops
+        k = kernel.knobs
+        self.spin_era = k.arena_locking == "spinlock"
+        self.scratch_era = k.arena_fault == "scratch_page"
+        c = kernel.profile.kernel_costs
         self.visit_ns = c.rb_node_visit_ns.value
         self.slab_ns = c.slab_alloc_ns.value
         self.pte_ns = c.pte_write_ns.value
         self.zero_ns = c.page_zero_ns.value
-        self.walk_ns = sim.vmalloc.walk_ns  # vmalloc_to_page(): 4 loads
-        self.irq_ns = sim.profile.flush.irq_entry_exit_ns.value
-        self.wakeup_ns = sim.profile.locks.mutex_wakeup_ns.value
-        m = sim.machine
+        self.walk_ns = kernel.vmalloc.walk_ns  # vmalloc_to_page(): 4 loads
+        self.irq_ns = kernel.profile.flush.irq_entry_exit_ns.value
+        self.wakeup_ns = kernel.profile.locks.mutex_wakeup_ns.value
+        m = kernel.machine
         # arena->lock: everything in the mutex era, the VMA list later
         self.mutex = m.mutex("arena_lock")
         self.spin = m.spinlock("arena_spinlock") if self.spin_era else None
@@ -270,7 +270,7 @@ class BpfArena:
     @classmethod
     def create(
         cls,
-        sim: Simulation,
+        kernel: Kernel,
         cpu: int,
         max_entries: int,
         *,
@@ -279,16 +279,16 @@ class BpfArena:
         """arena_map_alloc(): returns the arena, or None (-ENOMEM)."""
         if not 0 < max_entries <= SZ_4G >> PAGE_SHIFT:
             raise SimulationError(f"arena of {max_entries} pages: -E2BIG")
-        a = cls(sim, max_entries, segv_on_fault)
+        a = cls(kernel, max_entries, segv_on_fault)
         t_start = a.env.now
         st = a.strategy
         # a strategy wanting 2 MiB-aligned views reserves room to align in
         extra = st.kva_align if st.kva_align > PAGE else 0
-        area = yield from sim.vmalloc.get_vm_area(
+        area = yield from kernel.vmalloc.get_vm_area(
             cpu, KERN_VM_SZ + extra, flags=VM_SPARSE | VM_USERMAP
         )
         if area is None:
-            sim.metrics.inc("arena.create_failures")
+            kernel.metrics.inc("arena.create_failures")
             return None
         a.kern_vm = area
         start = area.addr + GUARD_SZ // 2
@@ -297,12 +297,12 @@ class BpfArena:
         if a.scratch_era:
             pfn = yield from a.pa.alloc_pages(cpu, 0, zero=True)
             if pfn is None:
-                yield from sim.vmalloc.free_vm_area(cpu, area)
-                sim.metrics.inc("arena.create_failures")
+                yield from kernel.vmalloc.free_vm_area(cpu, area)
+                kernel.metrics.inc("arena.create_failures")
                 return None
             a.scratch_pfn = pfn
             a._hold(1)
-        c = sim.metrics.counters
+        c = kernel.metrics.counters
         c["mem.arena.kva_bytes"] += area.size
         c["arena.arenas"] += 1
         a.rt.set(0, max_entries)
@@ -312,9 +312,9 @@ class BpfArena:
             ok = yield from a._populate_pgtable_except_pte(cpu)
             if not ok:
                 yield from a.destroy(cpu)
-                sim.metrics.inc("arena.create_failures")
+                kernel.metrics.inc("arena.create_failures")
                 return None
-        sim.metrics.latency("arena_map_alloc", a.env.now - t_start)
+        kernel.metrics.latency("arena_map_alloc", a.env.now - t_start)
         return a
 
     def _populate_pgtable_except_pte(self, cpu: int):
@@ -443,7 +443,7 @@ class BpfArena:
         """flush_tlb_kernel_range() to every CPU; returns the ns it takes."""
         self.metrics.inc("arena.kernel_flushes")
         self._per_free()
-        return self.sim.machine.flush.kernel_range(cpu, start, end)
+        return self.kernel.machine.flush.kernel_range(cpu, start, end)
 
     def _per_free(self) -> None:
         c = self.metrics.counters
@@ -478,7 +478,7 @@ class BpfArena:
     def flush_user(self, cpu: int, first: int, end: int) -> int:
         """tlb_finish_mmu() after a zap of pgoffs [first, end)."""
         self.metrics.inc("arena.user_flushes")
-        return self.sim.machine.flush.user_range(
+        return self.kernel.machine.flush.user_range(
             cpu, self.uaddr(first), self.uaddr(end), self.mm.cpus
         )
 
@@ -753,7 +753,7 @@ class BpfArena:
         yield self.env.timeout(int(tables * 512 * self.pte_ns))
         yield from self.give_back(cpu, [span])
         if self.kern_vm is not None:
-            yield from self.sim.vmalloc.free_vm_area(cpu, self.kern_vm)
+            yield from self.kernel.vmalloc.free_vm_area(cpu, self.kern_vm)
             self.metrics.counters["mem.arena.kva_bytes"] -= self.kern_vm.size
             self.metrics.counters["arena.arenas"] -= 1
         self.rt.destroy()

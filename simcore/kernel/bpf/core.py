@@ -26,11 +26,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from simcore.constants import PAGE
-from simcore.kernel.vmalloc import MODULES_END, MODULES_VADDR
-from simcore.strategies.base import ExecAlloc
+from simcore.hooks import tracepoint
+from simcore.kernel.execmem import ExecAlloc
 
 if TYPE_CHECKING:
-    from simcore.engine import Simulation
+    from simcore.kernel.main import Kernel
 
 # arch_bpf_trampoline_size() is found by a dry run of the x86 JIT: the
 # prologue/epilogue and register saves are a few hundred bytes and every
@@ -44,7 +44,13 @@ DISPATCHER_IMAGE = PAGE
 # `cmp rdx, imm32` and a 6-byte near jump, plus its share of the
 # binary-search branches: about 16 bytes.
 DISPATCHER_BYTES_PER_PROG = 16
-BPF_JIT_LIMIT = -(-((MODULES_END - MODULES_VADDR) >> 1) // PAGE) * PAGE
+
+
+def bpf_jit_limit(modules_vaddr: int, modules_end: int) -> int:
+    """bpf_jit_limit's default: half the executable range, page-rounded."""
+    return -(-((modules_end - modules_vaddr) >> 1) // PAGE) * PAGE
+
+
 EPERM = 1
 
 
@@ -57,17 +63,20 @@ class BpfProg:
 
 
 class BpfCore:
-    def __init__(self, sim: Simulation) -> None:
-        self.sim = sim
-        self.env = sim.env
-        self.metrics = sim.metrics
-        self.limit = BPF_JIT_LIMIT
+    def __init__(self, kernel: Kernel) -> None:
+        self.kernel = kernel
+        self.env = kernel.env
+        self.metrics = kernel.metrics
+        self.hooks = kernel.hooks
+        lay = kernel.layout
+        self.limit = bpf_jit_limit(lay.modules_vaddr, lay.modules_end)
         self.charged = 0
         self._dispatcher: ExecAlloc | None = None
 
+    @tracepoint("bpf_prog_load")
     def prog_load(self, cpu: int, proglen: int, privileged: bool = True):
         """Returns the BpfProg, or -EPERM / None when memory runs out."""
-        strategy = self.sim.exec_strategy
+        strategy = self.kernel.exec_alloc
         t0 = self.env.now
         size = strategy.bpf_image_size(proglen)
         # bpf_jit_charge_modmem(): atomic add, undo and fail past the limit
@@ -87,12 +96,13 @@ class BpfCore:
         self.metrics.latency("bpf_prog_load", self.env.now - t0)
         return BpfProg(proglen, size, image)
 
+    @tracepoint("bpf_prog_free")
     def prog_free(self, cpu: int, prog: BpfProg):
         """bpf_jit_free(): give the image back, uncharge bpf_jit_limit."""
         t0 = self.env.now
         if prog.trampoline is not None:
             yield from self.trampoline_detach(cpu, prog)
-        yield from self.sim.exec_strategy.free(cpu, prog.image)
+        yield from self.kernel.exec_alloc.free(cpu, prog.image)
         self.charged -= prog.charged
         self.metrics.inc("bpf.progs_freed")
         self.metrics.latency("bpf_prog_free", self.env.now - t0)
@@ -103,7 +113,7 @@ class BpfCore:
         the image (arch_alloc_bpf_trampoline()), JIT into it, protect it,
         then point the traced function's fentry at it with
         bpf_arch_text_poke() (text_poke_bp). False when memory ran out."""
-        st = self.sim.exec_strategy
+        st = self.kernel.exec_alloc
         t0 = self.env.now
         size = TRAMPOLINE_BASE + TRAMPOLINE_PER_PROG * nr_progs
         image = yield from st.alloc(cpu, size, "bpf_trampoline")
@@ -112,7 +122,7 @@ class BpfCore:
             return False
         yield from st.write(cpu, image, size)
         yield from st.finalize(cpu, image)
-        yield from self.sim.text_poke.text_poke_bp(cpu, 1)
+        yield from self.kernel.text_poke.text_poke_bp(cpu, 1)
         prog.trampoline = image
         self.metrics.inc("bpf.trampolines")
         self.metrics.latency("bpf_trampoline_update", self.env.now - t0)
@@ -125,8 +135,8 @@ class BpfCore:
         image = prog.trampoline
         if image is None:
             return
-        yield from self.sim.text_poke.text_poke_bp(cpu, 1)
-        yield from self.sim.exec_strategy.free(cpu, image)
+        yield from self.kernel.text_poke.text_poke_bp(cpu, 1)
+        yield from self.kernel.exec_alloc.free(cpu, image)
         prog.trampoline = None
         self.metrics.inc("bpf.trampolines", -1)
 
@@ -136,7 +146,7 @@ class BpfCore:
         sequence into the RW half, copies it into the live image
         (bpf_arch_text_copy) and repoints the dispatcher call site
         (text_poke_bp)."""
-        st = self.sim.exec_strategy
+        st = self.kernel.exec_alloc
         if self._dispatcher is None:
             image = yield from st.alloc(cpu, DISPATCHER_IMAGE, "bpf_trampoline")
             if image is None:
@@ -146,6 +156,6 @@ class BpfCore:
             self._dispatcher = image
         nbytes = min(DISPATCHER_IMAGE, DISPATCHER_BYTES_PER_PROG * max(1, nr_progs))
         yield from st.update(cpu, self._dispatcher, nbytes)
-        yield from self.sim.text_poke.text_poke_bp(cpu, 1)
+        yield from self.kernel.text_poke.text_poke_bp(cpu, 1)
         self.metrics.inc("bpf.dispatcher_updates")
         return True

@@ -16,15 +16,15 @@ from typing import TYPE_CHECKING
 from simcore.errors import CaptureError
 
 if TYPE_CHECKING:
-    from simcore.engine import Simulation
+    from simcore.kernel.main import Kernel
 
 
-def capture_path(sim: Simulation, name: str) -> Path:
+def capture_path(kernel: Kernel, name: str) -> Path:
     """A capture named in a workload file: a relative path is looked up
     next to the workload file first, then from the current directory."""
     path = Path(name)
     if not path.is_absolute():
-        near = Path(sim.resolved.file).parent / path
+        near = Path(kernel.ctx.file).parent / path
         if near.is_file():
             return near
     return path

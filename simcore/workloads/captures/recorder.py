@@ -1,30 +1,31 @@
 """Recording a run's allocation events as a trace (``sim.trace_out``).
 
-The recorder sits in front of the kernel entry points workloads call:
-``vmalloc()``/``vfree()``, ``bpf_prog_load``/``bpf_prog_free``, the module
-loader's ``load``/``unload``, and writes one event per *outermost* call,
-in the format :mod:`simcore.workloads.captures.trace` reads: the vmalloc
-a strategy does inside a program load belongs to that load, which replay
-repeats whole. Nesting is tracked per SimPy process, the simulator's
-thread of execution. Trace replay reports the ``alloc``/``free``/``exec``
-events it runs itself (:func:`note`), so a replayed trace records back to
+The recorder listens to the tracepoints of the kernel entry points
+workloads call (:mod:`simcore.hooks`): ``vmalloc``/``vfree``,
+``bpf_prog_load``/``bpf_prog_free``, the module loader's
+``module_load``/``module_unload``, and trace replay's own ``trace_alloc``,
+``trace_free`` and ``trace_exec``. It writes one event per *outermost*
+call, in the format :mod:`simcore.workloads.captures.trace` reads: the
+vmalloc a strategy does inside a program load belongs to that load, which
+replay repeats whole. Nesting is tracked per SimPy process, the
+simulator's thread of execution, so a replayed trace records back to
 itself.
 
 Times are the simulated start of each call, in ns; calls starting in the
 same ns keep the order they started in; an allocation's id is its rank in
-that order. The file is written when the run ends; ``{strategy}``
-in the path becomes the strategy's name (and is added before the suffix
-when several strategies run and the path has no placeholder).
+that order. The file is written when the run ends; ``{strategy}`` in the
+path becomes the strategy's name (and is added before the suffix when
+several strategies run and the path has no placeholder).
 """
 
 from __future__ import annotations
 
-import functools
 from collections import defaultdict
-from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+import simpy
+
+from simcore.hooks import Hooks
 from simcore.workloads.captures.trace import (
     CREATES,
     TraceEvent,
@@ -32,77 +33,78 @@ from simcore.workloads.captures.trace import (
     is_jsonl,
 )
 
-if TYPE_CHECKING:
-    from simcore.engine import Simulation
+
+# tracepoint -> (trace op, what the event records from the call)
+def _vmalloc(args, kwargs, area):
+    if area is not None:
+        return "vmalloc", args[0], kwargs.get("range_", "vmalloc"), area
+    return None
+
+
+def _bpf_load(args, kwargs, prog):
+    if prog is not None and not isinstance(prog, int):
+        return "bpf_load", args[0], "", prog
+    return None
+
+
+def _module_load(args, kwargs, mod):
+    if mod is not None:
+        spec = args[0]
+        return "module_load", spec.core_bytes, spec.name, mod
+    return None
+
+
+def _trace_alloc(args, kwargs, obj):
+    e = args[0]
+    return None if obj is None else ("alloc", e.size, e.type, obj)
+
+
+RECORDED = {
+    "vmalloc": _vmalloc,
+    "vfree": lambda args, kw, _r: ("vfree", 0, "", args[0]),
+    "bpf_prog_load": _bpf_load,
+    "bpf_prog_free": lambda args, kw, _r: ("bpf_free", 0, "", args[0]),
+    "module_load": _module_load,
+    "module_unload": lambda args, kw, ok: (
+        ("module_unload", 0, "", args[0]) if ok else None
+    ),
+    "trace_alloc": _trace_alloc,
+    "trace_free": lambda args, kw, _r: ("free", 0, "", args[1]),
+    "trace_exec": lambda args, kw, _r: ("exec", args[0].size, "", args[1]),
+}
 
 
 class Recorder:
-    def __init__(self, sim: Simulation, path: str) -> None:
-        self.sim = sim
-        self.env = sim.env
-        self.path = _path_for(path, sim.strategy_name, len(sim.resolved.cfg.strategy))
+    def __init__(
+        self, env: simpy.Environment, hooks: Hooks, path: str, strategy: str, nr: int
+    ) -> None:
+        self.env = env
+        self.path = _path_for(path, strategy, nr)
         self.events: list[tuple[int, TraceEvent]] = []  # (start order, event)
         self._live: dict[int, tuple[object, str]] = {}  # id(obj) -> (obj, trace id)
         self._seq = 0
-        self._depth: defaultdict[object, int] = defaultdict(int)
-        vm = sim.vmalloc
-        vm.vmalloc = self._wrap(vm.vmalloc, self._on_vmalloc)
-        vm.vfree = self._wrap(vm.vfree, self._on_vfree)
-        bpf = sim.bpf
-        bpf.prog_load = self._wrap(bpf.prog_load, self._on_bpf_load)
-        bpf.prog_free = self._wrap(bpf.prog_free, self._on_bpf_free)
+        # per SimPy process: the start (time, order) of each open traced call
+        self._open: defaultdict[object, list[tuple[int, int]]] = defaultdict(list)
+        for name, what in RECORDED.items():
+            hooks.subscribe(name, enter=self._enter, exit=self._exit_for(what))
 
-    def wrap_loader(self, loader) -> None:
-        loader.load = self._wrap(loader.load, self._on_module_load)
-        loader.unload = self._wrap(loader.unload, self._on_module_unload)
-
-    def _wrap(self, fn, after):
-        @functools.wraps(fn)
-        def wrapper(cpu, *args, **kwargs):
-            proc = self.env.active_process
-            self._depth[proc] += 1
-            t, seq = self.env.now, self.next_seq()
-            try:
-                result = yield from fn(cpu, *args, **kwargs)
-            finally:
-                self._depth[proc] -= 1
-                if not self._depth[proc]:
-                    del self._depth[proc]
-            if proc not in self._depth:
-                after((t, seq), cpu, args, kwargs, result)
-            return result
-
-        return wrapper
-
-    # -- what each entry point records ---------------------------------------
-    def _on_vmalloc(self, when, cpu, args, kwargs, area) -> None:
-        if area is not None:
-            rng = kwargs.get("range_", "vmalloc")
-            self.add(when, cpu, "vmalloc", args[0], rng, area)
-
-    def _on_vfree(self, when, cpu, args, kwargs, _res) -> None:
-        self.add(when, cpu, "vfree", 0, "", args[0])
-
-    def _on_bpf_load(self, when, cpu, args, kwargs, prog) -> None:
-        if prog is not None and not isinstance(prog, int):
-            self.add(when, cpu, "bpf_load", args[0], "", prog)
-
-    def _on_bpf_free(self, when, cpu, args, kwargs, _res) -> None:
-        self.add(when, cpu, "bpf_free", 0, "", args[0])
-
-    def _on_module_load(self, when, cpu, args, kwargs, mod) -> None:
-        if mod is not None:
-            spec = args[0]
-            self.add(when, cpu, "module_load", spec.core_bytes, spec.name, mod)
-
-    def _on_module_unload(self, when, cpu, args, kwargs, ok) -> None:
-        if ok:
-            self.add(when, cpu, "module_unload", 0, "", args[0])
-
-    # -- events ----------------------------------------------------------------
-    def next_seq(self) -> int:
+    def _enter(self, cpu: int, args: tuple, kwargs: dict) -> None:
         self._seq += 1
-        return self._seq
+        self._open[self.env.active_process].append((self.env.now, self._seq))
+
+    def _exit_for(self, what):
+        def on_exit(cpu: int, args: tuple, kwargs: dict, result) -> None:
+            proc = self.env.active_process
+            stack = self._open[proc]
+            when = stack.pop()
+            if stack:
+                return  # nested in another traced call: that one is recorded
+            del self._open[proc]
+            event = what(args, kwargs, result)
+            if event is not None:
+                self.add(when, cpu, *event)
+
+        return on_exit
 
     def add(self, when: tuple[int, int], cpu: int, op: str, size: int, typ: str, obj):
         """Record an outermost call that started at ``when`` = (time, start
@@ -138,36 +140,3 @@ def _path_for(path: str, strategy: str, nr_strategies: int) -> Path:
     if nr_strategies > 1:
         return p.with_name(f"{p.stem}.{strategy}{p.suffix}")
     return p
-
-
-def install_recorder(sim: Simulation, path: str) -> Recorder:
-    rec = Recorder(sim, path)
-    sim.recorder = rec
-    return rec
-
-
-@contextmanager
-def outermost(sim: Simulation):
-    """Around work a workload records itself (``note``): calls it makes
-    into recorded entry points are nested, so not recorded again. Yields
-    when the work starts, (time, start order), for ``note``."""
-    rec = getattr(sim, "recorder", None)
-    if rec is None:
-        yield (sim.env.now, 0)
-        return
-    proc = sim.env.active_process
-    rec._depth[proc] += 1
-    try:
-        yield (sim.env.now, rec.next_seq())
-    finally:
-        rec._depth[proc] -= 1
-        if not rec._depth[proc]:
-            del rec._depth[proc]
-
-
-def note(sim: Simulation, when, cpu: int, op: str, size: int, typ: str, obj) -> None:
-    """Record an event a workload ran itself (started at ``when``, from
-    ``outermost``), when the run is recorded."""
-    rec = getattr(sim, "recorder", None)
-    if rec is not None:
-        rec.add(when, cpu, op, size, typ, obj)

@@ -56,7 +56,7 @@ from pathlib import Path
 from typing import get_args
 
 from simcore.errors import CaptureError
-from simcore.strategies.base import Kind
+from simcore.kernel.execmem import Kind
 from simcore.workloads.captures import clip, read_capture
 
 FIELDS = ("timestamp", "cpu", "op", "size", "type", "id")

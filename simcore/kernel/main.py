@@ -1,0 +1,86 @@
+"""init/main.c: the modelled kernel of one simulation, brought up in order.
+
+``start_kernel()`` brings up memory management bottom up, and so does
+:class:`Kernel`: the page allocator (mm/page_alloc.c), init_mm's page
+tables and the direct map, vmalloc (mm/vmalloc.c), CPA
+(arch/x86/mm/pat/set_memory.c, whose ``vm_unmap_aliases()`` is
+mm/vmalloc.c's), text patching and the BPF core. The module loader comes
+up on first use, as a kernel without modules never builds its state.
+
+The kernel does not choose its executable-memory or arena allocator: the
+engine plugs a provider in (``policy``), and ``exec_alloc`` / ``arena_ops``
+ask it, the way ``execmem_info`` is filled by the architecture. The
+mechanisms here never import a strategy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cached_property
+from typing import Any
+
+from simcore.context import SimContext
+from simcore.hw.execute import Executor
+from simcore.hw.machine import Machine
+from simcore.kernel.alternative import TextPoke
+from simcore.kernel.bpf.core import BpfCore
+from simcore.kernel.page_alloc import PageAlloc
+from simcore.kernel.pgtable import KernelPageTables
+from simcore.kernel.set_memory import Cpa
+from simcore.kernel.vmalloc import Vmalloc
+
+
+class Kernel:
+    def __init__(
+        self,
+        ctx: SimContext,
+        machine: Machine,
+        executor: Executor,
+        policy: Callable[[str], Any] | None = None,
+    ) -> None:
+        self.ctx = ctx
+        # what nearly every subsystem reads, named once
+        self.env = ctx.env
+        self.metrics = ctx.metrics
+        self.profile = ctx.profile
+        self.knobs = ctx.knobs
+        self.layout = ctx.layout
+        self.hooks = ctx.hooks
+        self.nr_cpus = ctx.nr_cpus
+        self.quantum = ctx.quantum
+        self.machine = machine
+        self.executor = executor
+        self._policy = policy
+        self.page_alloc = PageAlloc(self)
+        self.pagetables = KernelPageTables(self, self.page_alloc)
+        self.vmalloc = Vmalloc(self)
+        self.cpa = Cpa(
+            self, self.pagetables, vm_unmap_aliases=self.vmalloc.vm_unmap_aliases
+        )
+        self.text_poke = TextPoke(self)
+        self.bpf = BpfCore(self)
+
+    def rng(self, name: str):
+        return self.ctx.rng(name)
+
+    # -- the providers the engine plugged in -----------------------------------
+    @property
+    def exec_alloc(self):
+        """The executable-memory allocator in force (an ``ExecAllocator``)."""
+        return self._policy("exec")
+
+    @property
+    def arena_ops(self):
+        """The BPF arena strategy in force."""
+        return self._policy("arena")
+
+    @cached_property
+    def modules(self):
+        """kernel/module: the loader, built the first time a module loads."""
+        from simcore.kernel.module import ModuleLoader
+
+        return ModuleLoader(self)
+
+    def finish(self) -> None:
+        """End of run: what the kernel reports once (vmalloc's counters)."""
+        self.vmalloc.finish()

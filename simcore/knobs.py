@@ -1,0 +1,37 @@
+"""Typed kernel knobs: one kernel era's design choices, resolved.
+
+``kernel.preset`` names an era (``simcore/kernel/presets.yaml``, each value
+with its source); a workload may override any knob beside it. Once the
+workload is resolved, every knob has a value and the model reads them as
+attributes of :class:`KernelKnobs`, never from a dict.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+
+class KernelKnobs(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    preset: str
+    # global vmap_area_lock / free_vmap_area_lock, or per-node pools (v6.9)
+    vmap_locking: Literal["global", "per_node"]
+    vmap_nodes: int  # nr_vmap_nodes, resolved from the CPU count when 0
+    lazy_max_pages: int  # lazy_max_pages(), resolved from the CPU count when 0
+    page_alloc: Literal["single", "bulk", "high_order"]
+    drain_in_workqueue: bool
+    direct_map_page: Literal["1G", "2M"]
+    cpa_collapse: bool
+    cpa_nx_alias: bool
+    cpa_rox: Literal["native", "ro_then_x"]
+    fragmentation: float
+    buddyinfo: str | None
+    arena_locking: Literal["mutex", "spinlock"]
+    arena_fault: Literal["fixup", "scratch_page"]
+
+
+# every knob a preset sets, in the order presets.yaml and the README list them
+KNOBS: tuple[str, ...] = tuple(k for k in KernelKnobs.model_fields if k != "preset")
