@@ -23,7 +23,8 @@ try:
 except ImportError:  # running from a checkout without an install
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from simcore.hw.tlb import TlbGeometry, TlbStats, make_tlb
+from simcore.hw.tlb import TlbGeometry, TlbStats
+from simcore.hw.tlbs import make_tlb
 
 USER_4K = 0x7F12_3400_0000
 KERNEL_4K = 0xFFFF_C900_0000_0000  # vmalloc space: global entries

@@ -10,6 +10,7 @@ arbitrary objects.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -128,3 +129,22 @@ def _build(loader: yaml.SafeLoader, node: yaml.Node, path: PathT, loc: Located) 
     if isinstance(node, yaml.SequenceNode):
         return [_build(loader, v, path + (i,), loc) for i, v in enumerate(node.value)]
     return loader.construct_object(node, deep=True)
+
+
+_TOKEN = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def parse_set_path(text: str) -> PathT:
+    """``workloads[0].nr_pages`` as a path: ("workloads", 0, "nr_pages").
+    ValueError when the text is not such a path."""
+    parts: list[str | int] = []
+    pos = 0
+    for m in _TOKEN.finditer(text):
+        between = text[pos : m.start()]
+        if between not in ("", "."):
+            raise ValueError
+        parts.append(m.group(1) if m.group(1) is not None else int(m.group(2)))
+        pos = m.end()
+    if pos != len(text) or not parts:
+        raise ValueError
+    return tuple(parts)

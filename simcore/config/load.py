@@ -12,7 +12,6 @@ import copy
 import difflib
 import hashlib
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,9 +32,7 @@ from simcore.profile import (
     profile_path,
     values_only,
 )
-from simcore.yamlsrc import Located, PathT, format_path, load_yaml_file
-
-_TOKEN = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+from simcore.yamlsrc import Located, format_path, load_yaml_file, parse_set_path
 
 
 @dataclass
@@ -54,20 +51,6 @@ class Resolved:
         return yaml.safe_dump(
             self.data, sort_keys=False, default_flow_style=None, width=88
         )
-
-
-def parse_set_path(text: str) -> PathT:
-    parts: list[str | int] = []
-    pos = 0
-    for m in _TOKEN.finditer(text):
-        between = text[pos : m.start()]
-        if between not in ("", "."):
-            raise ValueError
-        parts.append(m.group(1) if m.group(1) is not None else int(m.group(2)))
-        pos = m.end()
-    if pos != len(text) or not parts:
-        raise ValueError
-    return tuple(parts)
 
 
 def apply_set(located: Located, assignment: str) -> None:

@@ -92,7 +92,7 @@ class Machine:
 
     def _tlb_list(self) -> list:
         if self._tlbs is None:
-            from simcore.hw.tlb import make_tlb
+            from simcore.hw.tlbs import make_tlb
 
             geo = self.tlb_geometry()
             self._tlbs = [make_tlb(geo, self.tlb_model) for _ in range(self.nr_cpus)]

@@ -82,7 +82,6 @@ __all__ = [
     "TlbLayout",
     "TlbStats",
     "is_global",
-    "make_tlb",
     "tlb_layout",
 ]
 
@@ -524,16 +523,3 @@ class Tlb(ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.occupancy()} valid entries>"
-
-
-def make_tlb(geometry: TlbGeometry, model: str) -> Tlb:
-    """One CPU's TLBs using ``model``: "exact" or "fast"."""
-    if model == "exact":
-        from simcore.hw.tlb_exact import ExactTlb
-
-        return ExactTlb(geometry)
-    if model == "fast":
-        from simcore.hw.tlb_fast import FastTlb
-
-        return FastTlb(geometry)
-    raise ValueError(f"unknown TLB model {model!r}, expected one of {MODELS}")

@@ -14,7 +14,14 @@ from pathlib import Path
 
 from simcore.errors import ConfigError
 from simcore.results.charts import render_charts
-from simcore.results.summary import Origin, build_comparison, render
+from simcore.results.markdown import render_markdown
+from simcore.results.summary import (
+    Comparison,
+    Origin,
+    build_comparison,
+    render_json,
+    render_text,
+)
 from simcore.results.writer import (
     load_config_yaml,
     meta_from_config,
@@ -165,3 +172,14 @@ def report(folders: list[Path], fmt: str = "text") -> str:
         (folder / "summary.txt").write_text(text, encoding="utf-8")
         return text if fmt == "text" else render(comp, fmt)
     return render_folders(folders, fmt)
+
+
+def render(comp: Comparison, fmt: str = "text") -> str:
+    """``fmt``: text (summary.txt), markdown or json."""
+    if fmt == "text":
+        return render_text(comp)
+    if fmt == "markdown":
+        return render_markdown(comp)
+    if fmt == "json":
+        return render_json(comp)
+    raise ValueError(f"unknown format {fmt!r}")

@@ -463,19 +463,6 @@ def render_json(comp: Comparison) -> str:
     return json.dumps(comp.to_dict(), indent=2, ensure_ascii=False) + "\n"
 
 
-def render(comp: Comparison, fmt: str = "text") -> str:
-    """``fmt``: text (summary.txt), markdown or json."""
-    if fmt == "text":
-        return render_text(comp)
-    if fmt == "markdown":
-        from simcore.results.markdown import render_markdown
-
-        return render_markdown(comp)
-    if fmt == "json":
-        return render_json(comp)
-    raise ValueError(f"unknown format {fmt!r}")
-
-
 def render_summary(doc: dict, meta: dict) -> str:
     """``doc`` is metrics.json; ``meta`` adds name, profile, cpus, preset, duration."""
     return render_text(build_comparison(doc, meta))

@@ -131,8 +131,7 @@ class ArenaWorkload(Strict):
 
 def _line_of(file: str, path: str) -> int | None:
     """The line of a workload key, read again from the file (errors only)."""
-    from simcore.config.load import parse_set_path
-    from simcore.yamlsrc import load_yaml_file
+    from simcore.yamlsrc import load_yaml_file, parse_set_path
 
     try:
         return load_yaml_file(file).line_of(parse_set_path(path))

@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simcore.hw.compiled import footprint, gather
-from simcore.hw.tlb import MODELS, TlbGeometry, make_tlb, prepare_batch
+from simcore.hw.tlb import MODELS, TlbGeometry, prepare_batch
+from simcore.hw.tlbs import make_tlb
 from tests.hw.helpers import make_sim
 
 KERNEL = 0xFFFF_C900_0000_0000

@@ -16,8 +16,8 @@ from simcore.hw.tlb import (
     TlbArray,
     TlbGeometry,
     TlbStats,
-    make_tlb,
 )
+from simcore.hw.tlbs import make_tlb
 
 MASK64 = (1 << 64) - 1
 SHIFT_NAMES = {12: "4k", 21: "2m", 30: "1g"}

@@ -19,9 +19,9 @@ import os
 import pytest
 
 from simcore.results import fmt
-from simcore.results.report import render_folders
+from simcore.results.report import render, render_folders
 from simcore.results.stats import ci95, overlap, replication_seeds
-from simcore.results.summary import WIDTH, build_comparison, render, render_text
+from simcore.results.summary import WIDTH, build_comparison, render_text
 from tests.results.conftest import CASES, GOLDEN
 
 UPDATE = os.environ.get("SIMCORE_UPDATE_GOLDEN") == "1"
