@@ -2,6 +2,9 @@
 
 Exit codes: 0 ok; 2 bad input (one paragraph naming file, YAML path, line
 and what was expected; never a traceback); 1 internal error.
+
+Layer: the top. It parses arguments and calls the layers below (``api``,
+``sweep``, ``validate``, ``results`` for ``report``); nothing imports it.
 """
 
 from __future__ import annotations

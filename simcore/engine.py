@@ -6,6 +6,12 @@ the same seed: every component draws from its own named random stream, so
 the workload's randomness is identical across strategies.
 
 Time is an integer number of nanoseconds throughout.
+
+Layer: above ``config`` and everything it wires (workloads, strategies,
+kernel, hw, ground), beside ``results``, below ``api``. The engine is the
+only place that knows which strategy serves which domain: it builds the
+:class:`~simcore.context.SimContext`, the machine and the
+:class:`~simcore.kernel.main.Kernel`, and plugs the strategy in.
 """
 
 from __future__ import annotations

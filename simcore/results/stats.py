@@ -23,6 +23,7 @@ class Interval:
     low: float | None  # None: one sample gives no interval
     high: float | None
     n: int
+    sd: float | None = None  # sample standard deviation; None: one sample
 
     @property
     def half(self) -> float | None:
@@ -31,18 +32,26 @@ class Interval:
         return (self.high - self.low) / 2
 
 
-def ci95(values: Sequence[float]) -> Interval:
-    """Mean and Student-t 95% confidence interval of ``values``."""
-    xs = np.asarray(values, dtype=float)
+def ci95(values: Sequence[float] | np.ndarray) -> Interval:
+    """Mean, sample standard deviation and Student-t 95% interval of the mean.
+
+    ``values`` is a sequence or a 1-D numpy array. Sums are exact
+    (:func:`math.fsum`), so the result does not depend on the order or the
+    grouping of the values, and replications and sweeps report the same
+    figures for the same samples. One value gives no spread to estimate:
+    ``sd``, ``low`` and ``high`` are None rather than a zero-width interval
+    that would look like certainty.
+    """
+    xs = np.asarray(values, dtype=float).tolist()
     n = len(xs)
     if n == 0:
         raise ValueError("no values")
-    mean = float(xs.mean())
+    mean = math.fsum(xs) / n
     if n < 2:
         return Interval(mean, None, None, n)
-    sem = float(xs.std(ddof=1)) / math.sqrt(n)
-    half = t_quantile(n - 1) * sem
-    return Interval(mean, mean - half, mean + half, n)
+    sd = math.sqrt(math.fsum((x - mean) ** 2 for x in xs) / (n - 1))
+    half = t_quantile(n - 1) * sd / math.sqrt(n)
+    return Interval(mean, mean - half, mean + half, n, sd)
 
 
 def t_quantile(df: int) -> float:

@@ -1,5 +1,8 @@
 """Parameter sweeps: ``simcore sweep SWEEP.yaml``.
 
+Layer: above ``api`` (each point is one ``simulate`` of a resolved
+workload), beside ``validate``; below ``cli``.
+
 A sweep file::
 
     name: vmap-scaling              # output folder results/<name>/

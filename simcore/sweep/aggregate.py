@@ -26,12 +26,13 @@ import json
 import math
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from simcore._version import __version__
-from simcore.results.stats import t_quantile
+from simcore.results import stats
+from simcore.results.stats import Interval
 from simcore.sweep.points import Point
 from simcore.sweep.spec import Sweep, short_names
 from simcore.sweep.store import PointStore, write_text_atomic
@@ -40,39 +41,17 @@ WIDTH = 80
 MARKERS = ("o", "s", "^", "D", "v", "x", "+")
 
 
-@dataclass
-class Interval:
-    n: int
-    mean: float
-    sd: float
-    low: float
-    high: float
-
-    @property
-    def half(self) -> float:
-        return (self.high - self.low) / 2
-
-
 def ci95(values: Iterable[float]) -> Interval:
-    """Mean and 95% Student-t confidence interval of the mean.
+    """:func:`simcore.results.stats.ci95` of ``values``, NaN where it has None.
 
-    Unlike :func:`simcore.results.stats.ci95` it keeps the standard
-    deviation, a column of summary.csv. With one value there is no spread to
-    estimate: sd and the bounds are NaN (empty cells) rather than a
-    zero-width interval that would look like certainty.
+    summary.csv, summary.txt and the charts take NaN for the standard
+    deviation and bounds one value cannot give (empty cells, no band).
     """
-    xs = [float(v) for v in values]
-    n = len(xs)
-    if n == 0:
+    iv = stats.ci95(list(values))
+    if iv.low is None:
         nan = float("nan")
-        return Interval(0, nan, nan, nan, nan)
-    mean = math.fsum(xs) / n
-    if n == 1:
-        nan = float("nan")
-        return Interval(1, mean, nan, nan, nan)
-    sd = math.sqrt(math.fsum((x - mean) ** 2 for x in xs) / (n - 1))
-    half = t_quantile(n - 1) * sd / math.sqrt(n)
-    return Interval(n, mean, sd, mean - half, mean + half)
+        return replace(iv, sd=nan, low=nan, high=nan)
+    return iv
 
 
 @dataclass
