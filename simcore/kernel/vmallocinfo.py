@@ -28,6 +28,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from simcore.constants import PAGE
 from simcore.errors import CaptureError
 
 # vm_struct flag words, as s_show()/vmalloc_info_show() prints them
@@ -110,7 +111,7 @@ def _parse_line(raw: str, no: int, file: str) -> VmallocInfoEntry:
             file,
             expected="a capture taken as root, or with kernel.kptr_restrict=0",
         )
-    if end <= start or start & 0xFFF or end & 0xFFF:
+    if end <= start or start % PAGE or end % PAGE:
         raise _fail(
             f"range {tok[0]} is empty or not page aligned",
             no,
@@ -160,7 +161,7 @@ def _parse_line(raw: str, no: int, file: str) -> VmallocInfoEntry:
             flags.append(t)
         else:
             raise _fail(f"unexpected field {t!r}", no, file)
-    if pages * 4096 > end - start:
+    if pages * PAGE > end - start:
         raise _fail(
             f"pages={pages} does not fit in {end - start} bytes",
             no,

@@ -37,7 +37,7 @@ import numpy as np
 import simpy
 from pydantic import Field, field_validator, model_validator
 
-from simcore.constants import PAGE_SHIFT
+from simcore.constants import PAGE, PAGE_SHIFT, SZ_4G
 from simcore.dists import Popularity
 from simcore.errors import ConfigError
 from simcore.kernel.bpf.arena import BpfArena, UserMm
@@ -103,7 +103,7 @@ class ArenaWorkload(Strict):
     @classmethod
     def _max_4g(cls, v: int) -> int:
         # arena_map_alloc(): max_entries * PAGE_SIZE <= SZ_4G, else -E2BIG
-        if v > 1 << 32 or v % 4096:
+        if v > SZ_4G or v % PAGE:
             raise ValueError("size must be a multiple of 4 KiB and at most 4 GiB")
         return v
 

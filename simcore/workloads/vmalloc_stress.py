@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Literal
 import simpy
 from pydantic import Field, model_validator
 
+from simcore.constants import PAGE
 from simcore.kernel.printk import printk
 from simcore.strict import Strict
 from simcore.units import Duration, Size
@@ -104,7 +105,7 @@ class VmallocStress(Strict):
         if self.size is not None:
             if "nr_pages" in given:
                 raise ValueError("give nr_pages or size, not both")
-            self.nr_pages, self.size = -(-self.size // 4096), None
+            self.nr_pages, self.size = -(-self.size // PAGE), None
         if self.vm_map_ram:
             if self.run_test_mask not in (None, 1 << 10):
                 raise ValueError("vm_map_ram: true is run_test_mask: 1024; give one")
