@@ -376,7 +376,9 @@ def test_flush_reset_perms_flushes_at_free():
 
 # -- 6. memory follows live areas, not the size of the address space ----------------
 def traced_bytes(span: int, live: int) -> int:
-    sim = make_sim(ranges={"vmalloc": (X86_64.vmalloc_start, X86_64.vmalloc_start + span)})
+    sim = make_sim(
+        ranges={"vmalloc": (X86_64.vmalloc_start, X86_64.vmalloc_start + span)}
+    )
     vm = sim.vmalloc
 
     def body():
@@ -515,7 +517,10 @@ def test_one_free_tree_spans_every_range():
     assert vm.kva.start == KVA_START and vm.kva.end == KVA_END
     a = run(sim, vm.vmalloc(0, PAGE, range_="modules"))
     b = run(sim, vm.vmalloc(0, PAGE))
-    assert a.addr >= X86_64.modules_vaddr and X86_64.vmalloc_start <= b.addr < X86_64.modules_vaddr
+    assert (
+        a.addr >= X86_64.modules_vaddr
+        and X86_64.vmalloc_start <= b.addr < X86_64.modules_vaddr
+    )
     assert len(vm.kva) == 3  # below vmalloc, between the two, above modules
 
 
