@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING
 
 from simcore.constants import PAGE, PAGE_SHIFT, PMD_SHIFT, PMD_SIZE
 from simcore.errors import SimulationError
-from simcore.hooks import tracepoint
 from simcore.kernel.kva import KvaSpace
 from simcore.kernel.page_alloc import BULK_CHUNK, MAX_PAGE_ORDER
 from simcore.kernel.vmalloc.area import (
@@ -196,7 +195,6 @@ class Vmalloc(VmapAreaMixin, PurgeMixin, VmapBlockMixin, VreadMixin):
             yield from cpa.set_direct_map_default_noflush(cpu, pt.page_address(pfn))
 
     # -- vmalloc -----------------------------------------------------------------
-    @tracepoint("vmalloc")
     def vmalloc(
         self,
         cpu: int,
@@ -214,8 +212,13 @@ class Vmalloc(VmapAreaMixin, PurgeMixin, VmapBlockMixin, VreadMixin):
         size, the area is PMD-aligned and sized and backed by order-9 pages
         mapped with 2M leaves; when those run out the whole attempt is
         undone and retried with 4K pages (``vmalloc.huge_fallbacks``).
-        ``zero`` is vzalloc()'s __GFP_ZERO.
+        ``zero`` is vzalloc()'s __GFP_ZERO. Tracepoint ``vmalloc``.
         """
+        traced = self.hooks.on  # the tracepoint, inline: see simcore.hooks
+        if traced:
+            args = (size,)
+            kw = dict(range_=range_, align=align, flags=flags, caller=caller, zero=zero)
+            self.hooks.enter("vmalloc", cpu, args, kw)
         t0 = self.env.now
         shift = PAGE_SHIFT
         huge = flags & VM_ALLOW_HUGE_VMAP and not flags & VM_NO_HUGE_VMAP
@@ -230,9 +233,10 @@ class Vmalloc(VmapAreaMixin, PurgeMixin, VmapBlockMixin, VreadMixin):
             # fail: "if (shift > PAGE_SHIFT) { shift = PAGE_SHIFT; ... goto again; }"
             self.metrics.inc("vmalloc.huge_fallbacks")
             shift = PAGE_SHIFT
-        if area is None:
-            return None
-        self.metrics.latency("vmalloc", self.env.now - t0)
+        if area is not None:
+            self.metrics.latency("vmalloc", self.env.now - t0)
+        if traced:
+            self.hooks.exit("vmalloc", cpu, args, kw, area)
         return area
 
     def _vmalloc_node_range(self, cpu, size, range_, align, flags, caller, zero, shift):
@@ -295,10 +299,13 @@ class Vmalloc(VmapAreaMixin, PurgeMixin, VmapBlockMixin, VreadMixin):
         yield from self._free_vmap_area_noflush(cpu, va)
 
     # -- vfree -------------------------------------------------------------------
-    @tracepoint("vfree")
     def vfree(self, cpu: int, area: VmArea):
         """vfree(): unlink, clear PTEs, lazily free the KVA, reset the
-        direct map for VM_FLUSH_RESET_PERMS, free the pages."""
+        direct map for VM_FLUSH_RESET_PERMS, free the pages. Tracepoint
+        ``vfree``."""
+        traced = self.hooks.on  # the tracepoint, inline: see simcore.hooks
+        if traced:
+            self.hooks.enter("vfree", cpu, (area,), {})
         t0 = self.env.now
         va = yield from self._find_unlink(cpu, area.addr)
         if va is None:
@@ -312,6 +319,8 @@ class Vmalloc(VmapAreaMixin, PurgeMixin, VmapBlockMixin, VreadMixin):
         ns += yield from self.free_pages(cpu, area)
         yield self.env.timeout(int(ns))
         self.metrics.latency("vfree", self.env.now - t0)
+        if traced:
+            self.hooks.exit("vfree", cpu, (area,), {}, None)
 
     # -- invariants and end of run -------------------------------------------------
     def check(self) -> None:
