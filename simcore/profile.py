@@ -24,6 +24,10 @@ PROFILE_DIR = Path(__file__).resolve().parents[1] / "hw_profiles"
 class _Sourced(Strict):
     source: str
     confidence: Confidence
+    # validation cases (by name) or publications (by Message-ID) this value
+    # was chosen or derived from: a case is independent only when none of
+    # the values it runs on names it or its source here
+    fitted_to: list[str] = []
 
 
 class SInt(_Sourced):
@@ -111,6 +115,8 @@ class KernelCosts(Strict):
     pte_write_ns: SFloat
     page_zero_ns: SFloat
     page_alloc_ns: SFloat
+    # per-page cost of __alloc_pages_bulk() as a share of page_alloc_ns
+    bulk_page_factor: SFloat
     slab_alloc_ns: SFloat
     rb_node_visit_ns: SFloat
 
@@ -207,7 +213,7 @@ def values_only(node: Any) -> Any:
         return {
             k: values_only(v)
             for k, v in node.items()
-            if k not in ("source", "confidence")
+            if k not in ("source", "confidence", "fitted_to")
         }
     if isinstance(node, list):
         return [values_only(v) for v in node]

@@ -54,7 +54,6 @@ if TYPE_CHECKING:
 # this module's names and the buddy allocator's, which callers import from here
 __all__ = [
     "BULK_CHUNK",
-    "BULK_PAGE_FACTOR",
     "FRAG_PATTERNS",
     "FRAG_SPLIT_P",
     "FRAG_USED_P",
@@ -74,10 +73,6 @@ __all__ = [
 # mm/vmalloc.c vm_area_alloc_pages() asks alloc_pages_bulk for at most 100
 # pages per call (hard-coded, to bound the time spent with preemption off).
 BULK_CHUNK = 100
-# Bulk allocation costs 0.41 of the per-page path: __alloc_pages 35.60 % of
-# the profile became __alloc_pages_bulk 14.48 % in 5c1f4e690eec
-# (20210516202056.2120-3-urezki@gmail.com; calibration.md A3).
-BULK_PAGE_FACTOR = 14.48 / 35.60
 # Share of the bulk path's per-page cost spent moving pages between the buddy
 # lists under zone->lock (rmqueue_bulk / free_pcppages_bulk), the rest being
 # prep_new_page() and the per-CPU list work. Estimate: no published split.
@@ -107,7 +102,7 @@ class PageAlloc:
 
     - a single allocation or free: ``page_alloc_ns`` (the pcp fast path);
     - bulk allocation: ``page_alloc_ns`` per call plus
-      ``BULK_PAGE_FACTOR * page_alloc_ns`` per page;
+      ``bulk_page_factor * page_alloc_ns`` per page (both in the profile);
     - under ``zone->lock``: ``ZONE_LOCKED_SHARE`` of the bulk per-page cost
       for every block moved between lists and every merge or split step;
     - ``zero=True`` (``__GFP_ZERO``): ``page_zero_ns`` per page.
@@ -120,7 +115,7 @@ class PageAlloc:
         m = kernel.machine
         c = kernel.profile.kernel_costs
         self.page_ns = c.page_alloc_ns.value
-        self.bulk_page_ns = self.page_ns * BULK_PAGE_FACTOR
+        self.bulk_page_ns = self.page_ns * c.bulk_page_factor.value
         self.locked_ns = self.bulk_page_ns * ZONE_LOCKED_SHARE
         self.zero_ns = c.page_zero_ns.value
         self.store_ns = c.pte_write_ns.value

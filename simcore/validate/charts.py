@@ -2,8 +2,10 @@
 
 With an x axis, each series is a line of simulated points with the
 published points as unfilled markers of the same shade; without one, each
-series is a pair of bars (published hatched, simulated solid). Styles are
-those of :mod:`simcore.results.charts`, readable in grey-scale.
+series is a pair of bars (published hatched, simulated solid). A narrow
+panel beside them shows the criterion's quantity: the published value, the
+band the criterion accepts around it (grey) and the simulated value. Styles
+are those of :mod:`simcore.results.charts`, readable in grey-scale.
 """
 
 from __future__ import annotations
@@ -18,7 +20,10 @@ from simcore.validate.table import num
 def render_case_chart(result: CaseResult, out: Path) -> list[Path]:
     case = result.case
     spec = case.spec
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    fig, (ax, qax) = plt.subplots(
+        1, 2, figsize=(7.4, 4.0), gridspec_kw={"width_ratios": [4, 1]}
+    )
+    _band(qax, result)
     names = list(spec.series)
     if case.has_x:
         _lines(ax, result, names)
@@ -44,6 +49,27 @@ def render_case_chart(result: CaseResult, out: Path) -> list[Path]:
     fig.text(0.01, 0.01, f"source: {spec.source.ref}", fontsize=6, color="0.4")
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     return _save(fig, out, case.name)
+
+
+def _band(ax, result: CaseResult) -> None:
+    """The criterion: published quantity, accepted band, simulated quantity."""
+    v = result.verdict
+    ax.set_xticks([])
+    ax.set_title(result.case.rule.quantity, fontsize=7)
+    if v is None or v.published is None:
+        return
+    lo, hi = result.case.rule.bounds(v.published)
+    ax.axhspan(lo, hi, color="0.88", label="accepted")
+    ax.axhline(v.published, color="0.2", linestyle="--", linewidth=1, label="published")
+    if v.simulated is not None:
+        ax.plot([0], [v.simulated], marker="o", color="0.2", linestyle="none",
+                label="simulated")  # fmt: skip
+    pts = [lo, hi] + ([v.simulated] if v.simulated is not None else [])
+    if min(pts) > 0 and max(pts) / min(pts) > 20:
+        ax.set_yscale("log")
+    ax.set_xlim(-1, 1)
+    ax.tick_params(labelsize=6)
+    ax.legend(fontsize=6, frameon=False, loc="best")
 
 
 def _label(result: CaseResult, name: str) -> str:

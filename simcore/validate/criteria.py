@@ -11,11 +11,10 @@ quantities
     ``crossing``  the x at which series ``num`` and ``den`` cross (linear
                   interpolation between neighbouring x values)
 
-acceptance (exactly one)
-    ``tolerance: t``   |simulated / published - 1| <= t
+acceptance, always two-sided on magnitude
     ``factor: f``      published / f <= simulated <= published * f
-    ``band: [lo, hi]`` lo <= simulated <= hi, whatever the published
-                       quantity (for published bounds: "at least 30 % fewer")
+                       (1.5 unless a case widens it, at most 2). Agreement
+                       in direction alone is never accepted.
 
 Points are ``{series: {x: y}}``; a case without an x axis has one point per
 series at x = 0.
@@ -40,21 +39,23 @@ class Rule:
     num: str | None = None  # ratio, crossing
     den: str | None = None
     at: float | None = None  # value, ratio
-    tolerance: float | None = None
-    factor: float | None = None
-    band: tuple[float, float] | None = None
+    factor: float = 1.5
+    printed: float | None = None  # the published ratio, when printed alone
 
     def describe(self, has_x: bool = True) -> str:
         """Short text for the table's criterion column."""
         q = self.quantity
         if q in ("value", "ratio") and self.at is not None and has_x:
             q += f" at {_num(self.at)}"
-        if self.tolerance is not None:
-            return f"{q} ±{_num(100 * self.tolerance)}%"
-        if self.factor is not None:
-            return f"{q} within x{_num(self.factor)}"
-        lo, hi = self.band  # type: ignore[misc]
-        return f"{q} in [{_num(lo)}, {_num(hi)}]"
+        return f"{q} within x{_num(self.factor)}"
+
+    def bounds(self, published: float) -> tuple[float, float]:
+        """The accepted interval around the published quantity."""
+        lo, hi = published / self.factor, published * self.factor
+        return (lo, hi) if lo <= hi else (hi, lo)
+
+    def published_quantity(self, points: Points) -> float:
+        return self.printed if self.printed is not None else self.quantity_of(points)
 
     def quantity_of(self, points: Points) -> float:
         q = self.quantity
@@ -72,16 +73,11 @@ class Rule:
         raise CriterionError(f"unknown quantity {q!r}")
 
     def accepts(self, simulated: float, published: float) -> bool:
-        if self.band is not None:
-            lo, hi = self.band
-            return lo <= simulated <= hi
         if published == 0:
             return False
         rel = simulated / published
-        if self.tolerance is not None:
-            return abs(rel - 1.0) <= self.tolerance + 1e-12
         f = self.factor
-        return 1.0 / f - 1e-12 <= rel <= f + 1e-12  # type: ignore[operator]
+        return 1.0 / f - 1e-12 <= rel <= f + 1e-12
 
 
 @dataclass
@@ -89,20 +85,36 @@ class Verdict:
     passed: bool
     published: float | None
     simulated: float | None
-    reason: str = ""  # why no simulated quantity could be computed
+    reason: str = ""  # why it failed: out of bounds, or no quantity
+
+    @property
+    def ratio(self) -> float | None:
+        """simulated / published"""
+        if self.simulated is None or not self.published:
+            return None
+        return self.simulated / self.published
 
 
 def judge(rule: Rule, published: Points, simulated: Points) -> Verdict:
     """Published points must give a quantity (the case loader checked it);
     simulated ones may not, e.g. when two series never cross: that fails."""
-    pub = rule.quantity_of(published)
+    pub = rule.published_quantity(published)
     try:
         sim = rule.quantity_of(simulated)
     except CriterionError as exc:
         return Verdict(False, pub, None, str(exc))
     if not math.isfinite(sim):
         return Verdict(False, pub, None, "not a finite number")
-    return Verdict(rule.accepts(sim, pub), pub, sim)
+    ok = rule.accepts(sim, pub)
+    reason = ""
+    if not ok:
+        lo, hi = rule.bounds(pub)
+        ratio = sim / pub if pub else float("inf")
+        reason = (
+            f"simulated {_num(sim)} is x{_num(round(ratio, 4))} of published "
+            f"{_num(pub)}, outside [{_num(lo)}, {_num(hi)}]"
+        )
+    return Verdict(ok, pub, sim, reason)
 
 
 def _series(points: Points, name: str | None) -> dict[float, float]:

@@ -19,9 +19,10 @@ from simcore.engine import Simulation
 from simcore.errors import InputError
 from simcore.validate.criteria import Points, Verdict, judge
 from simcore.validate.expr import Expr, ExprError
+from simcore.validate.provenance import fitted_values
 from simcore.validate.spec import Case, Run
 
-PASS, FAIL, GAP, ERROR = "pass", "FAIL", "gap", "ERROR"
+PASS, FAIL, ERROR = "pass", "fail", "error"
 
 
 @dataclass
@@ -32,19 +33,29 @@ class CaseResult:
     error: str | None = None  # a run raised, or the measure could not be taken
     wall_s: float = 0.0
     runs: list[dict] = field(default_factory=list)  # per run: series, x, hash, value
+    fitted: list[str] = field(default_factory=list)  # values fitted to this case
 
     @property
     def status(self) -> str:
-        if self.error is None and self.verdict is not None and self.verdict.passed:
+        if self.error is not None:
+            return ERROR
+        if self.verdict is not None and self.verdict.passed:
             return PASS
-        if self.case.spec.known_gap:
-            return GAP
-        return ERROR if self.error is not None else FAIL
+        return FAIL
 
     @property
-    def ok(self) -> bool:
-        """Good enough for exit code 0: passed, or failed as a known gap."""
-        return self.status in (PASS, GAP)
+    def independent(self) -> bool:
+        """No value the case runs on was fitted to it or to its source."""
+        return not self.fitted
+
+    @property
+    def reason(self) -> str:
+        """Why a failure or an error, for the line under it."""
+        if self.error is not None:
+            return self.error
+        if self.verdict is not None and not self.verdict.passed:
+            return self.verdict.reason
+        return ""
 
 
 def measure_run(case: Case, run: Run) -> tuple[float, dict]:
@@ -74,7 +85,7 @@ def measure_run(case: Case, run: Run) -> tuple[float, dict]:
 
 
 def run_case(case: Case, progress: Callable[[str], None] | None = None) -> CaseResult:
-    out = CaseResult(case)
+    out = CaseResult(case, fitted=fitted_values(case))
     t0 = time.perf_counter()
     for i, run in enumerate(case.runs):
         if progress:

@@ -20,10 +20,16 @@ Layout of a case file::
       default: {label: ..., set: {kernel.preset: "6.1"}}
     x: {param: workloads[0].nr_threads, label: ..., values: [1, 8, 32]}
     measure: {value: "m('stlb.misses')", unit: misses, label: ...}
-    published: {default: {1: 0.58, 8: 10.5, 32: 21.1}}   # or a number per series
-    criterion: {quantity: ratio, num: default, den: patched, at: 32, factor: 2}
+    published: {default: {1: "0.58 usec", 32: "21.1 usec"}}  # as printed
+    criterion: {quantity: ratio, num: default, den: patched, at: 32}
     quick: {x: [1, 32], set: {duration: 300us}}
-    known_gap: why it fails, when it does
+    mechanism: what a failure points at in the model, as measured
+
+Published figures are strings exactly as the source printed them, unit
+included; :mod:`simcore.validate.printed` converts them to the measure's
+unit. The criterion is two-sided: the simulated quantity within ``factor``
+of the published one either way, 1.5 unless the case widens it, at most
+to 2 and only with ``why:`` quoting the source on its own noise.
 
 ``set`` keys are workload paths as ``--set`` takes them (``machine.cpus``,
 ``workloads[0].nr_pages``, ``strategy``), or ``probe.<field>``.
@@ -58,6 +64,7 @@ from simcore.errors import ConfigError
 from simcore.strict import Strict
 from simcore.validate.criteria import CriterionError, Rule
 from simcore.validate.expr import Expr, ExprError
+from simcore.validate.printed import PrintedError, parse_factor, parse_printed
 from simcore.validate.probes import ProbeConfig
 from simcore.yamlsrc import Located, PathT, format_path, load_yaml_file
 
@@ -124,26 +131,30 @@ class Measure(Strict):
         return v
 
 
+DEFAULT_FACTOR = 1.5
+MAX_FACTOR = 2.0
+
+
 class Criterion(Strict):
     quantity: Literal["value", "ratio", "slope", "crossing"]
     series: str | None = None
     num: str | None = None
     den: str | None = None
     at: float | None = None
-    tolerance: float | None = Field(default=None, gt=0)
-    factor: float | None = Field(default=None, gt=1)
-    band: tuple[float, float] | None = None
-    why: str | None = Field(default=None, description="why this tolerance")
+    factor: float = Field(default=DEFAULT_FACTOR, gt=1, le=MAX_FACTOR)
+    why: str | None = Field(default=None, description="why a factor above 1.5")
+    # the published ratio as printed, when the source gives only that
+    # ("2X slower", "ten times more"); the ratio's series then need no
+    # published points
+    published: str | None = None
 
     @model_validator(mode="after")
     def _shape(self) -> Criterion:
-        modes = [
-            m for m in ("tolerance", "factor", "band") if getattr(self, m) is not None
-        ]
-        if len(modes) != 1:
-            raise ValueError("give exactly one of tolerance, factor or band")
-        if self.band is not None and self.band[0] > self.band[1]:
-            raise ValueError("band must be [low, high] with low <= high")
+        if self.factor > DEFAULT_FACTOR and not self.why:
+            raise ValueError(
+                f"factor {self.factor:g} is wider than {DEFAULT_FACTOR:g}: say why "
+                "(why:, quoting the source on the noise of its figure)"
+            )
         q = self.quantity
         if q in ("value", "slope") and (self.series is None or self.num or self.den):
             raise ValueError(f"{q} takes series: (and no num/den)")
@@ -160,9 +171,7 @@ class Criterion(Strict):
             num=self.num,
             den=self.den,
             at=self.at,
-            tolerance=self.tolerance,
             factor=self.factor,
-            band=self.band,
         )
 
 
@@ -183,10 +192,24 @@ class CaseFile(Strict):
     series: dict[str, Series] = Field(min_length=1)
     x: XAxis | None = None
     measure: Measure
-    published: dict[str, float | dict[float, float]]
+    published: dict[str, str | dict[float, str]] = Field(default_factory=dict)
     criterion: Criterion
     quick: Quick
-    known_gap: str | None = None
+    mechanism: str | None = Field(
+        default=None, description="what a failure points at in the model"
+    )
+
+    @field_validator("published", mode="before")
+    @classmethod
+    def _as_printed(cls, v: Any) -> Any:
+        for val in v.values() if isinstance(v, dict) else ():
+            for one in val.values() if isinstance(val, dict) else [val]:
+                if isinstance(one, int | float):
+                    raise ValueError(
+                        f"{one!r}: write each figure as the source printed it, "
+                        'quoted, with its unit (e.g. "911,381 usec")'
+                    )
+        return v
 
     @field_validator("area")
     @classmethod
@@ -277,6 +300,21 @@ def load_case(path: str | Path, *, quick: bool = False) -> Case:
         if v not in spec.x.values:
             _fail(located, ("quick", "x", i), f"x = {v:g} is not in x.values")
     rule = spec.criterion.rule()
+    if spec.criterion.published is not None:
+        if spec.criterion.quantity != "ratio":
+            _fail(located, ("criterion", "published"), "a printed factor is a ratio")
+        try:
+            factor = parse_factor(spec.criterion.published)
+        except PrintedError as exc:
+            _fail(located, ("criterion", "published"), str(exc), "e.g. '2X slower'")
+        rule = replace(rule, printed=factor)
+    elif not published:
+        _fail(
+            located,
+            ("published",),
+            "no published figure",
+            "published: or criterion.published:",
+        )
     _check_criterion(spec, located, published, rule)
     case = Case(file, spec, located, published, rule)
     case.runs = _runs(case, quick)
@@ -336,7 +374,10 @@ def _published(spec: CaseFile, located: Located) -> dict[str, dict[float, float]
         if isinstance(val, dict):
             if spec.x is None:
                 _fail(located, where, "points by x need an x: axis", "a number")
-            pts = {float(k): float(v) for k, v in val.items()}
+            pts = {
+                float(k): _printed(located, (*where, k), v, spec.measure.unit)
+                for k, v in val.items()
+            }
             if not pts:
                 _fail(located, where, "no published points", "{x: value, ...}")
             out[name] = pts
@@ -348,8 +389,21 @@ def _published(spec: CaseFile, located: Located) -> dict[str, dict[float, float]
                     "one number for a case with several x values",
                     "{x: value, ...}",
                 )
-            out[name] = {float(next(iter(xs))) if spec.x else 0.0: float(val)}
+            x0 = float(next(iter(xs))) if spec.x else 0.0
+            out[name] = {x0: _printed(located, where, val, spec.measure.unit)}
     return out
+
+
+def _printed(located: Located, where: PathT, text: str, unit: str) -> float:
+    try:
+        return parse_printed(text, unit)
+    except PrintedError as exc:
+        _fail(
+            located,
+            where,
+            str(exc),
+            f'the figure as printed, e.g. "911,381 usec", in or convertible to {unit!r}',
+        )
 
 
 def _check_criterion(
@@ -385,7 +439,7 @@ def _check_criterion(
             located, ("criterion",), f"{c.quantity} needs at: on a case with an x axis"
         )
     try:
-        rule.quantity_of(published)
+        rule.published_quantity(published)
     except CriterionError as exc:
         _fail(located, ("criterion",), f"the published points give no quantity: {exc}")
 

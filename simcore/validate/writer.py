@@ -18,29 +18,30 @@ from simcore._version import __version__
 from simcore.results.writer import staged_folder, unused_folder
 from simcore.validate.charts import render_case_chart
 from simcore.validate.runner import CaseResult
+from simcore.validate.table import case_object, summary_line
 
 
 def results_doc(results: list[CaseResult], *, quick: bool) -> dict:
     cases = {}
     for r in results:
-        spec, v = r.case.spec, r.verdict
+        spec = r.case.spec
         cases[r.case.name] = {
             "title": spec.title,
             "area": spec.area,
             "suitability": spec.suitability,
-            "source": spec.source.model_dump(exclude_none=True),
-            "status": r.status,
-            "criterion": r.case.rule.describe(r.case.has_x),
-            "published_quantity": v.published if v else None,
-            "simulated_quantity": v.simulated if v else None,
-            "published": _points(r.case.published),
-            "simulated": _points(r.simulated),
-            "known_gap": spec.known_gap,
+            **case_object(r),
+            "published_points": _points(r.case.published),
+            "simulated_points": _points(r.simulated),
             "error": r.error,
             "runs": r.runs,
             "wall_s": round(r.wall_s, 2),
         }
-    return {"simcore_version": __version__, "quick": quick, "cases": cases}
+    return {
+        "simcore_version": __version__,
+        "quick": quick,
+        "summary": summary_line(results),
+        "cases": cases,
+    }
 
 
 def _points(points: dict[str, dict[float, float]]) -> dict:

@@ -25,12 +25,13 @@ def test_no_crossing_is_an_error():
 @pytest.mark.parametrize(
     ("rule", "sim", "ok"),
     [
-        (Rule("value", series="a", tolerance=0.1), 1.09, True),
-        (Rule("value", series="a", tolerance=0.1), 1.11, False),
+        (Rule("value", series="a"), 1.5, True),
+        (Rule("value", series="a"), 1 / 1.5, True),
+        (Rule("value", series="a"), 1.51, False),
+        (Rule("value", series="a"), 0.66, False),  # two-sided: too small fails
+        (Rule("value", series="a"), 0.0187 / 0.695, False),  # right way, 37x off
         (Rule("value", series="a", factor=2), 0.5, True),
         (Rule("value", series="a", factor=2), 2.01, False),
-        (Rule("value", series="a", band=(0.0, 0.2)), 0.2, True),
-        (Rule("value", series="a", band=(0.0, 0.2)), 0.21, False),
     ],
 )
 def test_acceptance(rule, sim, ok):
@@ -45,7 +46,14 @@ def test_judge_fails_when_the_simulated_quantity_is_missing():
 
 
 def test_describe():
-    r = Rule("ratio", num="a", den="b", at=1024.0, band=(0.0101, 0.45))
-    assert r.describe() == "ratio at 1024 in [0.0101, 0.45]"
-    assert r.describe(has_x=False) == "ratio in [0.0101, 0.45]"
-    assert Rule("slope", series="a", tolerance=0.3).describe() == "slope ±30%"
+    r = Rule("ratio", num="a", den="b", at=1024.0, factor=2)
+    assert r.describe() == "ratio at 1024 within x2"
+    assert r.describe(has_x=False) == "ratio within x2"
+    assert Rule("slope", series="a").describe() == "slope within x1.5"
+
+
+def test_a_failure_says_how_far_off_it_is():
+    v = judge(Rule("value", series="a"), {"a": {0.0: 0.695}}, {"a": {0.0: 0.0187}})
+    assert not v.passed
+    assert v.ratio == pytest.approx(0.0187 / 0.695)
+    assert "outside [0.463333, 1.0425]" in v.reason
