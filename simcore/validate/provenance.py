@@ -27,6 +27,7 @@ class SourcedValue:
     where: str  # "profile skylake-sp: flush.ipi_deliver_median_ns", "preset 6.1: ..."
     source: str
     fitted_to: tuple[str, ...]
+    value: object = None
 
 
 def _walk(node, path: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], dict]]:
@@ -50,6 +51,7 @@ def profile_values(name: str) -> tuple[SourcedValue, ...]:
             f"profile {name}: {'.'.join(path)}",
             str(node["source"]),
             tuple(node.get("fitted_to") or ()),
+            node["value"],
         )
         for path, node in _walk(raw, ())
     )
@@ -62,6 +64,7 @@ def preset_sourced(name: str) -> tuple[SourcedValue, ...]:
             f"preset {name}: {knob}",
             str(entry.get("source", "")),
             tuple(entry.get("fitted_to") or ()),
+            entry.get("value"),
         )
         for knob, entry in presets()[name].items()
     )
@@ -93,4 +96,5 @@ def case_values(case: Case) -> list[SourcedValue]:
 def fitted_values(case: Case) -> list[str]:
     """Where the values fitted to this case or to its source sit."""
     keys = {case.name, case.spec.source.ref}
-    return [v.where for v in case_values(case) if keys & set(v.fitted_to)]
+    own = [f"case {case.name}: {text}" for text in case.spec.fitted]
+    return own + [v.where for v in case_values(case) if keys & set(v.fitted_to)]

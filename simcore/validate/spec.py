@@ -24,6 +24,7 @@ Layout of a case file::
     criterion: {quantity: ratio, num: default, den: patched, at: 32}
     quick: {x: [1, 32], set: {duration: 300us}}
     mechanism: what a failure points at in the model, as measured
+    fitted: [what the case itself takes from its source, if anything]
 
 Published figures are strings exactly as the source printed them, unit
 included; :mod:`simcore.validate.printed` converts them to the measure's
@@ -198,6 +199,9 @@ class CaseFile(Strict):
     mechanism: str | None = Field(
         default=None, description="what a failure points at in the model"
     )
+    # numbers the case itself takes from its own source (a constant in its
+    # measure read off the published table): the case is then not independent
+    fitted: list[str] = Field(default_factory=list)
 
     @field_validator("published", mode="before")
     @classmethod

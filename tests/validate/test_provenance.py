@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-from simcore.kernel.presets import presets
 from simcore.validate import provenance
 from simcore.validate.provenance import SourcedValue, all_values, fitted_values
 from simcore.validate.spec import case_files, load_case
@@ -14,25 +13,21 @@ from tests.validate import GOOD, write_case
 CASES = [load_case(p) for p in case_files()]
 
 
-def _numeric_preset(v: SourcedValue) -> bool:
-    era, knob = v.where.removeprefix("preset ").split(": ")
-    value = presets()[era][knob]["value"]
-    return isinstance(value, int | float) and not isinstance(value, bool)
+def _numeric(v: SourcedValue) -> bool:
+    return isinstance(v.value, int | float) and not isinstance(v.value, bool)
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
 def test_a_value_quoting_a_case_source_names_it_in_fitted_to(case):
-    # Hardware values, and numeric kernel values, quoting a publication were
-    # chosen or derived from it. A preset's design switch (global or
-    # per_node locks) cites the commit that shipped it: that is the era,
-    # not a fitted number.
+    # A number quoting a publication was chosen or derived from it. A design
+    # switch (a preset's global or per_node locks, a CPU's broadcast
+    # invalidation) cites the commit or manual that says it exists: that is
+    # a fact of the era or the part, not a fitted number.
     ref = case.spec.source.ref
     missing = [
         v.where
         for v in all_values()
-        if ref in v.source
-        and (v.where.startswith("profile") or _numeric_preset(v))
-        and not {ref, case.name} & set(v.fitted_to)
+        if ref in v.source and _numeric(v) and not {ref, case.name} & set(v.fitted_to)
     ]
     assert not missing, f"quote {ref} but do not name it in fitted_to: {missing}"
 
@@ -45,7 +40,7 @@ def test_a_case_on_a_value_fitted_to_it_is_not_independent(tmp_path, monkeypatch
     def tainted(name):
         return (
             *real(name),
-            SourcedValue("profile x: flush.y", "s", ("msg@example.org",)),
+            SourcedValue("profile x: flush.y", "s", ("msg@example.org",), 1.0),
         )
 
     monkeypatch.setattr(provenance, "profile_values", tainted)
