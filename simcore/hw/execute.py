@@ -11,6 +11,14 @@ Instruction-side walks stall the front end, so their full latency is paid;
 data-side walks overlap with other work up to the number of page walkers
 (``walk.walkers``): an estimate of memory-level parallelism, see hardware.md
 section 2.
+
+Attribution, as ``perf record -e iTLB-load-misses`` reads per symbol: every
+touch belongs to an *owner* (``bpf``, ``modules``, ``kernel``, ``user``,
+``arena``), and the misses, walks and walk cycles are also counted under
+``<metric>.<owner>``; the owners of a metric sum to its total exactly. A
+batch of one owner is counted from the batch's totals; a batch that mixes
+owners (a CPU's background code and data interleaved) asks the TLB for each
+touch's outcome and splits by it, so the TLBs see the same stream either way.
 """
 
 from __future__ import annotations
@@ -18,8 +26,10 @@ from __future__ import annotations
 import numpy as np
 
 from simcore.hw.pagewalk import PageWalker
-from simcore.hw.tlb import prepare_batch
+from simcore.hw.tlb import L1_HIT, WALK, prepare_batch
 from simcore.metrics.registry import Metrics
+
+_SHIFTS = (12, 21, 30)
 
 
 class Executor:
@@ -40,21 +50,36 @@ class Executor:
         shifts: np.ndarray,
         side: str,
         instructions: int,
+        owner: str | tuple[np.ndarray, tuple[str, ...]] = "kernel",
     ) -> int:
-        """Touch ``addrs`` (mapped at ``shifts``) on ``cpu``; return the ns lost."""
+        """Touch ``addrs`` (mapped at ``shifts``) on ``cpu``; return the ns lost.
+
+        ``owner`` names whose touches they are, or, for a mixed batch, gives
+        ``(codes, names)``: each touch's index into ``names``."""
         m = self.metrics
         m.inc("cpu.instructions", instructions)
         if len(addrs) == 0:
             return 0
-        stats = self.machine.tlb(cpu).lookup(addrs, shifts, side)
-        m.inc("itlb.misses" if side == "i" else "dtlb.misses", stats.l1_misses)
+        mixed = not isinstance(owner, str)
+        outcomes = np.empty(len(addrs), np.int8) if mixed else None
+        stats = self.machine.tlb(cpu).lookup(addrs, shifts, side, outcomes=outcomes)
+        l1 = "itlb.misses" if side == "i" else "dtlb.misses"
+        m.inc(l1, stats.l1_misses)
         m.inc("stlb.misses", stats.stlb_misses)
         cycles = stats.stlb_hits * self.stlb_hit_cycles
         walk = 0.0
+        per_class = (0.0, 0.0, 0.0)
         if stats.stlb_misses:
-            walk = self._walk_cycles(addrs, shifts, stats)
+            walk, per_class = self._walk_cycles(addrs, shifts, stats)
             m.inc("pagewalk.cycles", int(walk))
             m.inc("pagewalk.walks", stats.stlb_misses)
+        if mixed:
+            self._attribute_mixed(l1, owner, shifts, outcomes, per_class, int(walk))
+        else:
+            m.inc(f"{l1}.{owner}", stats.l1_misses)
+            m.inc(f"stlb.misses.{owner}", stats.stlb_misses)
+            if stats.stlb_misses:
+                m.inc(f"pagewalk.cycles.{owner}", int(walk))
         if side == "d":
             walk /= max(1, self.walker.walkers)
         ns = int((cycles + walk) / self.ghz)
@@ -73,10 +98,40 @@ class Executor:
         self._footprint(*prepare_batch(addrs, shifts, check_uint8=False), fp)
         regions = int(fp[0])
         total = 0.0
+        per_walk = [0.0, 0.0, 0.0]  # cycles of one walk, by page size
         for c, (shift, walks) in enumerate(
             ((12, stats.walks_4k), (21, stats.walks_2m), (30, stats.walks_1g))
         ):
             if walks:
                 pages = int(fp[1 + c])
-                total += walks * self.walker.walk_cycles(shift, pages, regions)
-        return total
+                per_walk[c] = self.walker.walk_cycles(shift, pages, regions)
+                total += walks * per_walk[c]
+        return total, tuple(per_walk)
+
+    def _attribute_mixed(self, l1, owner, shifts, outcomes, per_walk, walk_total):
+        """Split one mixed batch's counts by owner, from each touch's outcome."""
+        codes, names = owner
+        m = self.metrics
+        n = len(names)
+        miss = outcomes != L1_HIT
+        walked = outcomes == WALK
+        l1_by = np.bincount(codes[miss], minlength=n)
+        walk_by = np.bincount(codes[walked], minlength=n)
+        cyc = np.zeros(n)
+        if walk_total:
+            sh = np.broadcast_to(np.asarray(shifts), outcomes.shape)
+            for c, shift in enumerate(_SHIFTS):
+                sel = walked & (sh == shift)
+                if per_walk[c] and sel.any():
+                    cyc += np.bincount(codes[sel], minlength=n) * per_walk[c]
+        # whole cycles per owner that add up to the batch's total exactly:
+        # floors, then the rounding left over to the owner with the most
+        owned = np.floor(cyc).astype(np.int64)
+        if walk_total:
+            owned[int(np.argmax(cyc))] += walk_total - int(owned.sum())
+        for i, name in enumerate(names):
+            if l1_by[i]:
+                m.inc(f"{l1}.{name}", int(l1_by[i]))
+            if walk_by[i]:
+                m.inc(f"stlb.misses.{name}", int(walk_by[i]))
+                m.inc(f"pagewalk.cycles.{name}", int(owned[i]))

@@ -6,7 +6,7 @@ finished :class:`RunResult` and describes each name from :mod:`.catalog`.
 """
 
 from simcore.metrics.histogram import Histogram
-from simcore.metrics.registry import OVERHEAD_KINDS, Metrics, clean
+from simcore.metrics.registry import OVERHEAD_KINDS, OWNERS, Metrics, clean
 from simcore.metrics.run import RunResult
 
-__all__ = ["OVERHEAD_KINDS", "Histogram", "Metrics", "RunResult", "clean"]
+__all__ = ["OVERHEAD_KINDS", "OWNERS", "Histogram", "Metrics", "RunResult", "clean"]

@@ -27,6 +27,12 @@ CATALOG: tuple[MetricInfo, ...] = (
     MetricInfo("dtlb.mpki", "count", "lower", "dTLB misses per 1,000 instructions"),
     MetricInfo("pagewalk.cycles", "count", "lower", "cycles spent in page walks"),
     MetricInfo("pagewalk.walks", "count", "lower", "page walks (STLB misses)"),
+    MetricInfo("itlb.misses.*", "count", "lower", "L1 iTLB misses of one owner's code"),
+    MetricInfo("dtlb.misses.*", "count", "lower", "L1 dTLB misses of one owner's data"),
+    MetricInfo("stlb.misses.*", "count", "lower", "STLB misses of one owner's touches"),
+    MetricInfo(
+        "pagewalk.cycles.*", "count", "lower", "walk cycles of one owner's touches"
+    ),
     MetricInfo(
         "cpu.overhead_pct",
         "pct",

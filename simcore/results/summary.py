@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
+from simcore.metrics import OWNERS
 from simcore.metrics.catalog import lookup, rank
 from simcore.results.fmt import change_pct, format_change, human, human_half
 from simcore.results.stats import Interval, overlap
@@ -31,9 +32,12 @@ GAP = 2
 NAME_MAX = 14  # widest a column grows to fit its strategy's name unwrapped
 LABEL_MAX = 28
 
+BY_OWNER = "TLB by owner"
 SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("TLB", ("itlb", "dtlb", "stlb")),
     ("Page walks", ("pagewalk",)),
+    # itlb.misses.<owner> and the like: whose code or data missed
+    (BY_OWNER, ()),
     ("CPU time", ("cpu",)),
     ("Shootdowns", ("tlb",)),
     ("Direct map", ("directmap",)),
@@ -49,6 +53,8 @@ SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Simulator", ("sim",)),
 )
 OTHER = "Other"
+_BY_OWNER_IDX = [t for t, _ in SECTIONS].index(BY_OWNER)
+_OWNED_HEADS = ("itlb", "dtlb", "stlb", "pagewalk")
 
 
 @dataclass
@@ -106,7 +112,14 @@ class Origin:
     folder: str | None = None
 
 
+def _owned(name: str) -> bool:
+    parts = name.split(".")
+    return len(parts) == 3 and parts[0] in _OWNED_HEADS and parts[2] in OWNERS
+
+
 def _section_of(name: str) -> tuple[int, str, tuple[str, ...]]:
+    if _owned(name):
+        return _BY_OWNER_IDX, BY_OWNER, ()
     head = name.split(".")[0]
     for i, (title, prefixes) in enumerate(SECTIONS):
         if head in prefixes:
@@ -118,6 +131,8 @@ def _place(name: str) -> tuple[str, str | None, str]:
     """(section title, subgroup, row label) of a metric."""
     _, title, prefixes = _section_of(name)
     parts = name.split(".")
+    if title == BY_OWNER:  # grouped by owner, rows named as the totals
+        return title, parts[2], f"{parts[0]}.{parts[1]}"
     if parts[0] in ("lock", "alloc") and len(parts) > 2:
         rest = ".".join(parts[2:])
         if parts[0] == "alloc" and rest.startswith("latency_ns."):

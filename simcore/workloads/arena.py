@@ -361,7 +361,12 @@ class _Run:
                 )
             before = c["stlb.misses"]
             lost = kernel.executor.run(
-                cpu, addrs, shifts, "d", len(keys) * acc.insns_per_access
+                cpu,
+                addrs,
+                shifts,
+                "d",
+                len(keys) * acc.insns_per_access,
+                owner="arena",
             )
             c[misses] += c["stlb.misses"] - before
             c[accesses] += len(addrs)

@@ -93,6 +93,11 @@ class Background(Strict):
             kernel.env.process(run.cpu_loop(cpu))
 
 
+# whose touches the background makes, for the attributed TLB metrics
+OWNER_NAMES = ("user", "kernel")
+_USER, _KERNEL = 0, 1
+
+
 def _pages(base: int, size: int, shift: int) -> np.ndarray:
     n = max(1, -(-size // (1 << shift)))
     return np.uint64(base) + (np.arange(n, dtype=np.uint64) << np.uint64(shift))
@@ -107,7 +112,8 @@ class _Run:
         self.insns = int(insns)
         k = cfg.kernel_share
         ui, ud = 12 + 9 * cfg.user_text_huge, 12 + 9 * cfg.user_data_huge
-        # (pages, shift, touches per quantum, side)
+        # (pages, shift, touches per quantum, side); owners in the same order
+        self.owners = [_USER, _KERNEL, _USER]
         self.parts = [
             (
                 _pages(USER_TEXT, cfg.user_text, ui),
@@ -179,7 +185,10 @@ class _Run:
         while True:
             yield env.timeout(kernel.quantum)
             i_addrs, i_shifts, d_addrs, d_shifts = [], [], [], []
-            for pages, shift, k, side in self.parts:
+            i_own, d_own = [], []
+            for (pages, shift, k, side), who in zip(
+                self.parts, self.owners, strict=True
+            ):
                 if not k:
                     continue
                 a = pages[self._ranks(rng, len(pages), k)]
@@ -187,6 +196,7 @@ class _Run:
                 (i_shifts if side == "i" else d_shifts).append(
                     np.full(len(a), shift, np.uint8)
                 )
+                (i_own if side == "i" else d_own).append(np.full(len(a), who, np.int64))
             if self.kdata_touches:
                 idx = self._ranks(rng, len(self.kdata), self.kdata_touches)
                 shifts = self._kdata_shifts()[idx]
@@ -195,6 +205,7 @@ class _Run:
                     << shifts.astype(np.uint64)
                 )
                 d_shifts.append(shifts)
+                d_own.append(np.full(len(idx), _KERNEL, np.int64))
             if i_addrs:
                 execu.run(
                     cpu,
@@ -202,9 +213,15 @@ class _Run:
                     np.concatenate(i_shifts),
                     "i",
                     self.insns,
+                    owner=(np.concatenate(i_own), OWNER_NAMES),
                 )
             if d_addrs:
                 execu.run(
-                    cpu, np.concatenate(d_addrs), np.concatenate(d_shifts), "d", 0
+                    cpu,
+                    np.concatenate(d_addrs),
+                    np.concatenate(d_shifts),
+                    "d",
+                    0,
+                    owner=(np.concatenate(d_own), OWNER_NAMES),
                 )
             kernel.metrics.inc("workload.background.quanta")

@@ -182,5 +182,7 @@ class _Run:
             # the table turns k invocations into one stream with a few numpy
             # gathers instead of Python work per invocation (touchtable.py)
             addrs, shifts, nbytes = table.gather(self.live, picks)
-            execu.run(cpu, addrs, shifts, "i", int(nbytes * cover / INSN_BYTES))
+            execu.run(
+                cpu, addrs, shifts, "i", int(nbytes * cover / INSN_BYTES), owner="bpf"
+            )
             kernel.metrics.inc("workload.bpf_jit.invocations", k)

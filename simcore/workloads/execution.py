@@ -68,11 +68,14 @@ def run_pieces(
     pieces: Sequence[tuple[np.ndarray, int]],
     nbytes: float,
     side: str = "i",
+    owner: str = "kernel",
 ) -> int:
     """Touch every piece on ``cpu``; ``nbytes`` of code ran (or data was
-    used alongside ``nbytes`` of code). Returns the ns the misses cost."""
+    used alongside ``nbytes`` of code) on behalf of ``owner`` (bpf,
+    modules, kernel, user, arena). Returns the ns the misses cost."""
     addrs, shifts = batch(pieces)
-    return kernel.executor.run(cpu, addrs, shifts, side, int(nbytes / INSN_BYTES))
+    insns = int(nbytes / INSN_BYTES)
+    return kernel.executor.run(cpu, addrs, shifts, side, insns, owner=owner)
 
 
 def at_rate(

@@ -272,7 +272,7 @@ class _Run:
                 m = int(counts[i]) * ex.pages_per_call
                 sel = (rng.random(m) * len(addrs)).astype(np.int64)
                 pieces.append((addrs[sel], shift))
-            run_pieces(kernel, cpu, pieces, k * ex.bytes_per_call)
+            run_pieces(kernel, cpu, pieces, k * ex.bytes_per_call, owner="modules")
             kernel.metrics.inc("workload.module_load.calls", k)
 
         return step

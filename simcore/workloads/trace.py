@@ -174,7 +174,7 @@ class _Replay:
         last = np.uint64(addr + max(1, size) - 1) >> s
         pages = np.arange(first, last + np.uint64(1), dtype=np.uint64) << s
         kernel = self.kernel
-        ns = run_pieces(kernel, cpu, [(pages, shift)], size, side)
+        ns = run_pieces(kernel, cpu, [(pages, shift)], size, side, _owner(obj))
         if ns:
             yield kernel.env.timeout(ns)
 
@@ -192,6 +192,20 @@ def _extent(obj) -> tuple[tuple[int, int, int] | None, str]:
     if isinstance(obj, VmArea):
         return (obj.addr, obj.nr_pages * PAGE, obj.page_shift), "d"
     return None, "i"
+
+
+def _owner(obj) -> str:
+    """Whose code or data a replayed exec touches, for attribution."""
+    if getattr(obj, "image", None) is not None:
+        return "bpf"
+    if getattr(obj, "text", None) is not None and not isinstance(obj, ExecAlloc):
+        return "modules"
+    kind = getattr(obj, "kind", "")
+    if kind.startswith("bpf"):
+        return "bpf"
+    if kind.startswith("module"):
+        return "modules"
+    return "kernel"
 
 
 def _nothing():

@@ -61,7 +61,9 @@ def test_walk_cost_of_a_mixed_batch():
     want = stats.walks_4k * ex.walker.walk_cycles(12, p4k, regions)
     want += stats.walks_2m * ex.walker.walk_cycles(21, p2m, regions)
     assert stats.walks_4k and stats.walks_2m
-    assert ex._walk_cycles(addrs, shifts, stats) == want
+    total, per_walk = ex._walk_cycles(addrs, shifts, stats)
+    assert total == want
+    assert per_walk[0] == ex.walker.walk_cycles(12, p4k, regions)
 
 
 def test_prepare_batch_takes_simulator_batches_as_they_are():

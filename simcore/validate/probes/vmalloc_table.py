@@ -57,5 +57,5 @@ class VmallocTable(Strict):
             offs = rng.integers(0, self.size, size=n, dtype=np.uint64)
             addrs = ((np.uint64(area.addr) + offs) >> shift) << shift
             shifts = np.full(n, area.page_shift, np.uint8)
-            lost = sim.executor.run(0, addrs, shifts, "d", n * LOOKUP_INSNS)
+            lost = sim.executor.run(0, addrs, shifts, "d", n * LOOKUP_INSNS, "kernel")
             yield env.timeout(lost + n * LOOKUP_NS)
