@@ -73,9 +73,10 @@ def one(
         sim.env.run(until=sim.env.now + step)
     touches = [0]
 
-    def counted(cpu, addrs, shifts, side, instructions, run=sim.executor.run):
+    def counted(cpu, addrs, shifts, side, instructions, owner="kernel",
+                run=sim.executor.run):  # fmt: skip
         touches[0] += len(addrs)
-        return run(cpu, addrs, shifts, side, instructions)
+        return run(cpu, addrs, shifts, side, instructions, owner)
 
     sim.executor.run = counted
     inv0 = c["workload.bpf_jit.invocations"]
