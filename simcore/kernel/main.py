@@ -24,6 +24,8 @@ from simcore.hw.execute import Executor
 from simcore.hw.machine import Machine
 from simcore.kernel.alternative import TextPoke
 from simcore.kernel.bpf.core import BpfCore
+from simcore.kernel.execmem import ExecAllocator
+from simcore.kernel.module import ModuleLoader
 from simcore.kernel.page_alloc import PageAlloc
 from simcore.kernel.pgtable import KernelPageTables
 from simcore.kernel.set_memory import Cpa
@@ -65,8 +67,8 @@ class Kernel:
 
     # -- the providers the engine plugged in -----------------------------------
     @property
-    def exec_alloc(self):
-        """The executable-memory allocator in force (an ``ExecAllocator``)."""
+    def exec_alloc(self) -> ExecAllocator:
+        """The executable-memory allocator in force."""
         return self._policy("exec")
 
     @property
@@ -75,10 +77,9 @@ class Kernel:
         return self._policy("arena")
 
     @cached_property
-    def modules(self):
-        """kernel/module: the loader, built the first time a module loads."""
-        from simcore.kernel.module import ModuleLoader
-
+    def modules(self) -> ModuleLoader:
+        """kernel/module: the loader, built the first time a module loads
+        (its mutex and counters appear only in runs that load modules)."""
         return ModuleLoader(self)
 
     def finish(self) -> None:
