@@ -17,16 +17,17 @@ after every batch of operations:
   it (:class:`KvaWatch`, the bookkeeping of
   ``tests.kernel.test_vmalloc.test_interleavings_keep_kva_sound``).
 
-``budget`` sizes each test from the active Hypothesis profile and
+``long_settings`` sizes each test from the active Hypothesis profile and
 ``checked`` counts the interleavings that passed every check.
 """
 
 from __future__ import annotations
 
 import weakref
+from collections import Counter
 from collections.abc import Callable, Iterable
 
-from hypothesis import settings
+from hypothesis import HealthCheck, settings
 
 from simcore.constants import PAGE
 from simcore.kernel.vmalloc import VM_ALLOC
@@ -42,15 +43,36 @@ def budget(share: float) -> int:
     return max(1, round(settings.default.max_examples * share))
 
 
-CHECKED = [0]  # interleavings that passed every check; see conftest.py
+def long_settings(share: float) -> settings:
+    """``settings`` of a long test: :func:`budget` examples, no deadline
+    (simulations of a few hundred operations take tens of milliseconds)."""
+    return settings(
+        max_examples=budget(share),
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
 
 
-def checked() -> None:
+# interleavings that passed every check, and the operations they ran
+# (printed by tests/long/conftest.py)
+CHECKED = [0, 0]
+
+
+def checked(ops: int) -> None:
+    """One interleaving of ``ops`` operations passed every check."""
     CHECKED[0] += 1
+    CHECKED[1] += ops
+
+
+# things worth knowing that are no failure (e.g. allocations a modelled
+# kernel race made fail), counted and printed at the end
+NOTES: Counter[str] = Counter()
 
 
 # -- locks --------------------------------------------------------------------------
-LOCKS: weakref.WeakSet = weakref.WeakSet()
+# every lock created while the long tests run, by the SimPy environment of
+# its simulation (weakly: a finished simulation's locks go with it)
+LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def recording(init):
@@ -58,7 +80,10 @@ def recording(init):
 
     def __init__(self, *args, **kwargs):
         init(self, *args, **kwargs)
-        LOCKS.add(self)
+        locks = LOCKS.get(self.env)
+        if locks is None:
+            locks = LOCKS[self.env] = weakref.WeakSet()
+        locks.add(self)
 
     return __init__
 
@@ -66,7 +91,7 @@ def recording(init):
 def locks_of(sim) -> list[tuple[str, object]]:
     """Every lock of ``sim``, with the name it reports its statistics as."""
     names = {id(st): name for name, st in sim.machine.lock_stats.items()}
-    return [(names.get(id(lk.stats), "?"), lk) for lk in list(LOCKS) if lk.env is sim.env]
+    return [(names.get(id(lk.stats), "?"), lk) for lk in LOCKS.get(sim.env, ())]
 
 
 def busy_locks(sim) -> list[str]:
@@ -85,28 +110,25 @@ def background_idle(sim) -> bool:
 
 
 def settle(
-    sim,
-    idle: Callable[[], bool] | None = None,
-    *,
-    step_ns: int = 20_000,
-    limit_ns: int = 100_000_000,
+    sim, idle: Callable[[], bool] | None = None, *, limit_ns: int = 100_000_000
 ) -> None:
     """Run until no lock is held or waited for and the background work is
     done; fail naming the busy locks if that takes over ``limit_ns``."""
-    assert locks_of(sim), "no lock recorded: is tests/long/conftest.py in use?"
+    assert sim.env in LOCKS, "no lock recorded: is tests/long/conftest.py in use?"
     env = sim.env
     end = env.now + limit_ns
+    step = 10_000
     while True:
         busy = busy_locks(sim)
-        quiet = background_idle(sim) and (idle is None or idle())
-        if not busy and quiet:
+        if not busy and background_idle(sim) and (idle is None or idle()):
             return
         if env.now >= end:
             raise AssertionError(
                 f"not released {limit_ns} ns after the last operation: "
                 f"{', '.join(busy) or 'background work still pending'}"
             )
-        env.run(until=env.now + step_ns)
+        env.run(until=env.now + step)
+        step = min(2 * step, 1_000_000)
 
 
 # -- PTEs ---------------------------------------------------------------------------
@@ -117,8 +139,8 @@ def vmap_ptes(pt, lo: int = 0, hi: int = 1 << 64) -> dict[int, int]:
     vm = pt.vmap
     for idx, t in vm.ptes.items():
         base = idx << PMD_SHIFT
-        if base + (1 << PMD_SHIFT) <= lo or base >= hi:
-            continue
+        if base + (1 << PMD_SHIFT) <= lo or base >= hi or t.empty():
+            continue  # (an arena prepopulates 2,048 tables, most stay empty)
         for i, pfn in enumerate(t.pfns):
             if pfn >= 0:
                 out[base + i * PAGE] = pfn
@@ -149,9 +171,7 @@ def vmalloc_ptes(vm) -> dict[int, int]:
     return out
 
 
-def assert_ptes(
-    sim, want: dict[int, int], *, lo: int = 0, hi: int = 1 << 64
-) -> None:
+def assert_ptes(sim, want: dict[int, int], *, lo: int = 0, hi: int = 1 << 64) -> None:
     """The PTEs mapped in [lo, hi) are exactly ``want`` (address -> pfn)."""
     got = vmap_ptes(sim.pagetables, lo, hi)
     if got == want:
@@ -181,18 +201,13 @@ def page_state(sim) -> tuple[int, int]:
     return sim.page_alloc.buddy.nr_allocated_pages, table_pages(sim)
 
 
-def allocated(buddy, pfn: int) -> bool:
-    """``pfn`` is handed out: a whole block, or a page of a split one."""
-    if buddy.allocated.get(pfn) == 0:
-        return True
-    for k in range(1, 11):
-        head = pfn & ~((1 << k) - 1)
-        if buddy.allocated.get(head) == k:
-            return True
-        ent = buddy.split.get((head, k))
-        if ent is not None and ent[1] >> (pfn - head) & 1:
-            return True
-    return False
+def allocated(buddy) -> set[int]:
+    """Every page the buddy allocator has handed out: whole blocks, and the
+    pages of split blocks not freed yet."""
+    out = {p for pfn, k in buddy.allocated.items() for p in range(pfn, pfn + (1 << k))}
+    for (head, _), (_, mask) in buddy.split.items():
+        out.update(head + i for i in range(mask.bit_length()) if mask >> i & 1)
+    return out
 
 
 def assert_pages(
@@ -207,7 +222,7 @@ def assert_pages(
     pfns = list(held)
     once = set(pfns)
     assert len(once) == len(pfns), "a page is in two live objects"
-    lost = [p for p in once if not allocated(b, p)]
+    lost = sorted(once - allocated(b))
     assert not lost, f"live objects hold free pages {[hex(p) for p in lost[:4]]}"
     pages0, tables0 = start
     grown = b.nr_allocated_pages - pages0
