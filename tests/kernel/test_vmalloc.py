@@ -80,6 +80,19 @@ def quiesce(sim: Simulation):
 
 
 # -- 1. random interleavings on several CPUs ---------------------------------------
+
+
+def purge_op(vm, cpu: int, how: str):
+    """One of the ways a CPU makes vmalloc purge: the drain work, reclaim
+    after a failed allocation, or vm_unmap_aliases()."""
+    if how == "drain":
+        yield from vm.purge(cpu)
+    elif how == "reclaim":
+        yield from vm.reclaim_and_purge(cpu)
+    else:
+        yield from vm.vm_unmap_aliases(cpu)
+
+
 cpu_op = st.one_of(
     st.tuples(st.just("vmalloc"), st.integers(1, 40)),
     st.tuples(st.just("vmalloc_rp"), st.integers(1, 8)),
@@ -184,12 +197,7 @@ def test_interleavings_keep_kva_sound(preset, programs):
                 taken_back(addr, addr + n * PAGE)
                 yield from vm.vm_unmap_ram(cpu, addr, n)
             elif op == "purge":
-                if arg == "drain":
-                    yield from vm.purge(cpu)
-                elif arg == "reclaim":
-                    yield from vm.reclaim_and_purge(cpu)
-                else:
-                    yield from vm.vm_unmap_aliases(cpu)
+                yield from purge_op(vm, cpu, arg)
             elif op == "think":
                 yield sim.env.timeout(arg)
             # the direct map covers all memory, whatever was split

@@ -297,3 +297,21 @@ def assert_kva(vm) -> None:
     assert vm.lazy_nr == lazy_pages(vm), (
         f"vmap_lazy_nr {vm.lazy_nr} != {lazy_pages(vm)} pages on the lazy lists"
     )
+
+
+# -- vm_map_ram steps the concurrent tests share ------------------------------
+def map_ram(vm, watch, maps: dict, cpu: int, n: int, pfns):
+    """vm_map_ram() of ``n`` fresh pages; a mapping made is watched."""
+    pages = pfns(n)
+    addr = yield from vm.vm_map_ram(cpu, pages)
+    if addr is not None:
+        watch.handed_out(addr, addr + n * PAGE, "vm_map_ram")
+        maps[addr] = pages
+
+
+def unmap_ram(vm, watch, maps: dict, cpu: int, pick: int):
+    """vm_unmap_ram() of the live mapping ``pick`` selects."""
+    addr = sorted(maps)[pick % len(maps)]
+    pages = maps.pop(addr)
+    watch.taken_back(addr)
+    yield from vm.vm_unmap_ram(cpu, addr, len(pages))

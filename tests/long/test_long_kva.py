@@ -16,7 +16,7 @@ from tests.kernel.test_kva import op as kva_op
 from tests.kernel.test_kva import (
     test_tree_matches_brute_force_first_fit as _tree_vs_first_fit,
 )
-from tests.kernel.test_vmalloc import cpu_op, make_sim
+from tests.kernel.test_vmalloc import cpu_op, make_sim, purge_op
 from tests.long.harness import (
     KvaWatch,
     area_pages,
@@ -25,8 +25,10 @@ from tests.long.harness import (
     assert_ptes,
     checked,
     long_settings,
+    map_ram,
     page_state,
     settle,
+    unmap_ram,
     vmalloc_ptes,
     vmap_ptes,
 )
@@ -98,23 +100,11 @@ def test_vmalloc_batches_keep_kva_pages_ptes_and_locks_sound(preset, plan):
                 watch.taken_back(a.addr)
                 yield from vm.vfree(cpu, a)
             elif op == "map":
-                pages = pfns(arg)
-                addr = yield from vm.vm_map_ram(cpu, pages)
-                if addr is not None:
-                    watch.handed_out(addr, addr + arg * PAGE, "vm_map_ram")
-                    maps[addr] = pages
+                yield from map_ram(vm, watch, maps, cpu, arg, pfns)
             elif op == "unmap" and maps:
-                addr = sorted(maps)[arg % len(maps)]
-                pages = maps.pop(addr)
-                watch.taken_back(addr)
-                yield from vm.vm_unmap_ram(cpu, addr, len(pages))
+                yield from unmap_ram(vm, watch, maps, cpu, arg)
             elif op == "purge":
-                if arg == "drain":
-                    yield from vm.purge(cpu)
-                elif arg == "reclaim":
-                    yield from vm.reclaim_and_purge(cpu)
-                else:
-                    yield from vm.vm_unmap_aliases(cpu)
+                yield from purge_op(vm, cpu, arg)
             elif op == "think":
                 yield sim.env.timeout(arg)
 

@@ -27,8 +27,10 @@ from tests.long.harness import (
     busy_areas,
     checked,
     long_settings,
+    map_ram,
     page_state,
     settle,
+    unmap_ram,
     vmap_ptes,
 )
 
@@ -109,16 +111,9 @@ def test_vmap_blocks_map_exactly_the_live_pages(preset, plan):
     def worker(cpu, program):
         for op, arg in program:
             if op == "map":
-                pages = pfns(arg)
-                addr = yield from vm.vm_map_ram(cpu, pages)
-                if addr is not None:
-                    watch.handed_out(addr, addr + arg * PAGE, "vm_map_ram")
-                    maps[addr] = pages
+                yield from map_ram(vm, watch, maps, cpu, arg, pfns)
             elif op == "unmap" and maps:
-                addr = sorted(maps)[arg % len(maps)]
-                pages = maps.pop(addr)
-                watch.taken_back(addr)
-                yield from vm.vm_unmap_ram(cpu, addr, len(pages))
+                yield from unmap_ram(vm, watch, maps, cpu, arg)
             elif op == "aliases":
                 yield from vm.vm_unmap_aliases(cpu)
             elif op == "purge":
