@@ -124,3 +124,15 @@ def test_quick_x_is_checked_in_a_full_load_too(tmp_path):
     with pytest.raises(ConfigError, match="x = 5 is not in x.values") as info:
         load_case(write_case(tmp_path, bad))
     assert info.value.line == _line_of(bad, "quick:")
+
+
+def test_the_suite_is_wide_and_every_criterion_two_sided():
+    cases = [load_case(f) for f in case_files()]
+    assert len(cases) >= 20
+    assert len({c.spec.source.ref for c in cases}) >= 10
+    for c in cases:
+        assert 1 < c.rule.factor <= 2, c.name
+        # a figure kept as printed: every published value is text
+        for val in c.spec.published.values():
+            for one in val.values() if isinstance(val, dict) else [val]:
+                assert isinstance(one, str), c.name
