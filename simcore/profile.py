@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from simcore.errors import ConfigError
 from simcore.strict import Strict
+from simcore.units import parse_duration, parse_size
 
 Confidence = Literal["verified", "secondary", "recalled", "estimate", "override"]
 PROFILE_DIR = Path(__file__).resolve().parents[1] / "hw_profiles"
@@ -183,7 +184,7 @@ def apply_overrides(raw: dict, overrides: dict, where: tuple = ()) -> dict:
         cur = out[key]
         if isinstance(cur, dict) and "value" in cur and not isinstance(val, dict):
             out[key] = {
-                "value": val,
+                "value": _with_units(str(key), val, path),
                 "source": "workload override",
                 "confidence": "override",
             }
@@ -197,6 +198,23 @@ def apply_overrides(raw: dict, overrides: dict, where: tuple = ()) -> dict:
         else:
             out[key] = val
     return out
+
+
+def _with_units(key: str, val: Any, path: tuple) -> Any:
+    """An override may carry units where the field is a size or a time:
+    ``dram_bytes: 8GiB``, ``ipi_send_ns: 1us``."""
+    if not isinstance(val, str):
+        return val
+    parse = (
+        parse_size if key.endswith("_bytes") else parse_duration
+        if key.endswith("_ns") else None
+    )  # fmt: skip
+    if parse is None:
+        return val
+    try:
+        return parse(val)
+    except ValueError as exc:
+        raise ConfigError(str(exc), path=".".join(map(str, path))) from None
 
 
 def _mark_override(item: Any) -> Any:

@@ -117,3 +117,43 @@ def test_run_bad_input_writes_nothing(cli, write, tmp_path):
         "run", str(write(SMALL.replace("seed: 1", "sede: 1"))), "-o", str(out)
     )
     assert code == 2 and not out.exists()
+
+
+def test_a_profile_override_takes_units(cli, write):
+    p = write(
+        """\
+        name: ov
+        duration: 100us
+        machine: {profile: small-test, memory: {dram_bytes: 8GiB}}
+        workloads: [{type: vmalloc_stress, nr_pages: 1}]
+        """
+    )
+    code, out, err = cli("check", str(p))
+    assert code == 0, err
+    assert "dram_bytes: 8589934592" in out
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("clock_ghz: fast", "valid number"),
+        ("memory: {dram_bytes: 8 parsecs}", "expected a size"),
+    ],
+)
+def test_a_bad_profile_override_points_at_the_workload_line(
+    cli, write, override, message
+):
+    p = write(
+        f"""\
+        name: ov
+        duration: 100us
+        machine:
+          profile: small-test
+          {override}
+        workloads: [{{type: vmalloc_stress, nr_pages: 1}}]
+        """
+    )
+    code, _, err = cli("check", str(p))
+    assert code == 2
+    assert f"{p}:5 at machine." in err and message in err
+    assert "Traceback" not in err

@@ -96,6 +96,19 @@ def apply_set(located: Located, assignment: str) -> None:
     located.origins[path] = origin
 
 
+def _overridden(exc: ValidationError, overrides: dict) -> tuple | None:
+    """The override path a profile validation error falls under, if any."""
+    loc = tuple(str(p) for p in exc.errors(include_url=False)[0]["loc"])
+    node: Any = overrides
+    for i, part in enumerate(loc):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+        if not isinstance(node, dict):
+            return loc[: i + 1]
+    return None
+
+
 def _load_profile(machine: dict, located: Located) -> tuple[HwProfile, dict]:
     name = machine.get("profile", "skylake-sp")
     path = profile_path(str(name))
@@ -150,6 +163,16 @@ def _load_profile(machine: dict, located: Located) -> tuple[HwProfile, dict]:
     try:
         profile = HwProfile.model_validate(raw)
     except ValidationError as exc:
+        where = _overridden(exc, overrides)
+        if where is not None:  # the workload's value is wrong: point at it
+            short = {v: k for k, v in SHORTCUTS.items()}.get(where[:2])
+            full = ("machine",) + ((short,) if short else where)
+            raise ConfigError(
+                exc.errors(include_url=False)[0]["msg"],
+                file=located.origin_of(full) or located.file,
+                path=format_path(full),
+                line=located.line_of(full),
+            ) from None
         err = validation_to_config_error(exc, file=str(path), model=HwProfile)
         if overrides:
             err.message += (
