@@ -63,6 +63,8 @@ BAD = [
         "0x0000000000000000-0x0000000000000000       0 f+0x1/0x2 pages=4",
         "kptr_restrict",
     ),
+    # kptr_restrict=0: %pK prints a 32-bit hash, never page aligned by luck
+    ("0x00000000a1b2c3d4-0x000000005e6f7081   20480 f+0x1/0x2", "hashed"),
     ("0xffffc90000000100-0xffffc90000005100   20480 f+0x1/0x2", "page aligned"),
     ("0xffffc90000000000-0xffffc90000005000   lots f+0x1/0x2", "not a number"),
     ("0xffffc90000000000-0xffffc90000005000", "too few"),
@@ -140,3 +142,13 @@ def test_workload_seeds_from_a_capture_next_to_it(cli, write, tmp_path):
     code, _, err = cli("run", str(wl), "-o", str(tmp_path / "out"), "--quiet")
     assert code == 2
     assert "cap.txt:13" in err and "Traceback" not in err
+
+
+def test_hidden_or_hashed_addresses_say_how_to_capture_real_ones():
+    for line in (
+        "0x0000000000000000-0x0000000000000000       0 f+0x1/0x2 pages=4",
+        "0x00000000a1b2c3d4-0x000000005e6f7081   20480 f+0x1/0x2",
+    ):
+        with pytest.raises(CaptureError) as exc:
+            parse_vmallocinfo(line + "\n", file="cap.txt")
+        assert "kptr_restrict=1" in exc.value.expected
