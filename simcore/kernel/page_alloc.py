@@ -135,7 +135,9 @@ class PageAlloc:
         path = k.buddyinfo
         if path:
             p = Path(path)
-            if not p.is_absolute():
+            if not p.is_absolute() and (kernel.ctx.base_dir / p).is_file():
+                # as every capture: next to the workload file first, then
+                # from the current directory
                 p = kernel.ctx.base_dir / p
             info = load_buddyinfo(p)
             if len(info.nodes()) != len(pages) or info.nodes() != list(

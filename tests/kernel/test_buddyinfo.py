@@ -92,3 +92,17 @@ def test_simulation_refuses_a_capture_with_other_nodes(tmp_path):
     (tmp_path / "two.txt").write_text(CAPTURE)
     with pytest.raises(CaptureError, match="NUMA node"):
         make_sim(kernel="{preset: latest, buddyinfo: two.txt}", where=tmp_path)
+
+
+def test_a_relative_capture_is_also_found_from_the_current_directory(
+    tmp_path, monkeypatch
+):
+    one_node = "\n".join(CAPTURE.splitlines()[:3]) + "\n"
+    (tmp_path / "captures").mkdir()
+    (tmp_path / "captures" / "bi.txt").write_text(one_node)
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path)
+    sim = make_sim(
+        kernel="{preset: latest, buddyinfo: captures/bi.txt}", where=tmp_path / "work"
+    )
+    assert sim.page_alloc.buddy.buddyinfo(0) == parse_buddyinfo(one_node).node_counts(0)
