@@ -105,4 +105,5 @@ def test_a_relative_capture_is_also_found_from_the_current_directory(
     sim = make_sim(
         kernel="{preset: latest, buddyinfo: captures/bi.txt}", where=tmp_path / "work"
     )
-    assert sim.page_alloc.buddy.buddyinfo(0) == parse_buddyinfo(one_node).node_counts(0)
+    pa = PageAlloc(sim.kernel)  # a fresh one: make_sim's own run used pages
+    assert pa.buddy.buddyinfo(0) == parse_buddyinfo(one_node).node_counts(0)
