@@ -135,3 +135,20 @@ def test_report_rerenders(cli, write, tmp_path):
     code, stdout, _ = cli("report", str(out), str(out))
     assert code == 0 and "1.r" in stdout and "2.r" in stdout
     assert cli("report", str(tmp_path))[0] == 2
+
+
+def test_a_capture_edit_changes_the_config_hash(tmp_path):
+    from simcore import load_workload
+
+    cap = tmp_path / "lsmod.txt"
+    cap.write_text("Module                  Size  Used by\nxfs  1900544  1\n")
+    wl = tmp_path / "w.yaml"
+    wl.write_text(
+        "name: cap\nduration: 100us\nmachine: {profile: small-test}\n"
+        "workloads:\n  - {type: module_load, modules: {from_lsmod: lsmod.txt}}\n"
+    )
+    first = load_workload(wl)
+    assert load_workload(wl).config_hash == first.config_hash
+    assert set(first.captures) == {"lsmod.txt"}
+    cap.write_text(cap.read_text() + "ext4  1048576  2\n")
+    assert load_workload(wl).config_hash != first.config_hash

@@ -12,7 +12,7 @@ import copy
 import difflib
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,9 @@ class Resolved:
     cpus: int
     data: dict[str, Any]  # the resolved config as plain data (config.yaml)
     config_hash: str
+    # capture file -> digest of its contents: part of the run's identity,
+    # so an edited capture is a different run (and a new sweep point)
+    captures: dict[str, str] = field(default_factory=dict)
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(
@@ -230,7 +233,7 @@ def resolve(located: Located) -> Resolved:
     }
     data["machine"].update(mach)
     data["kernel"] = {"preset": kernel["preset"], **{k: kernel[k] for k in KNOBS}}
-    digest = config_hash(data)
+    captures = capture_digests(cfg, located.file)
     return Resolved(
         file=located.file,
         cfg=cfg,
@@ -238,15 +241,41 @@ def resolve(located: Located) -> Resolved:
         knobs=KernelKnobs(**kernel),
         cpus=cpus,
         data=data,
-        config_hash=digest,
+        config_hash=config_hash(data, captures),
+        captures=captures,
     )
 
 
-def config_hash(data: dict[str, Any]) -> str:
-    """Short SHA-256 of the resolved config as canonical JSON: the run's identity
-    in footers and the key a sweep stores each point under."""
-    canon = json.dumps(data, sort_keys=True, separators=(",", ":"))
+def config_hash(data: dict[str, Any], captures: dict[str, str] | None = None) -> str:
+    """Short SHA-256 of the resolved config as canonical JSON, and of the
+    contents of the captures it reads: the run's identity in footers and the
+    key a sweep stores each point under."""
+    doc: Any = {"config": data, "captures": captures} if captures else data
+    canon = json.dumps(doc, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canon.encode()).hexdigest()[:12]
+
+
+def capture_digests(cfg: WorkloadFile, file: str) -> dict[str, str]:
+    """SHA-256 (16 hex digits) of every capture the workload names that
+    exists, found as the run will find it: next to the workload file first,
+    then from the current directory (a missing one fails at run time with
+    its own error)."""
+    names = [cfg.kernel.buddyinfo] if cfg.kernel.buddyinfo else []
+    for w in cfg.workloads:
+        for dotted in getattr(w, "CAPTURES", ()):
+            node: Any = w
+            for part in dotted.split("."):
+                node = getattr(node, part, None)
+            if isinstance(node, str):
+                names.append(node)
+    out = {}
+    for name in names:
+        p = Path(name)
+        if not p.is_absolute() and (Path(file).parent / p).is_file():
+            p = Path(file).parent / p
+        if p.is_file():
+            out[name] = hashlib.sha256(p.read_bytes()).hexdigest()[:16]
+    return out
 
 
 def load_workload(

@@ -89,7 +89,7 @@ def expand(sweep: Sweep) -> list[Point]:
             else:
                 data = copy.deepcopy(first.data)
                 data["seed"] = seed
-                digest = config_hash(data)
+                digest = config_hash(data, first.captures)
                 if shortcut is not True:
                     full = _resolve_point(sweep, params, combo, seed)
                     if shortcut is None:

@@ -528,7 +528,9 @@ def _resolve_run(
         resolved.cfg = resolved.cfg.model_copy(update={"workloads": []})
         data["workloads"] = []
     data["probe"] = cfg.model_dump(mode="json")
-    resolved = replace(resolved, data=data, config_hash=config_hash(data))
+    resolved = replace(
+        resolved, data=data, config_hash=config_hash(data, resolved.captures)
+    )
     return resolved, cfg
 
 

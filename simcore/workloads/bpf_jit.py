@@ -15,7 +15,7 @@ Defaults follow the Meta fleet distribution of JIT image sizes (median
 from __future__ import annotations
 
 from operator import attrgetter
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field
 
@@ -54,6 +54,8 @@ class Attach(Strict):
 
 
 class BpfJit(Strict):
+    # fields naming capture files, whose contents go into the config hash
+    CAPTURES: ClassVar[tuple[str, ...]] = ("from_bpftool",)
     type: Literal["bpf_jit"]
     programs: int = Field(default=100, ge=0, le=1_000_000)
     size: SizeDist = Field(

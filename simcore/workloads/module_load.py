@@ -30,7 +30,7 @@ live) and touches ``pages_per_call`` of its hot pages, running
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -103,6 +103,12 @@ class ModuleExec(Strict):
 
 
 class ModuleLoad(Strict):
+    # fields naming capture files, whose contents go into the config hash
+    CAPTURES: ClassVar[tuple[str, ...]] = (
+        "modules.from_lsmod",
+        "modules.from_proc_modules",
+    )
+
     type: Literal["module_load"]
     modules: ModulePopulation = Field(default_factory=ModulePopulation)
     boot: ModuleBoot = Field(default_factory=ModuleBoot)

@@ -16,7 +16,7 @@ trace never allocated (the capture began after it) is skipped and counted.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field
@@ -38,6 +38,9 @@ DESCRIPTION = "replay of a captured alloc/free/exec trace (CSV or JSON lines)"
 
 
 class Trace(Strict):
+    # fields naming capture files, whose contents go into the config hash
+    CAPTURES: ClassVar[tuple[str, ...]] = ("file",)
+
     type: Literal["trace"]
     file: str = Field(description="the trace, CSV or JSON lines")
     rebase: bool = Field(default=True, description="move the first event to `at`")

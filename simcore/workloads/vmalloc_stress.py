@@ -33,7 +33,7 @@ read: ``cpus`` (nr_threads), ``loops`` (test_loop_count), ``size``
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import simpy
 from pydantic import Field, model_validator
@@ -59,6 +59,9 @@ _DRAW_BLOCK = 1024
 
 
 class VmallocStress(Strict):
+    # fields naming capture files, whose contents go into the config hash
+    CAPTURES: ClassVar[tuple[str, ...]] = ("vmallocinfo",)
+
     type: Literal["vmalloc_stress"]
     run_test_mask: int | None = Field(
         default=None, ge=1, lt=1 << 13, description="tests to run (default 1)"
