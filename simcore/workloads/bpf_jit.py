@@ -63,7 +63,7 @@ class BpfJit(Strict):
     )
     from_bpftool: str | None = Field(
         default=None,
-        description="a `bpftool -j prog show` capture: its jited programs are the "
+        description="a `bpftool prog show` capture (text, or JSON with -j): its jited programs are the "
         "resident population (instead of programs/size); churned ones draw "
         "their sizes from it",
     )

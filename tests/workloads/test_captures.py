@@ -66,6 +66,33 @@ def test_bpftool_sample():
     assert sorted(progs.sizes.tolist())[-1] == 24601
 
 
+def _plain(objs: list[dict]) -> str:
+    """What `bpftool prog show` (no -j) prints for these programs:
+    print_prog_plain() in tools/bpf/bpftool/prog.c."""
+    out = []
+    for o in objs:
+        name = f"name {o['name']}  " if o.get("name") else ""
+        runs = f" run_time_ns 5 run_cnt {o['run_cnt']}" if "run_cnt" in o else ""
+        out.append(f"{o['id']}: {o['type']}  {name}tag 0123456789abcdef  gpl{runs}")
+        out.append("\tloaded_at 2023-11-14T22:13:20+0000  uid 0")
+        jit = f"jited {o['bytes_jited']}B" if o.get("bytes_jited") else "not jited"
+        out.append(f"\txlated {o.get('bytes_xlated', 0)}B  {jit}  memlock 4096B")
+        out.append("\tbtf_id 7")
+    return "\n".join(out) + "\n"
+
+
+def test_bpftool_text_form_reads_as_the_json_form():
+    import json
+
+    path = DATA / "bpftool-prog-show.json"
+    from_json = load_bpftool(path)
+    from_text = parse_bpftool(_plain(json.loads(path.read_text())), file="t")
+    assert [(p.id, p.name, p.bytes_jited, p.run_cnt) for p in from_text.progs] == [
+        (p.id, p.name, p.bytes_jited, p.run_cnt) for p in from_json.progs
+    ]
+    assert from_text.interpreted == from_json.interpreted
+
+
 def test_vmallocinfo_buddyinfo_and_trace_samples():
     assert len(load_vmallocinfo(DATA / "vmallocinfo-server.txt")) == 28
     assert load_buddyinfo(DATA / "buddyinfo-server.txt").nodes() == [0, 1]
@@ -107,6 +134,13 @@ MALFORMED = [
     (parse_bpftool, '[{"id": 1, "bytes_jited": -4}]', 1, "non-negative"),
     (parse_bpftool, '[{"id": 1, "bytes_jited": 4}]\n[]', 2, "text after"),
     (parse_bpftool, '[{"id": 1, "jited": false}]', None, "no program"),
+    (
+        parse_bpftool,
+        "1: kprobe  tag 00aa\n\txlated 8B  jited 4B\noops\n",
+        3,
+        "not a program",
+    ),
+    (parse_bpftool, "1: kprobe  tag 00aa\n\tloaded_at x  uid 0\n", 1, "no `xlated"),
     (parse_trace, "timestamp,cpu,op,id\n1,0,mmap,a\n", 2, "unknown op"),
     (parse_trace, "# c\ntimestamp,cpu,id\n", 2, "missing ['op']"),
     (parse_trace, "timestamp,cpu,op,size,id\nx,0,vmalloc,4096,a\n", 2, "timestamp"),

@@ -3,7 +3,7 @@
 One parser per format, each raising :class:`~simcore.errors.CaptureError`
 with the file, the line and what a line should look like:
 ``modules`` (``lsmod`` and ``/proc/modules``), ``bpftool``
-(``bpftool -j prog show``) and ``trace`` (alloc/free/exec events).
+(``bpftool prog show``, text or ``-j``) and ``trace`` (alloc/free/exec events).
 ``/proc/vmallocinfo`` and ``/proc/buddyinfo`` live with the kernel parts
 they seed (:mod:`simcore.kernel.vmallocinfo`, :mod:`simcore.kernel.buddyinfo`).
 """
