@@ -179,12 +179,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from simcore.config.load import load_workload
+    from simcore.config.load import capture_names, load_workload
 
     resolved = load_workload(args.workload, sets=args.set)
+    if capture_names(resolved.cfg):
+        # build (not run) the simulation: its generators read and parse
+        # every capture, so a bad one is found here and not at run time
+        from simcore.engine import Simulation
+
+        Simulation(resolved, resolved.cfg.strategy[0])
     sys.stdout.write(resolved.to_yaml())
+    read = ", ".join(sorted(resolved.captures))
     print(
-        f"ok: {args.workload} is valid (config {resolved.config_hash})", file=sys.stderr
+        f"ok: {args.workload} is valid (config {resolved.config_hash})"
+        + (f"; captures read: {read}" if read else ""),
+        file=sys.stderr,
     )
     return EXIT_OK
 

@@ -39,3 +39,26 @@ def test_module_entry_point():
         check=False,
     )
     assert r.returncode == 0 and "cpu.overhead_pct" in r.stdout
+
+
+def test_check_reads_the_captures(cli, write, tmp_path):
+    (tmp_path / "lsmod.txt").write_text("Module  Size  Used by\nfoo  notanumber  0\n")
+    p = write(
+        """\
+        name: cap
+        duration: 100us
+        machine: {profile: small-test}
+        workloads: [{type: module_load, modules: {from_lsmod: lsmod.txt}}]
+        """
+    )
+    code, _, err = cli("check", str(p))
+    assert code == 2
+    assert "lsmod.txt:2" in err and "not a number" in err
+    (tmp_path / "lsmod.txt").write_text("Module  Size  Used by\nfoo  4096  0\n")
+    code, _, err = cli("check", str(p))
+    assert code == 0, err
+    assert "captures read: lsmod.txt" in err
+    code, _, err = cli(
+        "check", str(p), "--set", "workloads[0].modules.from_lsmod=gone.txt"
+    )
+    assert code == 2 and "gone.txt" in err

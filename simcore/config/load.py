@@ -255,11 +255,9 @@ def config_hash(data: dict[str, Any], captures: dict[str, str] | None = None) ->
     return hashlib.sha256(canon.encode()).hexdigest()[:12]
 
 
-def capture_digests(cfg: WorkloadFile, file: str) -> dict[str, str]:
-    """SHA-256 (16 hex digits) of every capture the workload names that
-    exists, found as the run will find it: next to the workload file first,
-    then from the current directory (a missing one fails at run time with
-    its own error)."""
+def capture_names(cfg: WorkloadFile) -> list[str]:
+    """Every capture file the workload names (kernel.buddyinfo and the
+    fields each generator lists in its ``CAPTURES``)."""
     names = [cfg.kernel.buddyinfo] if cfg.kernel.buddyinfo else []
     for w in cfg.workloads:
         for dotted in getattr(w, "CAPTURES", ()):
@@ -268,8 +266,16 @@ def capture_digests(cfg: WorkloadFile, file: str) -> dict[str, str]:
                 node = getattr(node, part, None)
             if isinstance(node, str):
                 names.append(node)
+    return names
+
+
+def capture_digests(cfg: WorkloadFile, file: str) -> dict[str, str]:
+    """SHA-256 (16 hex digits) of every capture the workload names that
+    exists, found as the run will find it: next to the workload file first,
+    then from the current directory (a missing one fails at run time with
+    its own error)."""
     out = {}
-    for name in names:
+    for name in capture_names(cfg):
         p = Path(name)
         if not p.is_absolute() and (Path(file).parent / p).is_file():
             p = Path(file).parent / p
