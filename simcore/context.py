@@ -23,6 +23,16 @@ from simcore.metrics import Metrics
 from simcore.profile import HwProfile
 
 
+def find_capture(name: str, near: Path) -> Path:
+    """A capture named in a workload file: a relative path is looked up
+    next to the workload file (``near``) first, then from the current
+    directory. The one rule for every capture kind."""
+    path = Path(name)
+    if not path.is_absolute() and (near / path).is_file():
+        return near / path
+    return path
+
+
 def component_rng(seed: int, name: str) -> np.random.Generator:
     """An independent stream per named component.
 
@@ -53,11 +63,6 @@ class SimContext:
     def rng(self, name: str) -> np.random.Generator:
         return component_rng(self.seed, name)
 
-    @property
-    def base_dir(self) -> Path:
-        """Where capture paths named in the workload file resolve."""
-        return Path(self.file).parent
-
-    @property
-    def now(self) -> int:
-        return self.env.now
+    def capture(self, name: str) -> Path:
+        """Where a capture named in the workload file is (:func:`find_capture`)."""
+        return find_capture(name, Path(self.file).parent)

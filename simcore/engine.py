@@ -101,14 +101,7 @@ class Simulation:
             file=resolved.file,
             config_hash=resolved.config_hash,
         )
-        self.machine = Machine(
-            self.env,
-            self.profile,
-            self.nr_cpus,
-            self.metrics,
-            self.seed,
-            tlb_model=cfg.sim.tlb_model,
-        )
+        self.machine = Machine(self.ctx)
         self.executor = Executor(self.machine, self.metrics)
         self._domains: dict[str, object] = {}
         self.kernel = Kernel(self.ctx, self.machine, self.executor, self.strategy_for)

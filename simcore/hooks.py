@@ -51,21 +51,15 @@ class Hooks:
     def wrap(self, name: str, cpu: int, args: tuple, kwargs: dict, gen: Generator):
         """``gen`` itself when ``name`` has no subscriber, else a generator
         running it between the subscribers' enter and exit calls."""
-        subs = self._subs.get(name)
-        if not subs:
+        if not self._subs.get(name):
             return gen
-        return _traced(subs, cpu, args, kwargs, gen)
+        return self._traced(name, cpu, args, kwargs, gen)
 
-
-def _traced(subs, cpu, args, kwargs, gen):
-    for enter, _ in subs:
-        if enter is not None:
-            enter(cpu, args, kwargs)
-    result = yield from gen
-    for _, exit_ in subs:
-        if exit_ is not None:
-            exit_(cpu, args, kwargs, result)
-    return result
+    def _traced(self, name, cpu, args, kwargs, gen):
+        self.enter(name, cpu, args, kwargs)
+        result = yield from gen
+        self.exit(name, cpu, args, kwargs, result)
+        return result
 
 
 def tracepoint(name: str):

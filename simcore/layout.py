@@ -77,7 +77,7 @@ TB_SHIFT = 40
 CPU_ENTRY_AREA_BASE = 0xFFFFFE0000000000  # vaddr_end of kaslr.c, 4-level
 PHYSICAL_PADDING_TB = 10  # CONFIG_RANDOMIZE_MEMORY_PHYSICAL_PADDING default 0xa
 VMALLOC_SIZE_TB = 32  # VMALLOC_SIZE_TB_L4
-STRUCT_PAGE_BYTES = 64
+STRUCT_PAGE_BYTES = 64  # sizeof(struct page) on x86-64 (include/linux/mm_types.h)
 
 
 def randomized(layout: AddressLayout, rng, memory_bytes: int) -> AddressLayout:

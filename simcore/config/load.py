@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from simcore.config.errors import validation_to_config_error
 from simcore.config.schema import WorkloadFile
+from simcore.context import find_capture
 from simcore.errors import ConfigError
 from simcore.kernel.presets import preset_values
 from simcore.knobs import KNOBS, KernelKnobs
@@ -276,9 +277,7 @@ def capture_digests(cfg: WorkloadFile, file: str) -> dict[str, str]:
     its own error)."""
     out = {}
     for name in capture_names(cfg):
-        p = Path(name)
-        if not p.is_absolute() and (Path(file).parent / p).is_file():
-            p = Path(file).parent / p
+        p = find_capture(name, Path(file).parent)
         if p.is_file():
             out[name] = hashlib.sha256(p.read_bytes()).hexdigest()[:16]
     return out

@@ -75,13 +75,13 @@ class Executor:
         m.inc("stlb.misses", stats.stlb_misses)
         cycles = stats.stlb_hits * self.stlb_hit_cycles
         walk = 0.0
-        per_class = (0.0, 0.0, 0.0)
+        per_walk = (0.0, 0.0, 0.0)
         if stats.stlb_misses:
-            walk, per_class = self._walk_cycles(addrs, shifts, stats)
+            walk, per_walk = self._walk_cycles(addrs, shifts, stats)
             m.inc("pagewalk.cycles", int(walk))
             m.inc("pagewalk.walks", stats.stlb_misses)
         if mixed:
-            self._attribute_mixed(l1, owner, shifts, outcomes, per_class, int(walk))
+            self._attribute_mixed(l1, owner, shifts, outcomes, per_walk, int(walk))
         else:
             names = self._names.get((side, owner))
             if names is None:
@@ -100,9 +100,12 @@ class Executor:
         m.cpu_time("pagewalk", int(walk / self.ghz))
         return ns
 
-    def _walk_cycles(self, addrs: np.ndarray, shifts: np.ndarray, stats) -> float:
+    def _walk_cycles(
+        self, addrs: np.ndarray, shifts: np.ndarray, stats
+    ) -> tuple[float, tuple[float, float, float]]:
         """Cycles of the batch's walks, each class costed from the batch's
-        page-table footprint."""
+        page-table footprint; and the cycles of one walk of each class
+        (4K, 2M, 1G), which attribution splits by."""
         if self._footprint is None:
             from simcore.hw.compiled import footprint
 

@@ -3,35 +3,24 @@
 from __future__ import annotations
 
 import numpy as np
-import simpy
 
-from simcore.context import component_rng
+from simcore.context import SimContext
 from simcore.hw.flush import FlushModel
 from simcore.hw.locks import LockStats, Mutex, SpinLock
 from simcore.hw.topology import Topology
-from simcore.metrics.registry import Metrics
-from simcore.profile import HwProfile
 
 _SHIFT = {"4K": 12, "2M": 21, "1G": 30}
 
 
 class Machine:
-    def __init__(
-        self,
-        env: simpy.Environment,
-        profile: HwProfile,
-        cpus: int,
-        metrics: Metrics,
-        seed: int,
-        tlb_model: str = "fast",
-    ) -> None:
-        self.env = env
-        self.profile = profile
-        self.nr_cpus = cpus
-        self.metrics = metrics
-        self.seed = seed
-        self.topo = Topology(profile, cpus)
-        self.tlb_model = tlb_model
+    def __init__(self, ctx: SimContext) -> None:
+        self.ctx = ctx
+        self.env = ctx.env
+        self.profile = profile = ctx.profile
+        self.nr_cpus = ctx.nr_cpus
+        self.metrics = metrics = ctx.metrics
+        self.topo = Topology(profile, ctx.nr_cpus)
+        self.tlb_model = ctx.tlb_model
         self._tlbs: list | None = None
         self.lock_stats: dict[str, LockStats] = {}
         self.flush = FlushModel(
@@ -40,7 +29,7 @@ class Machine:
         self.uncontended_ns = int(round(profile.locks.atomic_uncontended_ns.value))
 
     def rng(self, name: str) -> np.random.Generator:
-        return component_rng(self.seed, name)
+        return self.ctx.rng(name)
 
     def ns(self, cycles: float) -> float:
         return cycles / self.profile.clock_ghz.value

@@ -31,7 +31,6 @@ its Movable rows ignored), memory holes.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from simcore.constants import PAGE_SIZE
@@ -134,11 +133,7 @@ class PageAlloc:
         pages = node_pages_from_profile(kernel.profile)
         path = k.buddyinfo
         if path:
-            p = Path(path)
-            if not p.is_absolute() and (kernel.ctx.base_dir / p).is_file():
-                # as every capture: next to the workload file first, then
-                # from the current directory
-                p = kernel.ctx.base_dir / p
+            p = kernel.ctx.capture(path)
             info = load_buddyinfo(p)
             if len(info.nodes()) != len(pages) or info.nodes() != list(
                 range(len(pages))

@@ -57,7 +57,7 @@ def kvmalloc(kernel: Kernel, cpu: int, size: int, fill_ns: float = 0.0):
     return Shadow("vmalloc", size, area=area)
 
 
-def vzalloc(kernel: Kernel, cpu: int, size: int, fill_ns: float = 0.0):
+def vzalloc(kernel: Kernel, cpu: int, size: int):
     """vzalloc() (mm/vmalloc.c): zeroed vmalloc memory, as a Shadow."""
     area = yield from kernel.vmalloc.vmalloc(cpu, size, zero=True, caller="vzalloc")
     return None if area is None else Shadow("vmalloc", size, area=area)

@@ -264,10 +264,10 @@ class ExecmemRox(ModuleAlloc):
             return
         if sl.shadow is None:
             if obj.kind in PACK_KINDS:  # the JIT fills its RW image at once
-                get, fill = kvmalloc, sl.size * self.byte_ns
+                fill = sl.size * self.byte_ns
+                sl.shadow = yield from kvmalloc(self.kernel, cpu, sl.size, fill)
             else:
-                get, fill = vzalloc, 0.0
-            sl.shadow = yield from get(self.kernel, cpu, sl.size, fill)
+                sl.shadow = yield from vzalloc(self.kernel, cpu, sl.size)
             if sl.shadow is None:
                 # no memory for a copy: write in place
                 yield from tp.text_poke_copy(cpu, sl.addr, nbytes)

@@ -15,11 +15,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 
-import yaml
-
 from simcore.kernel.presets import presets
-from simcore.profile import profile_path
+from simcore.profile import available_profiles, profile_path
 from simcore.validate.spec import Case
+from simcore.yamlsrc import load_yaml_file
 
 
 @dataclass(frozen=True)
@@ -44,8 +43,7 @@ def _walk(node, path: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], dict]]
 
 @cache
 def profile_values(name: str) -> tuple[SourcedValue, ...]:
-    with profile_path(name).open(encoding="utf-8") as f:
-        raw = yaml.safe_load(f)
+    raw = load_yaml_file(profile_path(name)).data
     return tuple(
         SourcedValue(
             f"profile {name}: {'.'.join(path)}",
@@ -71,8 +69,6 @@ def preset_sourced(name: str) -> tuple[SourcedValue, ...]:
 
 
 def all_values() -> list[SourcedValue]:
-    from simcore.profile import available_profiles
-
     out: list[SourcedValue] = []
     for name in available_profiles():
         out += profile_values(name)

@@ -148,6 +148,15 @@ class _Run:
         per = np.arange(512, dtype=np.uint64) << np.uint64(12)
         self.kdata = (self.kregions[:, None] + per[None, :]).ravel()
         self.kdata_touches = int(insns * k * cfg.d_pages_per_kinsn / 1000)
+        # every quantum touches the same number of pages of each part, so
+        # whose each touch is stays the same: one owner array per side
+        own = {"i": [], "d": []}
+        for (_, _, n, side), who in zip(self.parts, self.owners, strict=True):
+            own[side].append(np.full(n, who, np.int64))
+        own["d"].append(np.full(self.kdata_touches, _KERNEL, np.int64))
+        self.owner_codes = {
+            side: (np.concatenate(a), OWNER_NAMES) for side, a in own.items()
+        }
         self.kdata_shifts: np.ndarray | None = None
         self._splits = -1
 
@@ -185,10 +194,7 @@ class _Run:
         while True:
             yield env.timeout(kernel.quantum)
             i_addrs, i_shifts, d_addrs, d_shifts = [], [], [], []
-            i_own, d_own = [], []
-            for (pages, shift, k, side), who in zip(
-                self.parts, self.owners, strict=True
-            ):
+            for pages, shift, k, side in self.parts:
                 if not k:
                     continue
                 a = pages[self._ranks(rng, len(pages), k)]
@@ -196,7 +202,6 @@ class _Run:
                 (i_shifts if side == "i" else d_shifts).append(
                     np.full(len(a), shift, np.uint8)
                 )
-                (i_own if side == "i" else d_own).append(np.full(len(a), who, np.int64))
             if self.kdata_touches:
                 idx = self._ranks(rng, len(self.kdata), self.kdata_touches)
                 shifts = self._kdata_shifts()[idx]
@@ -205,7 +210,6 @@ class _Run:
                     << shifts.astype(np.uint64)
                 )
                 d_shifts.append(shifts)
-                d_own.append(np.full(len(idx), _KERNEL, np.int64))
             if i_addrs:
                 execu.run(
                     cpu,
@@ -213,7 +217,7 @@ class _Run:
                     np.concatenate(i_shifts),
                     "i",
                     self.insns,
-                    owner=(np.concatenate(i_own), OWNER_NAMES),
+                    owner=self.owner_codes["i"],
                 )
             if d_addrs:
                 execu.run(
@@ -222,6 +226,6 @@ class _Run:
                     np.concatenate(d_shifts),
                     "d",
                     0,
-                    owner=(np.concatenate(d_own), OWNER_NAMES),
+                    owner=self.owner_codes["d"],
                 )
             kernel.metrics.inc("workload.background.quanta")

@@ -20,14 +20,8 @@ if TYPE_CHECKING:
 
 
 def capture_path(kernel: Kernel, name: str) -> Path:
-    """A capture named in a workload file: a relative path is looked up
-    next to the workload file first, then from the current directory."""
-    path = Path(name)
-    if not path.is_absolute():
-        near = Path(kernel.ctx.file).parent / path
-        if near.is_file():
-            return near
-    return path
+    """A capture named in a workload file (simcore.context.find_capture)."""
+    return kernel.ctx.capture(name)
 
 
 def read_capture(path: Path, what: str, expected: str) -> str:
