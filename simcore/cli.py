@@ -24,6 +24,7 @@ EXIT_OK, EXIT_INTERNAL, EXIT_INPUT = 0, 1, 2
 
 FORMATS = ("text", "markdown", "json")
 _FORMAT_HELP = "summary on stdout as text (summary.txt), markdown or json"
+_ALL_HELP = "also print the rows that are zero for every strategy"
 
 
 def _replications(text: str) -> int:
@@ -62,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
         "(N >= 2); report means with 95%% intervals",
     )
     r.add_argument("--format", choices=FORMATS, default="text", help=_FORMAT_HELP)
+    r.add_argument("--all", action="store_true", help=_ALL_HELP)
 
     c = sub.add_parser("check", help="validate a workload; print the resolved config")
     c.add_argument("workload", metavar="WORKLOAD.yaml")
@@ -79,7 +81,20 @@ def _parser() -> argparse.ArgumentParser:
         "report", help="re-render summary and charts of results folders"
     )
     rep.add_argument("dirs", nargs="+", metavar="DIR")
-    rep.add_argument("--format", choices=FORMATS, default="text", help=_FORMAT_HELP)
+    rep.add_argument(
+        "--format",
+        choices=(*FORMATS, "html"),
+        default="text",
+        help=_FORMAT_HELP + "; html: write one self-contained DIR/report.html "
+        "(first DIR) and print its path",
+    )
+    rep.add_argument("--all", action="store_true", help=_ALL_HELP)
+    rep.add_argument(
+        "--validation",
+        metavar="DIR",
+        help="simcore validate output the html report shows "
+        "(default: the newest under results/validate)",
+    )
 
     lst = sub.add_parser(
         "list", help="what exists: strategies, profiles, workloads, metrics"
@@ -87,8 +102,23 @@ def _parser() -> argparse.ArgumentParser:
     lst.add_argument(
         "what", choices=["strategies", "profiles", "workloads", "metrics", "presets"]
     )
+    lst.add_argument(
+        "--params",
+        action="store_true",
+        help="with strategies: each strategy's parameters, defaults and sources",
+    )
 
     sub.add_parser("schema", help="JSON Schema of the workload format")
+
+    cap = sub.add_parser(
+        "capture", help="how to take this host's captures (a shell script)"
+    )
+    cap.add_argument(
+        "--script",
+        action="store_true",
+        help="print the POSIX sh script that takes them",
+    )
+    cap.add_argument("-o", "--output", metavar="FILE", help="write the script to FILE")
     return p
 
 
@@ -133,7 +163,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "report":
         return _cmd_report(args)
     if args.command == "list":
-        return _cmd_list(args.what)
+        return _cmd_list(args.what, params=args.params)
+    if args.command == "capture":
+        return _cmd_capture(args)
     if args.command == "schema":
         from simcore.config.schema import WorkloadFile
 
@@ -171,7 +203,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if not args.quiet:
         from simcore.results.report import render_folders
 
-        sys.stdout.write(render_folders([folder], args.format))
+        sys.stdout.write(render_folders([folder], args.format, show_all=args.all))
     # stdout stays parseable for markdown and json
     loud = not args.quiet and args.format == "text"
     print(f"results: {folder}", file=sys.stdout if loud else sys.stderr)
@@ -182,13 +214,19 @@ def _cmd_check(args: argparse.Namespace) -> int:
     from simcore.config.load import capture_names, load_workload
 
     resolved = load_workload(args.workload, sets=args.set)
+    seeded: list[str] = []
     if capture_names(resolved.cfg):
         # build (not run) the simulation: its generators read and parse
         # every capture, so a bad one is found here and not at run time
         from simcore.engine import Simulation
 
-        Simulation(resolved, resolved.cfg.strategy[0])
+        sim = Simulation(resolved, resolved.cfg.strategy[0])
+        seeded = sim.kernel.host.describe()
     sys.stdout.write(resolved.to_yaml())
+    if seeded:
+        # as YAML comments, so that the output stays the resolved config
+        lines = ["what the captures set at time zero:", *seeded]
+        sys.stdout.write("".join(f"# {line}\n" for line in lines))
     read = ", ".join(sorted(resolved.captures))
     print(
         f"ok: {args.workload} is valid (config {resolved.config_hash})"
@@ -201,11 +239,40 @@ def _cmd_check(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from simcore.results.report import report
 
-    sys.stdout.write(report([Path(d) for d in args.dirs], args.format))
+    validation = Path(args.validation) if args.validation else None
+    sys.stdout.write(
+        report(
+            [Path(d) for d in args.dirs],
+            args.format,
+            show_all=args.all,
+            validation=validation,
+        )
+    )
     return EXIT_OK
 
 
-def _cmd_list(what: str) -> int:
+def _cmd_capture(args: argparse.Namespace) -> int:
+    from simcore.workloads.captures.collect import capture_script
+
+    if args.output:
+        out = Path(args.output)
+        out.write_text(capture_script(), encoding="utf-8")
+        out.chmod(0o755)
+        print(f"wrote {out}; run it on the host: sh {out} [DIR]", file=sys.stderr)
+    elif args.script:
+        sys.stdout.write(capture_script())
+    else:
+        print(
+            "simcore capture --script > capture.sh; sh capture.sh [DIR]\n"
+            "takes /proc/buddyinfo, meminfo, vmstat, vmallocinfo (as root, with\n"
+            "kernel.kptr_restrict=1 for the read), /proc/modules, lsmod and\n"
+            "`bpftool -j prog show` into DIR, and prints the workload keys that\n"
+            "read them."
+        )
+    return EXIT_OK
+
+
+def _cmd_list(what: str, *, params: bool = False) -> int:
     rows: list[tuple[str, str]] = []
     if what == "presets":
         from simcore.kernel.presets import era_table
@@ -215,6 +282,23 @@ def _cmd_list(what: str) -> int:
     if what == "strategies":
         from simcore.strategies import get_strategy, strategy_names
 
+        if params:
+            import textwrap
+
+            from simcore.strategies.params import describe_params
+
+            print(
+                "Set as strategy: {name: NAME, params: {KEY: VALUE}} (sizes take\n"
+                "B K M G, times ns us ms s); sweep as strategy.params.KEY."
+            )
+            for n in strategy_names():
+                cls = get_strategy(n)
+                print(
+                    "\n"
+                    + textwrap.fill(f"{n}: {cls.summary}", 80, subsequent_indent="  ")
+                )
+                print("\n".join(describe_params(cls.Params)))
+            return EXIT_OK
         for n in strategy_names():
             cls = get_strategy(n)
             rows.append((n, f"{cls.summary} [{cls.models}]"))

@@ -23,7 +23,7 @@ from collections.abc import Callable
 import simpy
 
 import simcore.strategies  # noqa: F401  (its lines fill the strategy registry)
-from simcore.config.load import Resolved
+from simcore.config.load import Resolved, naming_captures
 from simcore.context import SimContext
 from simcore.hooks import Hooks
 from simcore.hw.execute import Executor
@@ -73,9 +73,13 @@ class Simulation:
     """One strategy on one resolved workload: the context, the machine, the
     kernel with the strategy plugged in, and the workloads started."""
 
+    @naming_captures  # a bad capture's error names the workload line too
     def __init__(self, resolved: Resolved, strategy: str) -> None:
         cfg = resolved.cfg
         self.resolved = resolved
+        # a label of the workload's strategy list (or an entry of it), or
+        # the name of any registered strategy, run with its defaults
+        strategy = str(strategy)
         self.strategy_name = strategy
         self.seed = cfg.seed
         self.duration = cfg.duration
@@ -107,7 +111,10 @@ class Simulation:
         self.kernel = Kernel(self.ctx, self.machine, self.executor, self.strategy_for)
         # The strategy under comparison serves its own domain (executable
         # memory or arenas); the other domain gets the kernel's own design.
-        self.strategy = STRATEGIES.load(strategy)(self.kernel)
+        ref = resolved.strategy_ref(strategy)
+        cls = STRATEGIES.load(ref.name if ref else strategy)
+        params = resolved.strategy_params.get(strategy) if ref else None
+        self.strategy = cls.create(self.kernel, params)
         self._domains[self.strategy.domain] = self.strategy
         # sim.trace_out: record the run's allocation events as a trace
         self.recorder = None
@@ -121,6 +128,11 @@ class Simulation:
                 strategy,
                 len(cfg.strategy),
             )
+        # every CPU that runs workload code runs the host's too
+        if cfg.host.enabled:
+            from simcore.workloads.host import HostActivity
+
+            self.executor.host = HostActivity(cfg.host, self.kernel)
         for i, w in enumerate(cfg.workloads):
             w.start(self.kernel, i)
         self.env.process(self._sampler(max(1, self.duration // cfg.sim.samples)))
@@ -214,7 +226,7 @@ class Simulation:
 def simulate(resolved: Resolved, *, quiet: bool = True) -> list[RunResult]:
     """Run every strategy of the workload, in the order given."""
     results = []
-    strategies = resolved.cfg.strategy
+    strategies = resolved.cfg.strategy_labels
     show = not quiet and sys.stderr.isatty()
     for idx, name in enumerate(strategies):
         progress = _progress_line(name, idx, len(strategies)) if show else None

@@ -61,7 +61,16 @@ class ConfigError(InputError):
 
 
 class CaptureError(InputError):
-    """A real-system capture file has a malformed line."""
+    """A real-system capture file has a malformed line. ``origin`` names
+    the workload key (and its file and line) that pointed at the capture."""
+
+    origin: str | None = None
+
+    def render(self) -> str:
+        text = super().render()
+        if self.origin:
+            text += f"; the capture is named by {self.origin}"
+        return text
 
 
 class SimulationError(SimcoreError):

@@ -12,6 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from simcore.units import Pages
+
 
 class KernelKnobs(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -20,7 +22,9 @@ class KernelKnobs(BaseModel):
     # global vmap_area_lock / free_vmap_area_lock, or per-node pools (v6.9)
     vmap_locking: Literal["global", "per_node"]
     vmap_nodes: int  # nr_vmap_nodes, resolved from the CPU count when 0
-    lazy_max_pages: int  # lazy_max_pages(), resolved from the CPU count when 0
+    # lazy_max_pages(), resolved from the CPU count when 0; a preset may
+    # write it as a size (32MiB = 8192 pages), as a workload may
+    lazy_max_pages: Pages
     page_alloc: Literal["single", "bulk", "high_order"]
     drain_in_workqueue: bool
     direct_map_page: Literal["1G", "2M"]
@@ -29,8 +33,13 @@ class KernelKnobs(BaseModel):
     cpa_rox: Literal["native", "ro_then_x"]
     fragmentation: float
     buddyinfo: str | None
+    # captures of a host whose state the run starts from (kernel/host_state.py)
+    meminfo: str | None
+    vmallocinfo: str | None
+    vmstat: str | None
     arena_locking: Literal["mutex", "spinlock"]
     arena_fault: Literal["fixup", "scratch_page"]
+    pti: Literal["auto", "on", "off"]
 
 
 # every knob a preset sets, in the order presets.yaml and the README list them

@@ -14,9 +14,12 @@ import difflib
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import model_validator
+
 from simcore.errors import ConfigError
 from simcore.strict import Strict
-from simcore.units import parse_duration, parse_size
+from simcore.units import parse_ns, parse_size
+from simcore.yamlsrc import Located, PathT, format_path
 
 Confidence = Literal["verified", "secondary", "recalled", "estimate", "override"]
 PROFILE_DIR = Path(__file__).resolve().parents[1] / "hw_profiles"
@@ -41,6 +44,34 @@ class SFloat(_Sourced):
 
 class SBroadcast(_Sourced):
     value: Literal["none", "invlpgb", "tlbi"]
+
+
+class SBool(_Sourced):
+    value: bool
+
+
+class IdleState(_Sourced):
+    """One idle state as the cpuidle driver declares it (intel_idle's
+    ``struct cpuidle_state``: exit_latency, target_residency, flags)."""
+
+    name: str
+    exit_ns: float
+    residency_ns: float
+    # CPUIDLE_FLAG_TLB_FLUSHED: the core loses its TLB in this state
+    tlb_flushed: bool = False
+
+
+class Cpu(Strict):
+    """CPU features and errata the kernel's choices depend on."""
+
+    # X86_FEATURE_PCID as the kernel uses it (setup_pcid(), arch/x86/mm/init.c)
+    pcid: SBool
+    # X86_BUG_CPU_MELTDOWN: page table isolation turns on by default
+    # (pti_check_boottime_disable(), arch/x86/mm/pti.c)
+    meltdown: SBool
+    # shallowest first; an idle CPU sits in the deepest whose target
+    # residency its idle time so far exceeds (the menu governor's choice)
+    idle_states: list[IdleState]
 
 
 class Topology(Strict):
@@ -71,23 +102,88 @@ class Memory(Strict):
     dram_bytes: SInt  # installed RAM, all sockets together
 
 
+class SSharing(_Sourced):
+    """How the SMT siblings of a core use a TLB array
+    (simcore/hw/tlb_geometry.py): one array each, one competitively shared
+    array, or one array split between them."""
+
+    value: Literal["private", "shared", "partitioned"]
+
+
 class TlbArraySpec(_Sourced):
     sizes: list[Literal["4K", "2M", "1G"]]
     entries: int
     ways: int
+    sharing: SSharing
 
 
 class Tlb(Strict):
     itlb: list[TlbArraySpec]
     dtlb: list[TlbArraySpec]
     stlb: list[TlbArraySpec]
+    # AMD Zen's L2 instruction TLB: when present it, not the STLB (then the
+    # L2 DTLB, data only), is the second level of instruction fetches
+    itlb2: list[TlbArraySpec] = []
     stlb_hit_cycles: SFloat
 
 
+class SPwcKind(_Sourced):
+    value: Literal["split", "unified"]
+
+
+class Pwc(Strict):
+    """Paging-structure caches of the page walker.
+
+    ``split``: one cache per non-leaf level, as Intel describes them (SDM
+    Vol. 3 section 4.10.3: PML5E, PML4E, PDPTE and PDE caches), sized by
+    ``pml5`` (5-level hardware only) to ``pd``. ``unified``: one cache of
+    ``entries`` holding the entries of every non-leaf level (AMD's page
+    walk cache, Arm's walk entries in the L2 TLB).
+    """
+
+    kind: SPwcKind
+    pml5: SInt | None = None
+    pml4: SInt | None = None
+    pdpt: SInt | None = None
+    pd: SInt | None = None
+    entries: SInt | None = None
+
+    @model_validator(mode="after")
+    def _sizes_match_kind(self) -> Pwc:
+        split = ("pml4", "pdpt", "pd")
+        if self.kind.value == "split":
+            missing = [k for k in split if getattr(self, k) is None]
+            if missing or self.entries is not None:
+                raise ValueError(
+                    "a split paging-structure cache gives pml4, pdpt and pd "
+                    "(and pml5 on 5-level hardware), not entries"
+                )
+        elif self.entries is None or any(
+            getattr(self, k) is not None for k in ("pml5", *split)
+        ):
+            raise ValueError("a unified page walk cache gives entries only")
+        return self
+
+
 class Walk(Strict):
+    # paging levels in use: 4, or 5 with LA57 hardware and a 5-level kernel
     levels: SInt
+    # the most the hardware supports (5 with LA57 on x86, LPA2 on arm64)
+    max_levels: SInt
     walkers: SInt
-    pwc_entries: SInt
+    pwc: Pwc
+
+    @model_validator(mode="after")
+    def _levels_supported(self) -> Walk:
+        lv, top = self.levels.value, self.max_levels.value
+        if top not in (4, 5) or lv not in (4, 5) or lv > top:
+            raise ValueError(
+                f"walk.levels {lv} with walk.max_levels {top}: levels are 4 or "
+                "5, and at most what the hardware supports"
+            )
+        if self.pwc.kind.value == "split" and top == 5 and self.pwc.pml5 is None:
+            raise ValueError("5-level hardware with split caches gives pwc.pml5")
+        return self
 
 
 class Flush(Strict):
@@ -95,9 +191,8 @@ class Flush(Strict):
     global_flush_cycles: SFloat
     cr3_flush_cycles: SFloat
     single_page_flush_ceiling: SInt
-    ipi_send_ns: SFloat
-    ipi_deliver_median_ns: SFloat
-    ipi_deliver_sigma: SFloat
+    ipi_round_median_ns: SFloat
+    ipi_round_sigma: SFloat
     irq_entry_exit_ns: SFloat
     remote_stolen_ns: SFloat
     broadcast: SBroadcast
@@ -135,6 +230,7 @@ class HwProfile(Strict):
     flush: Flush
     locks: Locks
     kernel_costs: KernelCosts
+    cpu: Cpu
 
     def cycles_to_ns(self, cycles: float) -> float:
         return cycles / self.clock_ghz.value
@@ -202,13 +298,10 @@ def apply_overrides(raw: dict, overrides: dict, where: tuple = ()) -> dict:
 
 def _with_units(key: str, val: Any, path: tuple) -> Any:
     """An override may carry units where the field is a size or a time:
-    ``dram_bytes: 8GiB``, ``ipi_send_ns: 1us``."""
+    ``dram_bytes: 8GiB``, ``ipi_round_median_ns: 1us``."""
     if not isinstance(val, str):
         return val
-    parse = (
-        parse_size if key.endswith("_bytes") else parse_duration
-        if key.endswith("_ns") else None
-    )  # fmt: skip
+    parse = _unit_parser(key)
     if parse is None:
         return val
     try:
@@ -217,9 +310,67 @@ def _with_units(key: str, val: Any, path: tuple) -> Any:
         raise ConfigError(str(exc), path=".".join(map(str, path))) from None
 
 
+def _unit_parser(key: str):
+    """Sizes are named ``*_bytes``, times ``*_ns``: those take units."""
+    if key.endswith("_bytes"):
+        return parse_size
+    return parse_ns if key.endswith("_ns") else None
+
+
+def with_units(located: Located) -> dict:
+    """A profile file's values with their units turned into numbers, as a
+    workload's overrides are: ``dram_bytes: {value: 384GiB, ...}``,
+    ``exit_ns: 1.5us``. An unreadable one is reported at its line."""
+
+    # a group named for its unit (c2c_ns: {smt: ..., same_llc: ...}) gives
+    # it to its members
+    def walk(node: Any, path: PathT, group=None) -> Any:
+        if isinstance(node, list):
+            return [walk(v, (*path, i)) for i, v in enumerate(node)]
+        if not isinstance(node, dict):
+            return node
+        out = {}
+        for key, val in node.items():
+            parse = _unit_parser(str(key)) or group
+            here = (*path, key)
+            if parse is not None and isinstance(val, dict) and "value" in val:
+                val = {
+                    **val,
+                    "value": _converted(parse, val["value"], (*here, "value")),
+                }
+            elif parse is not None and not isinstance(val, dict):
+                val = _converted(parse, val, here)
+            is_group = isinstance(val, dict) and "value" not in val
+            out[key] = walk(val, here, parse if is_group else None)
+        return out
+
+    def _converted(parse, val: Any, here: PathT) -> Any:
+        if not isinstance(val, str):
+            return val
+        try:
+            return parse(val)
+        except ValueError as exc:
+            raise ConfigError(
+                str(exc),
+                file=located.file,
+                path=format_path(here),
+                line=located.line_of(here),
+            ) from None
+
+    return walk(located.data, ())
+
+
 def _mark_override(item: Any) -> Any:
     if isinstance(item, dict) and "source" not in item:
-        return {**item, "source": "workload override", "confidence": "override"}
+        marked = {**item, "source": "workload override", "confidence": "override"}
+        # a TLB array's sharing is a sourced value of its own
+        if "sharing" in item and not isinstance(item["sharing"], dict):
+            marked["sharing"] = {
+                "value": item["sharing"],
+                "source": "workload override",
+                "confidence": "override",
+            }
+        return marked
     return item
 
 

@@ -13,6 +13,8 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, PlainSerializer
 
+from simcore.constants import PAGE
+
 _SIZE_UNITS = {
     "": 1,
     "b": 1,
@@ -81,6 +83,33 @@ def parse_duration(value: Any) -> int:
     )
 
 
+def parse_ns(value: Any) -> int | float:
+    """A cost in nanoseconds that may be a fraction of one, as hardware
+    costs are: '450ns', '0.5ns', '1.2us' or a plain number of ns."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if value < 0:
+            raise ValueError(f"time must not be negative, got {value}")
+        return value
+    if isinstance(value, str) and not value.strip().startswith("-"):
+        m = _TIME_RE.match(value)
+        if m:
+            n = _number(m.group(1), m.group(2)) * _TIME_UNITS[m.group(3)]
+            return int(n) if n == n.to_integral_value() else float(n)
+    raise ValueError(f"expected a time like 450ns or 1.5us, got {value!r}")
+
+
+def parse_pages(value: Any) -> int:
+    """A number of 4 KiB pages, or a size of whole pages: 8192 or '32MiB'."""
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    n = parse_size(value)
+    if isinstance(value, str):
+        if n % PAGE:
+            raise ValueError(f"{value!r} is not a whole number of 4 KiB pages")
+        return n // PAGE
+    return n
+
+
 def parse_rate(value: Any) -> float:
     """'50/s', '100k/s', '2/ms' -> events per second."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -126,3 +155,5 @@ Duration = Annotated[
     int, BeforeValidator(parse_duration), PlainSerializer(format_duration)
 ]
 Rate = Annotated[float, BeforeValidator(parse_rate), PlainSerializer(format_rate)]
+# a page count that may be written as a size; recorded as the count
+Pages = Annotated[int, BeforeValidator(parse_pages)]

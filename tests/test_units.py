@@ -4,6 +4,8 @@ from simcore.units import (
     format_duration,
     format_size,
     parse_duration,
+    parse_ns,
+    parse_pages,
     parse_rate,
     parse_size,
 )
@@ -59,3 +61,20 @@ def test_round_trip_forms():
     assert format_size(1000) == "1000B"
     assert format_duration(200_000_000) == "200ms"
     assert format_duration(1500) == "1500ns"
+
+
+def test_fractional_nanoseconds_for_hardware_costs():
+    assert parse_ns("0.5ns") == 0.5
+    assert parse_ns("1.5us") == 1500 and isinstance(parse_ns("1.5us"), int)
+    assert parse_ns(3.2) == 3.2
+    for bad in ("-1ns", "5", "1h", True, -2):
+        with pytest.raises(ValueError):
+            parse_ns(bad)
+
+
+def test_page_counts_take_sizes():
+    assert parse_pages(8192) == parse_pages("8192") == parse_pages("32MiB") == 8192
+    assert parse_pages(0) == 0
+    for bad in ("1000B", "4.5K", -1, "lots"):
+        with pytest.raises(ValueError):
+            parse_pages(bad)

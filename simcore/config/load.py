@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import copy
 import difflib
+import functools
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,9 +22,9 @@ import yaml
 from pydantic import ValidationError
 
 from simcore.config.errors import validation_to_config_error
-from simcore.config.schema import WorkloadFile
+from simcore.config.schema import StrategyRef, WorkloadFile, strategy_list
 from simcore.context import find_capture
-from simcore.errors import ConfigError
+from simcore.errors import CaptureError, ConfigError
 from simcore.kernel.presets import preset_values
 from simcore.knobs import KNOBS, KernelKnobs
 from simcore.profile import (
@@ -32,7 +34,10 @@ from simcore.profile import (
     available_profiles,
     profile_path,
     values_only,
+    with_units,
 )
+from simcore.strategies import get_strategy
+from simcore.strategies.params import StrategyParams
 from simcore.yamlsrc import Located, format_path, load_yaml_file, parse_set_path
 
 
@@ -50,6 +55,14 @@ class Resolved:
     # capture file -> digest of its contents: part of the run's identity,
     # so an edited capture is a different run (and a new sweep point)
     captures: dict[str, str] = field(default_factory=dict)
+    # capture file as opened -> "YAML path at file:line" that named it
+    capture_refs: dict[str, str] = field(default_factory=dict)
+    # strategy label -> its validated parameters
+    strategy_params: dict[str, StrategyParams] = field(default_factory=dict)
+
+    def strategy_ref(self, label: str) -> StrategyRef | None:
+        """The strategy entry of that label (or name), if the workload has it."""
+        return next((r for r in self.cfg.strategy if r.label == label), None)
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(
@@ -69,6 +82,7 @@ def apply_set(located: Located, assignment: str) -> None:
         raise ConfigError(
             f"bad key path {key!r}", file=origin, expected="a path like machine.cpus"
         ) from None
+    promote_strategy(located.data, path)
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
@@ -98,6 +112,103 @@ def apply_set(located: Located, assignment: str) -> None:
             raise ConfigError(f"{format_path(path[:-1])} is not a mapping", file=origin)
         cur[last] = value
     located.origins[path] = origin
+
+
+def promote_strategy(data: Any, path: tuple) -> None:
+    """Turn a plain strategy name into ``{name: NAME}`` where ``path`` goes
+    inside it, so that ``--set strategy.params.pack_size=1M`` (or a sweep
+    axis of that path) works on a file that names its strategy plainly."""
+    if not isinstance(data, dict) or len(path) < 2:
+        return
+    key = path[0]
+    if key not in ("strategy", "strategies"):
+        return
+    val = data.get(key)
+    if isinstance(path[1], int):
+        i = path[1]
+        if len(path) > 2 and isinstance(val, list) and i < len(val):
+            val[i] = {"name": val[i]} if isinstance(val[i], str) else val[i]
+    elif isinstance(val, str) and "," not in val:
+        data[key] = {"name": val.strip()}
+
+
+def _strategy_params(cfg: WorkloadFile, located: Located) -> dict[str, StrategyParams]:
+    """Each strategy's ``params`` checked against its own model; an error
+    points at the parameter's line."""
+    key = "strategies" if "strategies" in located.data else "strategy"
+    raw = located.data.get(key)
+    out = {}
+    for i, ref in enumerate(cfg.strategy):
+        model = getattr(get_strategy(ref.name), "Params", StrategyParams)
+        try:
+            out[str(ref.label)] = model.model_validate(ref.params)
+        except ValidationError as exc:
+            where = (key, i) if isinstance(raw, list) else (key,)
+            raise validation_to_config_error(
+                exc,
+                file=located.file,
+                model=model,
+                located=located,
+                prefix=(*where, "params"),
+            ) from None
+    return out
+
+
+def recorded_strategy(ref: StrategyRef, params: StrategyParams) -> str | dict:
+    """A strategy as the resolved config records it: every parameter
+    written out, a plain name for a strategy that has none."""
+    values = params.model_dump(mode="json")
+    if not values and ref.label == ref.name:
+        return ref.name
+    entry: dict[str, Any] = {"name": ref.name}
+    if ref.label != ref.name:
+        entry["label"] = ref.label
+    if values:
+        entry["params"] = values
+    return entry
+
+
+def _hashed_strategy(entry: Any) -> Any:
+    """A recorded strategy as the config hash sees it: parameters at their
+    defaults left out, so a run giving none keeps the identity (and stored
+    sweep points) it had before its strategy had parameters."""
+    if not isinstance(entry, dict) or "name" not in entry:
+        return entry
+    try:
+        model = getattr(get_strategy(entry["name"]), "Params", StrategyParams)
+        base = model().model_dump(mode="json")
+    except (KeyError, ImportError, AttributeError):  # a strategy not loaded here
+        return entry
+    params = entry.get("params") or {}
+    changed = {k: v for k, v in params.items() if base.get(k) != v}
+    label = entry.get("label", entry["name"])
+    if not changed and label == entry["name"]:
+        return entry["name"]
+    out: dict[str, Any] = {"name": entry["name"]}
+    if label != entry["name"]:
+        out["label"] = label
+    if changed:
+        out["params"] = changed
+    return out
+
+
+def _preset_knobs(name: str) -> dict[str, Any]:
+    """A preset's knobs in their typed form, so that presets.yaml may write
+    a value with units (``lazy_max_pages: {value: 32MiB}``) and the
+    resolved config records the number."""
+    values = preset_values(name)
+    try:
+        knobs = KernelKnobs.model_validate({**values, "preset": name})
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        knob = ".".join(str(p) for p in err["loc"])
+        raise ConfigError(
+            err["msg"].removeprefix("Value error, "),
+            file="simcore/kernel/presets.yaml",
+            path=f'"{name}".{knob}.value',
+            expected="a value of the knob's type (see the file's header)",
+        ) from None
+    return {k: getattr(knobs, k) for k in values}
 
 
 def _overridden(exc: ValidationError, overrides: dict) -> tuple | None:
@@ -131,6 +242,7 @@ def _load_profile(machine: dict, located: Located) -> tuple[HwProfile, dict]:
     prof = load_yaml_file(path)
     if not isinstance(prof.data, dict):
         raise ConfigError("a profile must be a mapping", file=str(path))
+    prof.data = with_units(prof)
     overrides: dict[str, Any] = {}
     for key, val in machine.items():
         if key in ("profile", "cpus"):
@@ -194,6 +306,16 @@ def resolve(located: Located) -> Resolved:
             line=1,
             expected="keys such as name, duration, machine, workloads",
         )
+    if "strategy" in located.data and "strategies" in located.data:
+        where = ("strategies",)
+        raise ConfigError(
+            "give strategy or strategies, not both",
+            file=located.origin_of(where) or located.file,
+            path="strategies",
+            line=located.line_of(where),
+            expected="strategy: a name, a mapping {name, params} or a list; "
+            "or strategies: a list",
+        )
     try:
         cfg = WorkloadFile.model_validate(located.data)
     except ValidationError as exc:
@@ -212,7 +334,7 @@ def resolve(located: Located) -> Resolved:
             line=located.line_of(("machine", "cpus")),
             expected=f"at most {total}, or raise machine.sockets",
         )
-    kernel = preset_values(cfg.kernel.preset)
+    kernel = _preset_knobs(cfg.kernel.preset)
     for knob in KNOBS:
         val = getattr(cfg.kernel, knob)
         if val is not None:
@@ -224,7 +346,11 @@ def resolve(located: Located) -> Resolved:
         # lazy_max_pages(): fls(num_online_cpus()) * (32 MiB / PAGE_SIZE)
         kernel["lazy_max_pages"] = cpus.bit_length() * ((32 << 20) >> 12)
 
+    strategy_params = _strategy_params(cfg, located)
     data = cfg.model_dump(mode="json")
+    data["strategy"] = [
+        recorded_strategy(r, strategy_params[str(r.label)]) for r in cfg.strategy
+    ]
     mach = values_only(raw_profile)
     for k in ("name", "description"):
         mach.pop(k, None)
@@ -244,30 +370,86 @@ def resolve(located: Located) -> Resolved:
         data=data,
         config_hash=config_hash(data, captures),
         captures=captures,
+        capture_refs=capture_origins(cfg, located),
+        strategy_params=strategy_params,
     )
 
 
 def config_hash(data: dict[str, Any], captures: dict[str, str] | None = None) -> str:
     """Short SHA-256 of the resolved config as canonical JSON, and of the
     contents of the captures it reads: the run's identity in footers and the
-    key a sweep stores each point under."""
+    key a sweep stores each point under. Strategy parameters at their
+    defaults are left out (``_hashed_strategy``)."""
+    if isinstance(data.get("strategy"), list):
+        data = {**data, "strategy": [_hashed_strategy(e) for e in data["strategy"]]}
+    kern = data.get("kernel")
+    if isinstance(kern, dict):
+        # host captures not named keep the identity runs had before the
+        # knobs existed (buddyinfo predates them and stays)
+        unset = [k for k in KERNEL_CAPTURES[1:] if k in kern and kern[k] is None]
+        if unset:
+            data = {**data, "kernel": {k: v for k, v in kern.items() if k not in unset}}
     doc: Any = {"config": data, "captures": captures} if captures else data
     canon = json.dumps(doc, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canon.encode()).hexdigest()[:12]
 
 
-def capture_names(cfg: WorkloadFile) -> list[str]:
-    """Every capture file the workload names (kernel.buddyinfo and the
-    fields each generator lists in its ``CAPTURES``)."""
-    names = [cfg.kernel.buddyinfo] if cfg.kernel.buddyinfo else []
-    for w in cfg.workloads:
+# kernel knobs naming captures of the host the run starts from
+KERNEL_CAPTURES = ("buddyinfo", "meminfo", "vmallocinfo", "vmstat")
+
+
+def capture_fields(cfg: WorkloadFile) -> list[tuple[tuple, str]]:
+    """(YAML path, file name) of every capture the workload names: the
+    kernel's and the fields each generator lists in its ``CAPTURES``."""
+    out: list[tuple[tuple, str]] = []
+    for knob in KERNEL_CAPTURES:
+        name = getattr(cfg.kernel, knob)
+        if name:
+            out.append((("kernel", knob), name))
+    for i, w in enumerate(cfg.workloads):
         for dotted in getattr(w, "CAPTURES", ()):
             node: Any = w
             for part in dotted.split("."):
                 node = getattr(node, part, None)
             if isinstance(node, str):
-                names.append(node)
-    return names
+                out.append((("workloads", i, *dotted.split(".")), node))
+    return out
+
+
+def capture_names(cfg: WorkloadFile) -> list[str]:
+    """Every capture file the workload names."""
+    return [name for _, name in capture_fields(cfg)]
+
+
+def capture_origins(cfg: WorkloadFile, located: Located) -> dict[str, str]:
+    """Each capture as the run will open it -> the workload line that named
+    it, so that an error in the capture can point back at that line."""
+    out = {}
+    for path, name in capture_fields(cfg):
+        origin = located.origin_of(path)
+        if origin is None:
+            line = located.line_of(path)
+            origin = located.file + (f":{line}" if line else "")
+        where = str(find_capture(name, Path(located.file).parent))
+        out[where] = f"{format_path(path)} at {origin}"
+    return out
+
+
+def naming_captures(build: Callable) -> Callable:
+    """Decorate a builder called as ``build(self, resolved, ...)``: a
+    CaptureError raised while it reads the workload's captures also names
+    the workload key and line that pointed at the capture."""
+
+    @functools.wraps(build)
+    def wrapper(self: Any, resolved: Resolved, *args: Any, **kw: Any) -> Any:
+        try:
+            return build(self, resolved, *args, **kw)
+        except CaptureError as exc:
+            if exc.origin is None and exc.file in resolved.capture_refs:
+                exc.origin = resolved.capture_refs[exc.file]
+            raise
+
+    return wrapper
 
 
 def capture_digests(cfg: WorkloadFile, file: str) -> dict[str, str]:
@@ -300,7 +482,13 @@ def load_workload(
             apply_set(located, f"seed={seed}")
             located.origins[("seed",)] = "--seed"
         if strategies:
-            located.data["strategy"] = list(strategies)
+            # a strategy the file configures keeps its params and label
+            given: dict[str, Any] = {}
+            for key in ("strategy", "strategies"):
+                for e in strategy_list(located.data.pop(key, None)) or []:
+                    if isinstance(e, dict) and isinstance(e.get("name"), str):
+                        given[str(e.get("label") or e["name"])] = e
+            located.data["strategy"] = [given.get(s, s) for s in strategies]
             located.origins[("strategy",)] = "--strategy"
     return resolve(located)
 

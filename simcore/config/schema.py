@@ -9,13 +9,23 @@ from __future__ import annotations
 import difflib
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from simcore.kernel.presets import presets
 from simcore.strategies import strategy_names
 from simcore.strict import Strict
-from simcore.units import Duration
+from simcore.units import Duration, Pages
 from simcore.workloads import workload_models
+from simcore.workloads.host import HostConfig
+
+
+def _one_of(value: str, names: list[str], what: str, where: str) -> str:
+    """``value`` if it is one of ``names``, else the error with a hint."""
+    if value not in names:
+        hint = difflib.get_close_matches(value, names, n=1)
+        tip = f"; did you mean {hint[0]!r}?" if hint else ""
+        raise ValueError(f"unknown {what} {value!r}{tip} ({where})")
+    return value
 
 
 class MachineConfig(Strict):
@@ -32,7 +42,7 @@ class KernelConfig(Strict):
     preset: str = "latest"
     vmap_locking: Literal["global", "per_node"] | None = None
     vmap_nodes: int | None = Field(default=None, ge=0, le=1024)
-    lazy_max_pages: int | None = Field(default=None, ge=0)
+    lazy_max_pages: Pages | None = Field(default=None, ge=0)  # or a size: 32MiB
     page_alloc: Literal["single", "bulk", "high_order"] | None = None
     drain_in_workqueue: bool | None = None
     direct_map_page: Literal["1G", "2M"] | None = None
@@ -41,21 +51,24 @@ class KernelConfig(Strict):
     cpa_rox: Literal["native", "ro_then_x"] | None = None
     fragmentation: float | None = Field(default=None, ge=0.0, le=1.0)
     buddyinfo: str | None = None
+    meminfo: str | None = None
+    vmallocinfo: str | None = None
+    vmstat: str | None = None
     arena_locking: Literal["mutex", "spinlock"] | None = None
     arena_fault: Literal["fixup", "scratch_page"] | None = None
+    pti: Literal["auto", "on", "off"] | None = None
+
+    @field_validator("pti", mode="before")
+    @classmethod
+    def _pti_words(cls, v: Any) -> Any:
+        # YAML reads a bare on/off as a boolean: pti=on and pti=off
+        return {True: "on", False: "off"}.get(v, v) if isinstance(v, bool) else v
 
     @field_validator("preset", mode="before")
     @classmethod
     def _known_preset(cls, v: Any) -> str:
-        v = str(v)
         names = list(presets())
-        if v not in names:
-            hint = difflib.get_close_matches(v, names, n=1)
-            tip = f"; did you mean {hint[0]!r}?" if hint else ""
-            raise ValueError(
-                f"unknown kernel preset {v!r}{tip} (known: {', '.join(names)})"
-            )
-        return v
+        return _one_of(str(v), names, "kernel preset", f"known: {', '.join(names)}")
 
 
 class SimConfig(Strict):
@@ -66,6 +79,74 @@ class SimConfig(Strict):
         default=None,
         description="record the run's alloc/free events as a trace (.csv or .jsonl)",
     )
+
+
+class StrategyRef(Strict):
+    """One strategy under comparison: a name from `simcore list strategies`,
+    its ``params`` (`simcore list strategies --params`; checked against the
+    strategy's own model when the workload is resolved), and a ``label``
+    naming its results column, so that one strategy can run twice with
+    different parameters. A plain name stands for ``{name: NAME}``."""
+
+    name: str
+    label: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100
+    )
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plain_name(cls, v: Any) -> Any:
+        return {"name": v} if isinstance(v, str) else v
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        return _one_of(v, strategy_names(), "strategy", "see `simcore list strategies`")
+
+    @model_validator(mode="after")
+    def _label(self) -> StrategyRef:
+        if self.label is None:
+            self.label = self.name
+        return self
+
+    def __str__(self) -> str:
+        return str(self.label)
+
+
+def strategy_list(v: Any) -> Any:
+    """``a``, ``a,b``, ``{name: a, params: ...}`` or a list of names and
+    mappings: always a list."""
+    if isinstance(v, str):
+        return [s.strip() for s in v.split(",")]
+    if isinstance(v, dict):
+        return [v]
+    return v
+
+
+def _any_strategy_form(schema: dict[str, Any]) -> None:
+    """JSON Schema of the strategy field as written, for editors: a name
+    (or "a,b"), a mapping, or a list of names and mappings."""
+    items = schema.get("items") or next(
+        (a["items"] for a in schema.get("anyOf", []) if "items" in a), {}
+    )
+    entry = {"anyOf": [{"type": "string"}, items]}
+    title, default = schema.get("title"), schema.get("default")
+    schema.clear()
+    schema["anyOf"] = [entry, {"type": "array", "items": entry, "minItems": 1}]
+    schema.update({"title": title} if title else {})
+    schema.update({"default": default} if default is not None else {})
+
+
+def _once_each(refs: list[StrategyRef]) -> list[StrategyRef]:
+    labels = [r.label for r in refs]
+    for i, lab in enumerate(labels):
+        if lab in labels[:i]:
+            raise ValueError(
+                f"strategy {lab!r} is listed twice; give each a different "
+                "label to compare one strategy with different params"
+            )
+    return refs
 
 
 def _workload_entry() -> Any:
@@ -84,24 +165,39 @@ class WorkloadFile(Strict):
     duration: Duration = Field(gt=0)
     machine: MachineConfig = Field(default_factory=MachineConfig)
     kernel: KernelConfig = Field(default_factory=KernelConfig)
-    strategy: list[str] = Field(default_factory=lambda: ["module_alloc"], min_length=1)
+    # a name, "a,b", {name, params, label}, or a list of those
+    strategy: list[StrategyRef] = Field(
+        default_factory=lambda: [StrategyRef(name="module_alloc")],
+        min_length=1,
+        json_schema_extra=_any_strategy_form,
+    )
+    # the same, for files that read better with the plural; validation
+    # moves it to ``strategy``, so the resolved config has one spelling
+    strategies: list[StrategyRef] | None = Field(
+        default=None, min_length=1, exclude=True, json_schema_extra=_any_strategy_form
+    )
     sim: SimConfig = Field(default_factory=SimConfig)
+    host: HostConfig = Field(default_factory=HostConfig)
     workloads: list[WorkloadEntry] = Field(min_length=1)  # type: ignore[valid-type]
 
-    @field_validator("strategy", mode="before")
+    @field_validator("strategy", "strategies", mode="before")
     @classmethod
     def _one_or_many(cls, v: Any) -> Any:
-        if isinstance(v, str):
-            v = [s.strip() for s in v.split(",")]
-        if isinstance(v, list):
-            known = strategy_names()
-            for s in v:
-                if not isinstance(s, str) or s not in known:
-                    hint = difflib.get_close_matches(str(s), known, n=1)
-                    tip = f"; did you mean {hint[0]!r}?" if hint else ""
-                    raise ValueError(
-                        f"unknown strategy {s!r}{tip} (see `simcore list strategies`)"
-                    )
-            if len(set(v)) != len(v):
-                raise ValueError("a strategy is listed twice")
-        return v
+        return strategy_list(v)
+
+    @field_validator("strategy", "strategies")
+    @classmethod
+    def _distinct(cls, v: list[StrategyRef] | None) -> list[StrategyRef] | None:
+        return v if v is None else _once_each(v)
+
+    @model_validator(mode="after")
+    def _one_spelling(self) -> WorkloadFile:
+        if self.strategies is not None:
+            if "strategy" in self.model_fields_set:
+                raise ValueError("give strategy or strategies, not both")
+            self.strategy, self.strategies = self.strategies, None
+        return self
+
+    @property
+    def strategy_labels(self) -> list[str]:
+        return [str(r.label) for r in self.strategy]

@@ -30,7 +30,10 @@ def _distinct_sorted(v, shift):
 @njit(cache=True)
 def footprint(addrs, shifts, out):
     """``out[0]``: distinct 2M regions of all touches; ``out[1 + c]``:
-    distinct pages of walk class ``c`` (4K, 2M, 1G) among its touches.
+    distinct pages of walk class ``c`` (4K, 2M, 1G) among its touches; and,
+    when ``out`` has room for them, ``out[4:7]``: distinct 1G, 512G and 256T
+    regions of all touches (the PDPT, PML4 and PML5 entries the page walker
+    needs, :meth:`simcore.hw.pagewalk.PageWalker.walk_cycles`).
 
     np.unique per class cost more than the TLB lookup itself (a sort and a
     dozen numpy calls each). Here one sort serves the regions and, when the
@@ -40,13 +43,17 @@ def footprint(addrs, shifts, out):
     the counts are the same.
     """
     n = addrs.shape[0]
-    for c in range(4):
+    for c in range(out.shape[0]):
         out[c] = 0
     if n == 0:
         return
     v = addrs.copy()
     v.sort()
     out[0] = _distinct_sorted(v, 21)
+    if out.shape[0] >= 7:
+        out[4] = _distinct_sorted(v, 30)
+        out[5] = _distinct_sorted(v, 39)
+        out[6] = _distinct_sorted(v, 48)
     cls = np.zeros(n, np.int8)
     for i in range(n):
         s = shifts[i]
@@ -97,3 +104,41 @@ def gather(picks, first, count, shift, size, flat):
             k += 1
         nbytes += size[p]
     return addrs, shifts, nbytes
+
+
+@njit(cache=True)
+def last_positions(keys, n):
+    """Positions, in order, of the last occurrence of each distinct key of
+    ``keys`` (integers in ``[0, n)``): one pass to note where each key was
+    seen last, one to keep those positions. np.unique would sort."""
+    last = np.full(n, -1, np.int64)
+    for i in range(keys.shape[0]):
+        last[keys[i]] = i
+    out = np.empty(keys.shape[0], np.int64)
+    m = 0
+    for i in range(keys.shape[0]):
+        if last[keys[i]] == i:
+            out[m] = i
+            m += 1
+    return out[:m]
+
+
+@njit(cache=True)
+def zipf_last(u, n, s):
+    """Page ranks in ``[0, n)`` drawn from a bounded continuous Zipf(``s``)
+    by inverse CDF of the uniforms ``u`` (as
+    ``simcore.workloads.footprint.Touches`` draws them), each rank kept
+    once, at its last draw, in draw order: the draw and
+    :func:`last_positions` in one pass, without the arrays between them."""
+    k = u.shape[0]
+    ranks = np.empty(k, np.int64)
+    if s == 1.0:
+        top = np.log(n + 1.0)
+        for i in range(k):
+            ranks[i] = min(np.int64(np.exp(u[i] * top)) - 1, n - 1)
+    else:
+        a = 1.0 - s
+        span = (n + 1.0) ** a - 1.0
+        for i in range(k):
+            ranks[i] = min(np.int64((1.0 + u[i] * span) ** (1.0 / a)) - 1, n - 1)
+    return ranks[last_positions(ranks, n)]

@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from simcore.hw.pagewalk import PageWalker
-from simcore.hw.tlb import L1_HIT, WALK, prepare_batch
+from simcore.hw.tlb import L1_HIT, WALK, TlbStats, prepare_batch
 from simcore.metrics.registry import Metrics
 
 _SHIFTS = (12, 21, 30)
@@ -40,11 +40,16 @@ class Executor:
         self.ghz = prof.clock_ghz.value
         self.walker = PageWalker(prof)
         self.stlb_hit_cycles = prof.tlb.stlb_hit_cycles.value
-        self._fp = np.zeros(4, dtype=np.int64)
+        # footprint slots: 2M regions, pages per walk class, 1G/512G/256T
+        # regions (simcore.hw.compiled.footprint)
+        self._fp = np.zeros(7, dtype=np.int64)
         self._footprint = None  # simcore.hw.compiled.footprint, on first walk
         # metric names by (side, owner), built once: formatting three names
         # per quantum was a few per cent of an execution-heavy run
         self._names: dict[tuple[str, str], tuple[str, str, str]] = {}
+        # the host's own code (simcore.workloads.host), caught up on a CPU
+        # before each of its batches; None when a run has no host activity
+        self.host = None
 
     def run(
         self,
@@ -54,11 +59,17 @@ class Executor:
         side: str,
         instructions: int,
         owner: str | tuple[np.ndarray, tuple[str, ...]] = "kernel",
+        per_walk: tuple[float, float, float] | None = None,
     ) -> int:
         """Touch ``addrs`` (mapped at ``shifts``) on ``cpu``; return the ns lost.
 
         ``owner`` names whose touches they are, or, for a mixed batch, gives
-        ``(codes, names)``: each touch's index into ``names``."""
+        ``(codes, names)``: each touch's index into ``names``. ``per_walk``,
+        the cycles of one 4K, 2M and 1G walk (:meth:`walk_costs`), skips
+        costing walks from this batch's own page-table footprint: for a
+        caller whose footprint does not change between batches."""
+        if self.host is not None:
+            self.host.catch_up(cpu)
         m = self.metrics
         m.inc("cpu.instructions", instructions)
         if len(addrs) == 0:
@@ -75,13 +86,20 @@ class Executor:
         m.inc("stlb.misses", stats.stlb_misses)
         cycles = stats.stlb_hits * self.stlb_hit_cycles
         walk = 0.0
-        per_walk = (0.0, 0.0, 0.0)
         if stats.stlb_misses:
-            walk, per_walk = self._walk_cycles(addrs, shifts, stats)
+            if per_walk is None:
+                walk, per_walk = self._walk_cycles(addrs, shifts, stats)
+            else:
+                walk = (
+                    stats.walks_4k * per_walk[0]
+                    + stats.walks_2m * per_walk[1]
+                    + stats.walks_1g * per_walk[2]
+                )
             m.inc("pagewalk.cycles", int(walk))
             m.inc("pagewalk.walks", stats.stlb_misses)
         if mixed:
-            self._attribute_mixed(l1, owner, shifts, outcomes, per_walk, int(walk))
+            pw = per_walk if per_walk is not None else (0.0, 0.0, 0.0)
+            self._attribute_mixed(l1, owner, shifts, outcomes, pw, int(walk))
         else:
             names = self._names.get((side, owner))
             if names is None:
@@ -99,6 +117,46 @@ class Executor:
         ns = int((cycles + walk) / self.ghz)
         m.cpu_time("pagewalk", int(walk / self.ghz))
         return ns
+
+    def touch(
+        self, cpu: int, addr: int, shift: int, side: str, owner: str = "kernel"
+    ) -> int:
+        """One page touch on ``cpu``: a kernel store or load right after an
+        allocator returned the mapping (test_vmalloc's ``*ptr = 0``).
+
+        The single-touch form of :meth:`run`, for the allocation loops that
+        touch one page per call: one TLB lookup, no batch to build. A walk
+        costs what a one-page working set's walk does (its PTE line was
+        just written, so it is cache-hot). Returns the ns lost. The host's
+        code is not caught up here: a store to a mapping made a moment ago
+        misses whatever else the CPU ran, so it cannot change the outcome.
+        """
+        outcome = self.machine.tlb(cpu).lookup_one(addr, shift, side)
+        if outcome == L1_HIT:
+            return 0
+        m = self.metrics
+        l1 = "itlb.misses" if side == "i" else "dtlb.misses"
+        m.inc(l1, 1)
+        m.inc(f"{l1}.{owner}", 1)
+        if outcome != WALK:
+            return int(self.stlb_hit_cycles / self.ghz)
+        walk = self.walker.walk_cycles(shift, 1, 1)
+        m.inc("stlb.misses", 1)
+        m.inc(f"stlb.misses.{owner}", 1)
+        m.inc("pagewalk.walks", 1)
+        m.inc("pagewalk.cycles", int(walk))
+        m.inc(f"pagewalk.cycles.{owner}", int(walk))
+        ns = int((self.stlb_hit_cycles + walk) / self.ghz)
+        m.cpu_time("pagewalk", int(walk / self.ghz))
+        return ns
+
+    def walk_costs(
+        self, addrs: np.ndarray, shifts: np.ndarray
+    ) -> tuple[float, float, float]:
+        """Cycles of one 4K, 2M and 1G walk over the page-table footprint of
+        ``addrs``: what :meth:`run` charges per walk when given them."""
+        one_each = TlbStats(walks_4k=1, walks_2m=1, walks_1g=1)
+        return self._walk_cycles(addrs, shifts, one_each)[1]
 
     def _walk_cycles(
         self, addrs: np.ndarray, shifts: np.ndarray, stats
@@ -121,7 +179,9 @@ class Executor:
         ):
             if walks:
                 pages = int(fp[1 + c])
-                per_walk[c] = self.walker.walk_cycles(shift, pages, regions)
+                per_walk[c] = self.walker.walk_cycles(
+                    shift, pages, regions, int(fp[4]), int(fp[5]), int(fp[6])
+                )
                 total += walks * per_walk[c]
         return total, tuple(per_walk)
 

@@ -8,7 +8,14 @@ INVLPGB counterparts, chosen by the profile's ``flush.broadcast``):
   kernel mappings is a *global* flush (they carry _PAGE_GLOBAL);
 - x86 without broadcast sends an IPI to every other online CPU and spins
   until the slowest has invalidated and acknowledged (hardware.md section 4);
-  the local flush overlaps the remote ones (commit 4ce94eabac16, ~v5.13);
+  the local flush overlaps the remote ones (commit 4ce94eabac16, ~v5.13).
+  One target's round (send, delivery, entry, handler dispatch, the csd
+  ack) is a lognormal draw for a busy target sharing the initiator's LLC;
+  a farther target adds the extra cache-line transfer, and what the
+  target is doing adds its own delay (``target_delay``, supplied by the
+  host model: an idle CPU's C-state exit, the rest of an IRQs-off
+  section). The interrupt's exit is the responder's time only:
+  csd_unlock() runs before it returns (kernel/smp.c);
 - INVLPGB / TLBI ...IS broadcast invalidations need no IPI: the cost grows
   with pages, not with CPUs, and victims only pay the refill.
 
@@ -48,14 +55,15 @@ class FlushModel:
         self.cr3_ns = f.cr3_flush_cycles.value / ghz
         self.ceiling = f.single_page_flush_ceiling.value
         self.broadcast = f.broadcast.value
-        self.ipi_send_ns = f.ipi_send_ns.value
-        self.mu = math.log(f.ipi_deliver_median_ns.value)
-        self.sigma = f.ipi_deliver_sigma.value
-        self.irq_ns = f.irq_entry_exit_ns.value
+        self.mu = math.log(f.ipi_round_median_ns.value)
+        self.sigma = f.ipi_round_sigma.value
         self.stolen_ns = f.remote_stolen_ns.value
         self.bcast_page_ns = f.broadcast_per_page_ns.value
         self.bcast_sync_ns = f.broadcast_sync_ns.value
-        self._xfer: dict[int, np.ndarray] = {}
+        self._xfer: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        # callable(initiator, target ids) -> extra ns per target, from what
+        # each target is doing; None: every target busy, IRQs on
+        self.target_delay = None
 
     def local_cost_ns(self, npages: int) -> float:
         """One CPU invalidating ``npages`` kernel pages (or flushing all)."""
@@ -100,19 +108,23 @@ class FlushModel:
         work; the sender waits for the slowest acknowledgement (csd lock)."""
         if self.topo.nr_cpus == 1:
             return 0.0
-        return self._ipi_wait(self._transfer_ns(cpu), inv_ns, counter)
+        ids, xfer = self._targets(cpu)
+        return self._ipi_wait(cpu, ids, xfer, inv_ns, counter)
 
-    def _ipi_wait(self, xfer: np.ndarray, inv_ns: float, counter: str) -> float:
-        """IPIs to the CPUs ``xfer`` holds the extra transfer ns of; the
-        sender's wait for the slowest acknowledgement."""
-        targets = len(xfer)
+    def _ipi_wait(
+        self, cpu: int, ids: np.ndarray, xfer: np.ndarray, inv_ns: float, counter: str
+    ) -> float:
+        """IPIs from ``cpu`` to the CPUs ``ids`` (``xfer``: their extra
+        transfer ns); the sender's wait for the slowest acknowledgement."""
+        targets = len(ids)
         self.metrics.inc(counter, targets)
-        deliver = self.rng.lognormal(self.mu, self.sigma, size=targets)
-        deliver += xfer
-        slowest = float(deliver.max()) + self.irq_ns + inv_ns
+        rounds = self.rng.lognormal(self.mu, self.sigma, size=targets)
+        rounds += xfer
+        if self.target_delay is not None:
+            rounds += self.target_delay(cpu, ids)
         # Each responder loses its interrupt handling and invalidation.
         self.metrics.cpu_time("shootdown", int(targets * (self.stolen_ns + inv_ns)))
-        return self.ipi_send_ns + slowest
+        return float(rounds.max()) + inv_ns
 
     def user_range(self, cpu: int, start: int, end: int, cpus) -> int:
         """flush_tlb_mm_range() of a user mapping, issued by ``cpu`` after
@@ -149,22 +161,30 @@ class FlushModel:
             latency = (1 if full else npages) * self.bcast_page_ns + self.bcast_sync_ns
         else:
             m.inc("tlb.user_shootdowns")
-            xfer = np.array([self.topo.c2c_ns(cpu, c) for c in remote])
-            latency = max(local, self._ipi_wait(xfer, inv, "tlb.user_ipis"))
+            ids = np.array(remote, dtype=np.int64)
+            xfer = np.array([self._extra_ns(cpu, c) for c in remote])
+            latency = max(local, self._ipi_wait(cpu, ids, xfer, inv, "tlb.user_ipis"))
         ns = int(round(latency))
         m.cpu_time("shootdown", ns)
         return ns
 
-    def _transfer_ns(self, cpu: int) -> np.ndarray:
-        # Targets on another socket see the IPI and the csd line one
-        # cross-socket transfer later: the step between 1 and 2 sockets.
-        # Cached per initiator: it is the same vector for every shootdown.
-        vec = self._xfer.get(cpu)
-        if vec is None:
-            t = self.topo
-            vec = np.array([t.c2c_ns(cpu, x) for x in range(t.nr_cpus) if x != cpu])
-            self._xfer[cpu] = vec
-        return vec
+    def _extra_ns(self, cpu: int, target: int) -> float:
+        # The round was measured to a target in the initiator's LLC; a
+        # farther one sees the IPI and the csd line one longer transfer
+        # later: the step between 1 and 2 sockets.
+        t = self.topo
+        return max(0.0, t.c2c_ns(cpu, target) - t.c2c_same_llc_ns)
+
+    def _targets(self, cpu: int) -> tuple[np.ndarray, np.ndarray]:
+        # every other online CPU and its extra transfer ns; cached per
+        # initiator: the same vectors for every shootdown
+        got = self._xfer.get(cpu)
+        if got is None:
+            n = self.topo.nr_cpus
+            ids = np.array([x for x in range(n) if x != cpu], dtype=np.int64)
+            got = ids, np.array([self._extra_ns(cpu, int(x)) for x in ids])
+            self._xfer[cpu] = got
+        return got
 
     def _apply(self, start: int, end: int, full: bool) -> None:
         if self.tlbs is None:

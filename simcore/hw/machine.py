@@ -66,12 +66,20 @@ class Machine:
 
         def arrays(specs):
             return tuple(
-                TlbArray(tuple(_SHIFT[s] for s in a.sizes), a.entries, a.ways)
+                TlbArray(
+                    tuple(_SHIFT[s] for s in a.sizes),
+                    a.entries,
+                    a.ways,
+                    a.sharing.value,
+                )
                 for a in specs
             )
 
         return TlbGeometry(
-            itlb=arrays(t.itlb), dtlb=arrays(t.dtlb), stlb=arrays(t.stlb)
+            itlb=arrays(t.itlb),
+            dtlb=arrays(t.dtlb),
+            stlb=arrays(t.stlb),
+            itlb2=arrays(t.itlb2),
         )
 
     def tlb(self, cpu: int):
@@ -81,10 +89,21 @@ class Machine:
 
     def _tlb_list(self) -> list:
         if self._tlbs is None:
-            from simcore.hw.tlbs import make_tlb
+            from simcore.hw.tlbs import make_core_tlbs
 
             geo = self.tlb_geometry()
-            self._tlbs = [make_tlb(geo, self.tlb_model) for _ in range(self.nr_cpus)]
+            # The online SMT siblings of a core share its TLB structures;
+            # an offline sibling's partitions go to the online one.
+            cores: dict[int, list] = {}
+            for p in self.topo.places:
+                cores.setdefault(p.core, []).append(p)
+            tlbs: list = [None] * self.nr_cpus
+            for places in cores.values():
+                places.sort(key=lambda p: p.thread)
+                made = make_core_tlbs(geo, self.tlb_model, len(places))
+                for p, tlb in zip(places, made, strict=True):
+                    tlbs[p.cpu] = tlb
+            self._tlbs = tlbs
         return self._tlbs
 
     def tlbs_in_use(self) -> list:

@@ -1,4 +1,4 @@
-"""TLB hierarchy of one CPU: geometry, the common interface and the factory.
+"""TLB hierarchy of one CPU: the common interface of the two models.
 
 Two models implement the same algorithm and must give identical hits and
 misses:
@@ -10,11 +10,13 @@ misses:
 
 Model
 -----
-A CPU has three levels: the L1 instruction TLB (``itlb``), the L1 data TLB
-(``dtlb``) and the unified second-level TLB (``stlb``). Each level is a tuple
-of arrays (:class:`TlbArray`); an array caches one or more page sizes, given
-as page shifts (12 = 4 KiB, 21 = 2 MiB, 30 = 1 GiB). Intel's STLB holds 4 KiB
-and 2 MiB translations in one array, so an array may list several shifts.
+A CPU has the L1 instruction TLB (``itlb``), the L1 data TLB (``dtlb``),
+the second-level TLB (``stlb``) and, on AMD Zen, a second-level instruction
+TLB (``itlb2``); :mod:`simcore.hw.tlb_geometry` describes the levels and how
+SMT siblings share them. Each level is a tuple of arrays (:class:`TlbArray`);
+an array caches one or more page sizes, given as page shifts (12 = 4 KiB,
+21 = 2 MiB, 30 = 1 GiB). Intel's STLB holds 4 KiB and 2 MiB translations in
+one array, so an array may list several shifts.
 
 A page touch is ``(virtual address, page shift of the mapping covering it)``.
 
@@ -27,14 +29,18 @@ mapping. If the level has no array for the shift or any smaller one, it cannot
 cache the touch at all: the touch misses there every time and fills nothing.
 
 *Indexing and tags.* ``vpn = addr >> shift`` (addresses are unsigned 64-bit),
-set index ``vpn % sets``. The tag packs the page shift with the VPN, so 4 KiB
-and 2 MiB entries in a shared array never alias.
+set index ``vpn % sets``. The tag packs the VPN, the hardware thread and the
+page shift, so 4 KiB and 2 MiB entries in a shared array never alias and a
+thread never hits its sibling's entries.
 
 *Lookup.* A touch on side ``"i"`` starts at the ITLB, on side ``"d"`` at the
 DTLB. L1 hit: done (the entry becomes most recently used). L1 miss: look up the
-STLB; an STLB hit fills the L1 (evicting the least recently used way of the
-set). STLB miss: a page walk, which fills the STLB and then the L1. Levels are
-non-inclusive: an STLB eviction leaves L1 copies in place.
+second level, ``itlb2`` for instruction touches when the geometry has one,
+else the STLB; a hit there fills the L1 (evicting the least recently used way
+of the set). A second-level miss is a page walk, which fills the second level
+and then the L1. Levels are non-inclusive: a second-level eviction leaves L1
+copies in place. Outcomes and counts call any second-level hit an "STLB hit"
+and any walk an "STLB miss".
 
 *Walk classes.* A walk ending at a 1 GiB (PUD) or 2 MiB (PMD) leaf skips the
 lower levels, so walks are counted by the touch's own page shift: below 21 as
@@ -48,7 +54,8 @@ int64) are kernel mappings, which the kernel maps global: a CR3 write
 *Invalidation.* ``invalidate_page(addr)`` is INVLPG: every entry of any size
 covering ``addr`` goes, at every level. ``invalidate_range(start, end)``
 removes every entry overlapping ``[start, end)``. ``flush_all`` empties the
-TLB, or only its non-global entries.
+TLB, or only its non-global entries. All of them act on this CPU's entries
+only, in shared arrays too.
 
 Addresses are accepted as Python ints (negative values are read as int64 bit
 patterns) or numpy int64/uint64 arrays.
@@ -58,7 +65,6 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, fields
-from functools import lru_cache
 from typing import ClassVar
 
 import numpy as np
@@ -66,14 +72,39 @@ import numpy as np
 from simcore.constants import PAGE_SHIFT as PAGE_SHIFT_4K
 from simcore.constants import PMD_SHIFT as PAGE_SHIFT_2M
 from simcore.constants import PUD_SHIFT as PAGE_SHIFT_1G
+from simcore.hw.tlb_geometry import (
+    DTLB,
+    EMPTY_TAG,
+    ITLB,
+    ITLB2,
+    LEVELS,
+    MAX_SHIFT,
+    MIN_ARRAY_SHIFT,
+    SHARING,
+    SHIFT_MASK,
+    STLB,
+    TAG_SHIFT_BITS,
+    TlbArray,
+    TlbGeometry,
+    TlbLayout,
+    tlb_layout,
+)
 
 __all__ = [
+    "DTLB",
+    "EMPTY_TAG",
+    "ITLB",
+    "ITLB2",
     "L1_HIT",
     "LEVELS",
+    "MAX_SHIFT",
+    "MIN_ARRAY_SHIFT",
     "MODELS",
     "PAGE_SHIFT_1G",
     "PAGE_SHIFT_2M",
     "PAGE_SHIFT_4K",
+    "SHARING",
+    "STLB",
     "STLB_HIT",
     "WALK",
     "Tlb",
@@ -91,184 +122,12 @@ L1_HIT = 0
 STLB_HIT = 1
 WALK = 2
 
-LEVELS = ("itlb", "dtlb", "stlb")
-ITLB, DTLB, STLB = 0, 1, 2
 SIDES = {"i": ITLB, "d": DTLB}
 MODELS = ("exact", "fast")
 
 MASK64 = (1 << 64) - 1
 GLOBAL_BIT = 63  # upper canonical half: kernel mappings, mapped global
-
-# A tag is (vpn << TAG_SHIFT_BITS) | page_shift; empty entries hold EMPTY_TAG.
-# vpn < 2**(64 - shift), so the tag stays below 2**63 for shifts >= 7.
-TAG_SHIFT_BITS = 6
-EMPTY_TAG = -1
-MIN_ARRAY_SHIFT = 7
-MAX_SHIFT = 63
-
-
-# -- geometry -----------------------------------------------------------------
-@dataclass(frozen=True)
-class TlbArray:
-    """One TLB array: ``entries`` entries in ``entries // ways`` sets.
-
-    ``page_shifts`` are the page sizes it caches (12, 21, 30; Intel's STLB
-    holds (12, 21) in one array). ``ways == entries`` is fully associative.
-    """
-
-    page_shifts: tuple[int, ...]
-    entries: int
-    ways: int
-
-    def __post_init__(self) -> None:
-        shifts = tuple(int(s) for s in self.page_shifts)
-        object.__setattr__(self, "page_shifts", shifts)
-        if not shifts:
-            raise ValueError("TlbArray needs at least one page shift")
-        if len(set(shifts)) != len(shifts):
-            raise ValueError(f"duplicate page shifts {shifts}")
-        for s in shifts:
-            if not MIN_ARRAY_SHIFT <= s <= MAX_SHIFT:
-                raise ValueError(
-                    f"page shift {s} outside [{MIN_ARRAY_SHIFT}, {MAX_SHIFT}]"
-                )
-        if self.ways < 1:
-            raise ValueError(f"ways must be >= 1, got {self.ways}")
-        if self.entries < 1 or self.entries % self.ways:
-            raise ValueError(
-                f"entries ({self.entries}) must be a positive multiple of "
-                f"ways ({self.ways})"
-            )
-
-    @property
-    def sets(self) -> int:
-        return self.entries // self.ways
-
-    @property
-    def fully_associative(self) -> bool:
-        return self.ways == self.entries
-
-
-@dataclass(frozen=True)
-class TlbGeometry:
-    """The TLB arrays of one CPU, per level. A level may be empty."""
-
-    itlb: tuple[TlbArray, ...]
-    dtlb: tuple[TlbArray, ...]
-    stlb: tuple[TlbArray, ...]
-
-    def __post_init__(self) -> None:
-        for name in LEVELS:
-            arrays = tuple(getattr(self, name))
-            object.__setattr__(self, name, arrays)
-            seen: set[int] = set()
-            for a in arrays:
-                if not isinstance(a, TlbArray):
-                    raise TypeError(f"{name}: expected TlbArray, got {a!r}")
-                dup = seen.intersection(a.page_shifts)
-                if dup:
-                    raise ValueError(
-                        f"{name}: page shift {sorted(dup)} held by two arrays"
-                    )
-                seen.update(a.page_shifts)
-
-    def level(self, name: str) -> tuple[TlbArray, ...]:
-        if name not in LEVELS:
-            raise ValueError(f"unknown TLB level {name!r}, expected one of {LEVELS}")
-        return getattr(self, name)
-
-    def reach(self, level: str, page_shift: int = PAGE_SHIFT_4K) -> int:
-        """Bytes covered by the array of ``level`` holding ``page_shift``."""
-        for a in self.level(level):
-            if page_shift in a.page_shifts:
-                return a.entries << page_shift
-        return 0
-
-    @classmethod
-    def skylake_sp(cls) -> TlbGeometry:
-        """Intel Skylake-SP / Cascade Lake (Optimization Manual Table 2-15)."""
-        return cls(
-            itlb=(TlbArray((12,), 128, 8), TlbArray((21,), 8, 8)),
-            dtlb=(
-                TlbArray((12,), 64, 4),
-                TlbArray((21,), 32, 4),
-                TlbArray((30,), 4, 4),
-            ),
-            stlb=(TlbArray((12, 21), 1536, 12), TlbArray((30,), 16, 4)),
-        )
-
-
-@dataclass(frozen=True, eq=False)
-class TlbLayout:
-    """A geometry flattened for the models; shared by all CPUs of a geometry.
-
-    All arrays of all levels live in one entry space, level by level, so one
-    CPU's state is one tags vector and one LRU-stamp vector.
-
-    - ``arrays``: every :class:`TlbArray`, itlb first, then dtlb, then stlb;
-    - ``level_of``: level index (0 itlb, 1 dtlb, 2 stlb) of each array;
-    - ``meta[a] = (first entry, sets, ways, sets - 1 if sets is a power of two
-      else -1)``;
-    - ``route[level, touch_shift] = (array index, shift used)``, ``-1`` when
-      the level cannot cache that touch;
-    - ``array_shifts[a]``: the shifts of array ``a``, padded with -1;
-    - ``level_span[level] = (first entry, end entry)``.
-    """
-
-    geometry: TlbGeometry
-    arrays: tuple[TlbArray, ...]
-    level_of: tuple[int, ...]
-    meta: np.ndarray
-    route: np.ndarray
-    array_shifts: np.ndarray
-    level_span: tuple[tuple[int, int], ...]
-    n_entries: int
-
-
-@lru_cache(maxsize=64)
-def tlb_layout(geometry: TlbGeometry) -> TlbLayout:
-    arrays: list[TlbArray] = []
-    level_of: list[int] = []
-    spans: list[tuple[int, int]] = []
-    route = np.full((len(LEVELS), MAX_SHIFT + 1, 2), -1, dtype=np.int64)
-    entry = 0
-    for lvl, name in enumerate(LEVELS):
-        first = entry
-        for a in geometry.level(name):
-            ai = len(arrays)
-            arrays.append(a)
-            level_of.append(lvl)
-            entry += a.entries
-            for s in a.page_shifts:
-                route[lvl, s] = (ai, s)
-        spans.append((first, entry))
-        # A touch of a size the level lacks falls back to the next smaller
-        # size the level holds (AMD smashing 1G into 2M entries).
-        for s in range(1, MAX_SHIFT + 1):
-            if route[lvl, s, 0] < 0 and route[lvl, s - 1, 0] >= 0:
-                route[lvl, s] = route[lvl, s - 1]
-    meta = np.zeros((len(arrays), 4), dtype=np.int64)
-    width = max((len(a.page_shifts) for a in arrays), default=1)
-    array_shifts = np.full((len(arrays), width), -1, dtype=np.int64)
-    first = 0
-    for ai, a in enumerate(arrays):
-        sets = a.sets
-        mask = sets - 1 if sets & (sets - 1) == 0 else -1
-        meta[ai] = (first, sets, a.ways, mask)
-        array_shifts[ai, : len(a.page_shifts)] = a.page_shifts
-        first += a.entries
-    for arr in (meta, route, array_shifts):
-        arr.setflags(write=False)
-    return TlbLayout(
-        geometry=geometry,
-        arrays=tuple(arrays),
-        level_of=tuple(level_of),
-        meta=meta,
-        route=route,
-        array_shifts=array_shifts,
-        level_span=tuple(spans),
-        n_entries=entry,
-    )
+THREAD_MASK = ((1 << TAG_SHIFT_BITS) - 1) & ~SHIFT_MASK
 
 
 # -- shared by both models -----------------------------------------------------
@@ -291,8 +150,8 @@ def is_global(addr: int) -> bool:
     return bool(to_u64(addr) >> GLOBAL_BIT)
 
 
-def make_tag(vpn: int, shift: int) -> int:
-    return (vpn << TAG_SHIFT_BITS) | shift
+def make_tag(vpn: int, shift: int, thread_bits: int = 0) -> int:
+    return (vpn << TAG_SHIFT_BITS) | thread_bits | shift
 
 
 def tag_vpn(tag: int) -> int:
@@ -300,7 +159,11 @@ def tag_vpn(tag: int) -> int:
 
 
 def tag_shift(tag: int) -> int:
-    return tag & ((1 << TAG_SHIFT_BITS) - 1)
+    return tag & SHIFT_MASK
+
+
+def tag_thread_bits(tag: int) -> int:
+    return tag & THREAD_MASK
 
 
 def tag_is_global(tag: int) -> bool:
@@ -455,11 +318,16 @@ class Tlb(ABC):
 
     model: ClassVar[str]
 
-    def __init__(self, geometry: TlbGeometry) -> None:
+    def __init__(
+        self, geometry: TlbGeometry, threads: int = 1, thread: int = 0
+    ) -> None:
+        """Hardware thread ``thread`` of a core with ``threads`` online."""
         if not isinstance(geometry, TlbGeometry):
             raise TypeError(f"expected TlbGeometry, got {geometry!r}")
         self.geometry = geometry
-        self.layout = tlb_layout(geometry)
+        self.layout = tlb_layout(geometry, threads, thread)
+        # the level an L1 miss looks up next, by L1 level (ITLB, DTLB)
+        self._second = (geometry.second_level(ITLB), geometry.second_level(DTLB))
 
     @abstractmethod
     def lookup(
@@ -492,7 +360,19 @@ class Tlb(ABC):
 
     @abstractmethod
     def _tags(self) -> np.ndarray:
-        """Current tags of all entries, in layout order (EMPTY_TAG if empty)."""
+        """This CPU's view: the tags of its arrays in layout order, EMPTY_TAG
+        for empty entries and for a sibling's entries of a shared array."""
+
+    def _view(self, core_tags: np.ndarray) -> np.ndarray:
+        """:meth:`_tags` from the core's tags vector."""
+        lay = self.layout
+        parts = []
+        for ai, a in enumerate(lay.arrays):
+            first = int(lay.meta[ai, 0])
+            block = core_tags[first : first + a.entries]
+            foreign = (block != EMPTY_TAG) & ((block & THREAD_MASK) != lay.thread_bits)
+            parts.append(np.where(foreign, EMPTY_TAG, block))
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
     def occupancy(self, level: str | None = None) -> int:
         """Number of valid entries, in all levels or in ``level``."""

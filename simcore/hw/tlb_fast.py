@@ -1,9 +1,12 @@
 """The ``fast`` TLB model: the exact model's LRU algorithm compiled with numba.
 
-State per CPU is two int64 vectors over all entries of all arrays (tags and
-last-use stamps, laid out by :func:`simcore.hw.tlb.tlb_layout`) and a one-slot
-clock; the geometry tables are shared by every CPU with that geometry. A batch
-of touches is one compiled call, so the per-touch cost is a few way compares.
+State per core is two int64 vectors over all entries of all arrays (tags and
+last-use stamps, laid out by :func:`simcore.hw.tlb_geometry.tlb_layout`) and
+a one-slot clock, all three held by every SMT sibling of the core: a
+thread's geometry table (``meta``) points its shared arrays at the same
+entries as its sibling's, its private and partitioned ones at its own. A
+batch of touches is one compiled call, so the per-touch cost is a few way
+compares.
 
 The results are identical to :mod:`simcore.hw.tlb_exact`, touch for touch:
 same array selection, same tags, same LRU victims (an empty way first, else
@@ -28,26 +31,30 @@ from simcore.hw.tlb import (
     prepare_batch,
     range_bounds,
     side_level,
+    tlb_layout,
     to_i64,
 )
 
-__all__ = ["FastTlb", "warm_up"]
+__all__ = ["FastCore", "FastTlb", "warm_up"]
 
 # numba freezes globals into the compiled (and disk-cached) kernels, and the
 # cache is keyed on this file only: keep the constants here, checked against
 # the model definition at import.
 EMPTY_TAG = -1
-STLB = 2
 GLOBAL_BIT = 63
 MAX_SHIFT = 63
+TAG_BITS = 8  # tag = vpn << TAG_BITS | thread bits | page shift
+SHIFT_MASK = 63
+LOW_MASK = 255  # thread bits and page shift
 if (
     EMPTY_TAG != _tlb.EMPTY_TAG
-    or STLB != _tlb.STLB
     or GLOBAL_BIT != _tlb.GLOBAL_BIT
     or PAGE_SHIFT_2M != _tlb.PAGE_SHIFT_2M
     or PAGE_SHIFT_1G != _tlb.PAGE_SHIFT_1G
     or MAX_SHIFT != _tlb.MAX_SHIFT
-    or _tlb.TAG_SHIFT_BITS != 6
+    or TAG_BITS != _tlb.TAG_SHIFT_BITS
+    or SHIFT_MASK != _tlb.SHIFT_MASK
+    or LOW_MASK != (1 << TAG_BITS) - 1
 ):
     raise ImportError("tlb_fast constants out of step with simcore.hw.tlb")
 
@@ -87,7 +94,11 @@ def _probe(tags, stamps, base, ways, tag):
 
 
 @njit(cache=True)
-def _lookup_kernel(addrs, shifts, l1, tags, stamps, clock, meta, route, stats, out):
+def _lookup_kernel(
+    addrs, shifts, l1, l2, tb, tags, stamps, clock, meta, route, stats, out
+):
+    # l1, l2: the levels an access looks up (its L1, then ITLB2 or STLB);
+    # tb: the thread's bits in a tag.
     # The range check of the shifts (they index ``route``) is done here, a
     # compare per touch before any state changes, rather than by a numpy
     # reduction per batch in prepare_batch(), which costs microseconds.
@@ -112,7 +123,7 @@ def _lookup_kernel(addrs, shifts, l1, tags, stamps, clock, meta, route, stats, o
         if a1 >= 0:
             s1 = route[l1, s, 1]
             vpn1 = _vpn(addr, s1)
-            tag1 = (vpn1 << 6) | s1
+            tag1 = (vpn1 << TAG_BITS) | tb | s1
             r = _probe(tags, stamps, _set_base(meta, a1, vpn1), meta[a1, 2], tag1)
             if r >= 0:
                 now += 1
@@ -124,14 +135,14 @@ def _lookup_kernel(addrs, shifts, l1, tags, stamps, clock, meta, route, stats, o
         if not hit:
             l1_misses += 1
             outcome = 1
-            a2 = route[STLB, s, 0]
+            a2 = route[l2, s, 0]
             hit2 = False
             slot2 = -1
             tag2 = np.int64(0)
             if a2 >= 0:
-                s2 = route[STLB, s, 1]
+                s2 = route[l2, s, 1]
                 vpn2 = _vpn(addr, s2)
-                tag2 = (vpn2 << 6) | s2
+                tag2 = (vpn2 << TAG_BITS) | tb | s2
                 r = _probe(tags, stamps, _set_base(meta, a2, vpn2), meta[a2, 2], tag2)
                 if r >= 0:
                     now += 1
@@ -168,8 +179,9 @@ def _lookup_kernel(addrs, shifts, l1, tags, stamps, clock, meta, route, stats, o
 
 
 @njit(cache=True)
-def _invalidate_kernel(first, last, tags, stamps, meta, array_shifts):
-    """Drop entries overlapping the bytes [first, last] (int64 bit patterns)."""
+def _invalidate_kernel(first, last, tb, tags, stamps, meta, array_shifts):
+    """Drop the thread's entries overlapping the bytes [first, last] (int64
+    bit patterns) from the arrays ``meta`` gives it."""
     for ai in range(meta.shape[0]):
         sets = meta[ai, 1]
         lo_entry = meta[ai, 0]
@@ -183,47 +195,81 @@ def _invalidate_kernel(first, last, tags, stamps, meta, array_shifts):
             if v1 - v0 < sets:
                 # Few pages: probe the set each would live in.
                 for v in range(v0, v1 + 1):
-                    tag = (v << 6) | s
+                    tag = (v << TAG_BITS) | tb | s
                     base = _set_base(meta, ai, v)
                     for e in range(base, base + ways):
                         if tags[e] == tag:
                             tags[e] = EMPTY_TAG
                             stamps[e] = 0
             else:
-                lo = (v0 << 6) | s
-                hi = (v1 << 6) | s
+                lo = (v0 << TAG_BITS) | tb | s
+                hi = (v1 << TAG_BITS) | tb | s
+                low = tb | s
                 for e in range(lo_entry, lo_entry + sets * ways):
                     t = tags[e]
-                    if t != EMPTY_TAG and lo <= t <= hi and (t & 63) == s:
+                    if t != EMPTY_TAG and lo <= t <= hi and (t & LOW_MASK) == low:
                         tags[e] = EMPTY_TAG
                         stamps[e] = 0
 
 
 @njit(cache=True)
-def _flush_kernel(tags, stamps, include_global):
-    for e in range(tags.shape[0]):
-        t = tags[e]
-        if t == EMPTY_TAG:
-            continue
-        if not include_global:
-            s = t & 63
-            if ((t >> 6) >> (GLOBAL_BIT - s)) & 1:
+def _flush_kernel(tb, tags, stamps, meta, include_global):
+    """Drop the thread's entries (not its global ones unless asked) from the
+    arrays ``meta`` gives it; a sibling's entries of a shared array stay."""
+    for ai in range(meta.shape[0]):
+        lo_entry = meta[ai, 0]
+        for e in range(lo_entry, lo_entry + meta[ai, 1] * meta[ai, 2]):
+            t = tags[e]
+            if t == EMPTY_TAG or (t & LOW_MASK & ~SHIFT_MASK) != tb:
                 continue
-        tags[e] = EMPTY_TAG
-        stamps[e] = 0
+            if not include_global:
+                s = t & SHIFT_MASK
+                if ((t >> TAG_BITS) >> (GLOBAL_BIT - s)) & 1:
+                    continue
+            tags[e] = EMPTY_TAG
+            stamps[e] = 0
+
+
+class FastCore:
+    """The TLB state of one core, held by each of its hardware threads."""
+
+    __slots__ = ("tags", "stamps", "clock")
+
+    def __init__(self, entries: int) -> None:
+        self.tags = np.full(entries, EMPTY_TAG, dtype=np.int64)
+        self.stamps = np.zeros(entries, dtype=np.int64)
+        # one clock for the core: LRU order within a shared set compares
+        # stamps the two threads wrote
+        self.clock = np.zeros(1, dtype=np.int64)
 
 
 class FastTlb(Tlb):
-    """Compiled model: one numba call per batch."""
+    """Compiled model: one numba call per batch.
+
+    ``core`` is the state of the CPU's core (:class:`FastCore`), shared with
+    its siblings; a TLB made without one has a core to itself.
+    """
 
     model = "fast"
 
-    def __init__(self, geometry: TlbGeometry) -> None:
-        super().__init__(geometry)
-        n = self.layout.n_entries
-        self._tag_arr = np.full(n, EMPTY_TAG, dtype=np.int64)
-        self._stamps = np.zeros(n, dtype=np.int64)
-        self._clock = np.zeros(1, dtype=np.int64)
+    def __init__(
+        self,
+        geometry: TlbGeometry,
+        threads: int = 1,
+        thread: int = 0,
+        core: FastCore | None = None,
+    ) -> None:
+        super().__init__(geometry, threads, thread)
+        lay = self.layout
+        if core is None:
+            core = FastCore(lay.core_entries)
+        elif core.tags.shape[0] != lay.core_entries:
+            raise ValueError("core state does not fit the geometry")
+        self._core = core
+        self._tag_arr = core.tags
+        self._stamps = core.stamps
+        self._clock = core.clock
+        self._tb = lay.thread_bits
         self._stats = np.zeros(6, dtype=np.int64)
         self._one_addr = np.zeros(1, dtype=np.int64)
         self._one_shift = np.zeros(1, dtype=np.uint8)
@@ -249,6 +295,8 @@ class FastTlb(Tlb):
             a,
             s,
             l1,
+            self._second[l1],
+            self._tb,
             self._tag_arr,
             self._stamps,
             self._clock,
@@ -271,6 +319,8 @@ class FastTlb(Tlb):
             self._one_addr,
             self._one_shift,
             l1,
+            self._second[l1],
+            self._tb,
             self._tag_arr,
             self._stamps,
             self._clock,
@@ -289,6 +339,7 @@ class FastTlb(Tlb):
         _invalidate_kernel(
             np.int64(to_i64(first)),
             np.int64(to_i64(last)),
+            self._tb,
             self._tag_arr,
             self._stamps,
             self.layout.meta,
@@ -296,10 +347,16 @@ class FastTlb(Tlb):
         )
 
     def flush_all(self, include_global: bool = True) -> None:
-        _flush_kernel(self._tag_arr, self._stamps, bool(include_global))
+        _flush_kernel(
+            self._tb,
+            self._tag_arr,
+            self._stamps,
+            self.layout.meta,
+            bool(include_global),
+        )
 
     def _tags(self) -> np.ndarray:
-        return self._tag_arr
+        return self._view(self._tag_arr)
 
 
 def warm_up() -> None:
@@ -307,14 +364,16 @@ def warm_up() -> None:
     from simcore.hw.tlb import TlbArray
 
     geo = TlbGeometry(
-        itlb=(TlbArray((12,), 4, 2),),
-        dtlb=(TlbArray((12, 21), 4, 4),),
+        itlb=(TlbArray((12,), 4, 2, "shared"),),
+        dtlb=(TlbArray((12, 21), 4, 4, "partitioned"),),
         stlb=(TlbArray((12,), 6, 3),),
+        itlb2=(TlbArray((12,), 4, 4),),
     )
-    t = FastTlb(geo)
-    t.lookup(np.array([0, 1 << 12], dtype=np.int64), 12, "d")
-    t.lookup_one(0, 12, "i")
-    t.invalidate_page(0)
-    t.invalidate_range(0, 1 << 30)
-    t.flush_all(False)
-    t.flush_all(True)
+    core = FastCore(tlb_layout(geo, 2).core_entries)
+    for t in FastTlb(geo, 2, 0, core), FastTlb(geo, 2, 1, core):
+        t.lookup(np.array([0, 1 << 12], dtype=np.int64), 12, "d")
+        t.lookup_one(0, 12, "i")
+        t.invalidate_page(0)
+        t.invalidate_range(0, 1 << 30)
+        t.flush_all(False)
+        t.flush_all(True)

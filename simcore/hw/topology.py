@@ -73,5 +73,10 @@ class Topology:
             ns = self._c2c_pair[key] = self._c2c[self.distance(a, b)]
         return ns
 
+    @property
+    def c2c_same_llc_ns(self) -> float:
+        """A cache-line transfer between cores sharing an LLC."""
+        return self._c2c[SAME_LLC]
+
     def sockets_online(self) -> int:
         return len({p.socket for p in self.places})

@@ -15,11 +15,27 @@ Writing into executable kernel memory without ever making it writable:
   (cover.1560325897.git.bristot@redhat.com). A batch holds at most
   ``TP_VEC_MAX`` sites, one page of ``struct text_poke_loc``.
 
-Costs come from the profile: CR3 writes (``flush.cr3_flush_cycles``) for the
-two mm switches, PTE writes, INVLPG for the poking range, and copying at
-the store bandwidth ``kernel_costs.page_zero_ns`` implies (an estimate: a
-copy streams about as fast as clear_page). The sync IPI's work on each CPU
-is the interrupt entry/exit itself, whose IRET serialises the core.
+One ``__text_poke()`` (arch/x86/kernel/alternative.c, the temporary-mm
+version of b3fd8e83ada0, v5.2, in every modelled era), step by step:
+
+1. ``local_irq_save()``, ``get_locked_pte(poking_mm, poking_addr)``: the
+   PTE lock, an uncontended atomic (``locks.atomic_uncontended_ns``);
+2. ``set_pte_at()`` for the one or two pages (``kernel_costs.pte_write_ns``);
+3. ``use_temporary_mm(poking_mm)``: a CR3 write (``flush.cr3_flush_cycles``).
+   The previous poke's ``flush_tlb_mm_range()`` only advanced poking_mm's
+   tlb_gen (the mm was no longer loaded), so this switch reloads CR3
+   without NOFLUSH and the write below walks the page tables again: one
+   4K walk of poking_mm's hot tables (the profile's walker);
+4. the copy (or memset), then ``memcmp()`` verifying it: twice the bytes
+   at the store bandwidth ``kernel_costs.page_zero_ns`` implies (an
+   estimate: a copy streams about as fast as clear_page);
+5. ``pte_clear()`` per page, ``unuse_temporary_mm()``: a second CR3 write;
+6. ``flush_tlb_mm_range(poking_mm, ...)``: the tlb_gen increment, an
+   atomic; no INVLPG, since poking_mm is not loaded any more (see 3).
+
+The sync IPI's work on each CPU is the interrupt entry itself, whose IRET
+serialises the core; how long each target takes to answer is the flush
+model's (a busy, IRQs-off or idle target).
 """
 
 from __future__ import annotations
@@ -47,18 +63,22 @@ class TextPoke:
         ghz = p.clock_ghz.value
         self.switch_ns = 2 * p.flush.cr3_flush_cycles.value / ghz
         self.pte_ns = p.kernel_costs.pte_write_ns.value
-        self.invlpg_ns = p.flush.invlpg_cycles.value / ghz
+        self.atomic_ns = p.locks.atomic_uncontended_ns.value
+        # refilling poking_addr's translation: a 4K walk, one page of tables
+        self.refill_ns = kernel.executor.walker.walk_cycles(12, 1, 1) / ghz
         self.byte_ns = p.kernel_costs.page_zero_ns.value / PAGE
 
     def poke_ns(self, addr: int, nbytes: int) -> float:
         """One __text_poke() of ``nbytes`` (<= 2 pages) at ``addr``."""
         pages = 1 if (addr % PAGE) + nbytes <= PAGE else 2
-        # map + unmap PTEs, two mm switches, copy + memcmp verify, local flush
+        # PTE lock and tlb_gen bump, set + clear PTEs, two mm switches, the
+        # refill walk, copy + memcmp verify (steps 1-6 of the module doc)
         return (
-            2 * pages * self.pte_ns
+            2 * self.atomic_ns
+            + 2 * pages * self.pte_ns
             + self.switch_ns
+            + self.refill_ns
             + 2 * nbytes * self.byte_ns
-            + pages * self.invlpg_ns
         )
 
     def _chunks_ns(self, addr: int, nbytes: int) -> tuple[float, int]:

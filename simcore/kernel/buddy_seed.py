@@ -247,3 +247,117 @@ class BuddySeed:
             fl.move_to_end(base + off, last=False)
         for k, c in enumerate(counts):
             zone.lazy_nr[k] -= c
+
+    # -- memory in use from the start (a captured host's) ------------------------
+    def take_free(self, node: int, nr: int, order: int = 0) -> list[int]:
+        """``nr`` pages (``order`` 0) or ``nr`` aligned blocks of ``order``
+        handed out from the free lists at boot, as vm_area_alloc_pages()'s
+        high-order path takes them: the largest block that fits the rest,
+        split_page()d, local node first, then the zonelist. The pfns of
+        every page, fewer when memory ran out."""
+        out: list[int] = []
+        want = nr << order
+        while len(out) < want:
+            k = min((want - len(out)).bit_length() - 1, MAX_PAGE_ORDER)
+            got = None
+            while got is None and k >= order:
+                for n in self.fallback_nodes(node):
+                    got = self.rmqueue(n, k)
+                    if got is not None:
+                        break
+                else:
+                    k -= 1
+            if got is None:
+                break
+            pfn = got[0]
+            self.prep_new_page(pfn, k)
+            self.split_page(pfn, k)
+            out.extend(range(pfn, pfn + (1 << k)))
+        return out
+
+    def reserve_free(self, node: int, nr: int) -> int:
+        """Take ``nr`` free pages of ``node`` out of the free lists as in use
+        by an unknown owner (a capture's used memory), largest blocks
+        first, so that what stays free is what the capture says. Returns
+        the pages taken."""
+        taken = 0
+        while taken < nr:
+            k = min((nr - taken).bit_length() - 1, MAX_PAGE_ORDER)
+            got = self.rmqueue(node, k)
+            while got is None and k > 0:
+                k -= 1
+                got = self.rmqueue(node, k)
+            if got is None:
+                break
+            taken += 1 << k
+        self.zones[node].reserved += taken
+        self.nr_reserved_pages += taken
+        return taken
+
+    def claim_used(self, node: int, nr: int, order: int = 0) -> list[int]:
+        """``nr`` pages (or aligned blocks of ``order``) of the memory the
+        starting state left in use (a /proc/buddyinfo capture's: its free
+        blocks are laid out, the rest was in use on the host), handed to an
+        owner the capture names, lowest addresses first. They become
+        ordinary allocated pages, so the owner may free them. Fewer when
+        that memory is used up."""
+        gaps = self._used_gaps(node)
+        size = 1 << order
+        out: list[int] = []
+        i = self._gap_first[node]
+        while i < len(gaps) and gaps[i][0] == gaps[i][1]:
+            i += 1
+        self._gap_first[node] = i
+        while len(out) < nr * size and i < len(gaps):
+            lo, hi = gaps[i]
+            if not order:
+                take = min(hi - lo, nr - len(out))
+                for pfn in range(lo, lo + take):
+                    self.prep_new_page(pfn, 0)
+                out.extend(range(lo, lo + take))
+                gaps[i][0] = lo + take
+                i += 1
+                continue
+            head = -(-lo // size) * size
+            if head + size > hi:
+                i += 1
+                continue
+            # the unaligned front stays in use, unclaimed, for order-0 claims
+            gaps[i] = [head + size, hi]
+            if lo < head:
+                gaps.insert(i, [lo, head])
+            self.prep_new_page(head, order)
+            self.split_page(head, order)
+            out.extend(range(head, head + size))
+        self.zones[node].reserved -= len(out)
+        self.nr_reserved_pages -= len(out)
+        return out
+
+    def _used_gaps(self, node: int) -> list[list[int]]:
+        """The in-use pfn ranges of a node between its free blocks, built
+        once, before the run allocates anything."""
+        if not hasattr(self, "_gaps"):
+            self._gaps: dict[int, list[list[int]]] = {}
+            self._gap_first: dict[int, int] = {}
+        if node not in self._gaps:
+            zone = self.zones[node]
+            if zone.lazy is not None:
+                raise SimulationError("a fragmented node has no captured used memory")
+            # free blocks, and pages already handed out or on per-CPU lists
+            spans = [(p, p + (1 << k)) for k in range(NR_ORDERS) for p in zone.free[k]]
+            spans += [(lo, hi) for lo, hi in zone.runs]
+            spans += [(p, p + (1 << k)) for p, k in self.allocated.items()]
+            spans += [(p, p + (1 << k)) for p, k in self.split]
+            spans += [(p, p + 1) for pcp in zone.pcp.values() for p in pcp]
+            spans = sorted(x for x in spans if zone.start_pfn <= x[0] < zone.end_pfn)
+            gaps = []
+            cur = zone.start_pfn
+            for lo, hi in spans:
+                if lo > cur:
+                    gaps.append([cur, lo])
+                cur = max(cur, hi)
+            if cur < zone.end_pfn:
+                gaps.append([cur, zone.end_pfn])
+            self._gaps[node] = gaps
+            self._gap_first[node] = 0
+        return self._gaps[node]

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from simcore.errors import CaptureError
+from simcore.kernel.procfs import read_capture
 
 MAX_PAGE_ORDER = 10  # include/linux/mmzone.h; MAX_ORDER - 1 in older trees
 NR_ORDERS = MAX_PAGE_ORDER + 1
@@ -132,20 +133,8 @@ def parse_buddyinfo(text: str, file: str = "<buddyinfo>") -> BuddyInfo:
 
 def load_buddyinfo(path: str | Path) -> BuddyInfo:
     """Read and parse a capture file."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise CaptureError(
-            f"cannot read buddyinfo capture: {exc.strerror}",
-            file=str(p),
-            expected="a file saved from `cat /proc/buddyinfo`",
-        ) from None
-    except UnicodeDecodeError:
-        raise CaptureError(
-            "buddyinfo capture is not text", file=str(p), expected=_EXPECTED
-        ) from None
-    return parse_buddyinfo(text, file=str(p))
+    text = read_capture(path, "buddyinfo", "cat /proc/buddyinfo", _EXPECTED)
+    return parse_buddyinfo(text, file=str(path))
 
 
 def _clip(s: str, n: int = 60) -> str:

@@ -23,7 +23,8 @@ meminfo ``DirectMap4k/2M/1G``); splits and collapses count
 tables are plain ``alloc_pages(GFP_KERNEL, 0)`` pages, not constructed page
 tables, so /proc/meminfo ``PageTables`` does not see them: they are counted
 in ``directmap.pagetable_pages``. The boot-time splits around the kernel
-image, the ISA hole and firmware ranges are not modelled.
+image, the ISA hole and firmware ranges are not modelled, unless a
+/proc/meminfo capture gives the host's split (:meth:`DirectMap.seed_split`).
 
 The CPA logic that drives splits and collapses is in
 :mod:`simcore.kernel.set_memory`; the page tables of the vmalloc range, and
@@ -32,6 +33,8 @@ The CPA logic that drives splits and collapses is in
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 
@@ -228,6 +231,69 @@ class DirectMap:
             del self.pmd[gb]
         self._publish(tables=-len(freed))
         return freed
+
+    # -- boot state ------------------------------------------------------------------
+    def set_gbpages(self, on: bool) -> None:
+        """probe_page_size_mask() as a captured host decided it: map every
+        whole GiB with one 1G leaf, or with 512 2M leaves. Before any split."""
+        if on == self.gbpages:
+            return
+        if (
+            self.splits != [0, 0]
+            or self.pud
+            or len(self.pmd) > (self.nr_pages % PAGES_PER_PUD > 0)
+        ):
+            raise SimulationError("direct map page size changed after boot")
+        self.gbpages = on
+        moved = self.full_gb * PTRS_PER_TABLE
+        self.count[1] += -moved if on else moved
+        self.count[2] = self.full_gb if on else 0
+        self._publish()
+
+    def seed_split(
+        self,
+        nr_gb: int,
+        nr_4k: int,
+        rng: np.random.Generator,
+        take_table: Callable[[], int | None],
+    ) -> tuple[int, int]:
+        """The split a captured host's direct map had (/proc/meminfo
+        DirectMap4k/2M/1G): ``nr_gb`` whole GiBs mapped with 2M leaves
+        (with GB pages on), then ``nr_4k`` 2 MiB regions among the 2M
+        leaves mapped with 4K ones, each picked uniformly at random
+        (estimate: on the host they follow the pages CPA changed, which the
+        capture does not say). Split tables take pages from ``take_table``;
+        the vmstat split counters are not moved, since they count splits
+        after boot and the run's are counted from zero. Returns the GiBs
+        and regions split, capped by what the machine has."""
+        gbs: list[int] = []
+        if self.gbpages:
+            nr_gb = min(nr_gb, self.full_gb)
+            gbs = sorted(int(g) for g in rng.choice(self.full_gb, nr_gb, replace=False))
+            for gb in gbs:
+                self.pmd[gb] = np.full(PTRS_PER_TABLE, PAGE_KERNEL, dtype=np.uint8)
+                self.table_pfn[(LEVEL_1G, gb)] = take_table()
+            self.count[2] -= len(gbs)
+            self.count[1] += len(gbs) * PTRS_PER_TABLE
+            pool = np.array(gbs, dtype=np.int64)[:, None] * PTRS_PER_TABLE
+            cands = (pool + np.arange(PTRS_PER_TABLE)).ravel()
+        else:
+            cands = np.arange(self.full_gb * PTRS_PER_TABLE, dtype=np.int64)
+        tail = self.pmd.get(self.full_gb)
+        if tail is not None:  # the partial last GiB's 2M leaves
+            lead = np.flatnonzero(tail == PAGE_KERNEL) + self.full_gb * PTRS_PER_TABLE
+            cands = np.concatenate([cands, lead])
+        nr_4k = min(nr_4k, len(cands))
+        picked = sorted(int(i) for i in rng.choice(cands, nr_4k, replace=False))
+        for idx in picked:
+            t = self._pmd_table(idx >> 9)
+            t[idx & 511] = _TABLE
+            self.pte[idx] = np.full(PTRS_PER_TABLE, PAGE_KERNEL, dtype=np.uint8)
+            self.table_pfn[(LEVEL_2M, idx)] = take_table()
+        self.count[1] -= len(picked)
+        self.count[0] += len(picked) * PTRS_PER_TABLE
+        self._publish(tables=len(gbs) + len(picked))
+        return len(gbs), len(picked)
 
     # -- counters ------------------------------------------------------------------
     def bytes(self) -> tuple[int, int, int]:

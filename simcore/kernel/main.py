@@ -4,8 +4,10 @@
 :class:`Kernel`: the page allocator (mm/page_alloc.c), init_mm's page
 tables and the direct map, vmalloc (mm/vmalloc.c), CPA
 (arch/x86/mm/pat/set_memory.c, whose ``vm_unmap_aliases()`` is
-mm/vmalloc.c's), text patching and the BPF core. The module loader comes
-up on first use, as a kernel without modules never builds its state.
+mm/vmalloc.c's), text patching and the BPF core; then the state of a
+captured host, when the knobs name captures (:mod:`.host_state`). The
+module loader comes up on first use, as a kernel without modules never
+builds its state.
 
 The kernel does not choose its executable-memory or arena allocator: the
 engine plugs a provider in (``policy``), and ``exec_alloc`` / ``arena_ops``
@@ -25,6 +27,7 @@ from simcore.hw.machine import Machine
 from simcore.kernel.alternative import TextPoke
 from simcore.kernel.bpf.core import BpfCore
 from simcore.kernel.execmem import ExecAllocator
+from simcore.kernel.host_state import HostState
 from simcore.kernel.module import ModuleLoader
 from simcore.kernel.page_alloc import PageAlloc
 from simcore.kernel.pgtable import KernelPageTables
@@ -61,6 +64,9 @@ class Kernel:
         )
         self.text_poke = TextPoke(self)
         self.bpf = BpfCore(self)
+        # the captured host's state, if the knobs name captures: time zero
+        self.host = HostState(self)
+        self.host.boot()
 
     def rng(self, name: str):
         return self.ctx.rng(name)
@@ -75,6 +81,16 @@ class Kernel:
     def arena_ops(self):
         """The BPF arena strategy in force."""
         return self._policy("arena")
+
+    @cached_property
+    def pti(self) -> bool:
+        """Whether page table isolation is on: ``pti=auto`` follows
+        X86_BUG_CPU_MELTDOWN (pti_check_boottime_disable(),
+        arch/x86/mm/pti.c); x86 only."""
+        mode = self.knobs.pti
+        if self.profile.arch != "x86_64" or mode == "off":
+            return False
+        return mode == "on" or self.profile.cpu.meltdown.value
 
     @cached_property
     def modules(self) -> ModuleLoader:

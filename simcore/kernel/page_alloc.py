@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 
 from simcore.constants import PAGE_SIZE
 from simcore.errors import CaptureError, SimulationError
+from simcore.kernel.boot_pages import BootPages
 from simcore.kernel.buddy import BuddyAllocator
 from simcore.kernel.buddy_seed import FRAG_PATTERNS, FRAG_SPLIT_P, FRAG_USED_P
 from simcore.kernel.buddyinfo import MAX_PAGE_ORDER, NR_ORDERS, load_buddyinfo
@@ -119,6 +120,11 @@ class PageAlloc:
         self.zero_ns = c.page_zero_ns.value
         self.store_ns = c.pte_write_ns.value
         self.buddy = buddy if buddy is not None else self._build(kernel)
+        # pages of a captured host's state at time zero: from the memory a
+        # /proc/buddyinfo capture leaves in use, else from the free lists
+        self.boot = BootPages(
+            self.buddy, captured_free=buddy is None and bool(kernel.knobs.buddyinfo)
+        )
         self.zone_locks = [m.spinlock("zone_lock") for _ in self.buddy.zones]
         t = kernel.profile.topology
         self._cores_per_node = max(

@@ -38,7 +38,7 @@ The CPA logic that drives splits and collapses is in
 from __future__ import annotations
 
 from array import array
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from simcore.constants import (
@@ -440,6 +440,53 @@ class KernelPageTables:
             pos += chunk
         yield self.env.timeout(int(work))
         return True
+
+    def map_at_boot(
+        self,
+        addr: int,
+        size: int,
+        pfns: Sequence[int] | None,
+        take_page: Callable[[], int | None],
+        *,
+        huge: bool = False,
+        prot: int = PAGE_KERNEL,
+    ) -> int:
+        """What a mapping made before the run left in init_mm (a captured
+        host's areas), installed without time or locks: the tables
+        vmap_range_noflush() allocates on its walk, then one PTE per entry
+        of ``pfns`` from ``addr``. ``pfns`` None installs the tables of
+        ``[addr, addr + size)`` alone, as a lazily freed area leaves them
+        (vunmap never frees page-table pages). With ``huge``, a 2 MiB chunk
+        whose virtual and physical addresses are both 2 MiB aligned gets a
+        PMD leaf, as vmap_try_huge_pmd() gives it. ``take_page()`` gives
+        each new table page. Returns the table pages added."""
+        vm = self.vmap
+        n = (size >> PAGE_SHIFT) if pfns is None else len(pfns)
+        added = pos = 0
+        while pos < n:
+            a = addr + (pos << PAGE_SHIFT)
+            if not vm.has_pmd_table(a):
+                vm.pmd_tables[a >> PUD_SHIFT] = take_page()
+                added += 1
+            chunk = min(PAGES_PER_PMD - ((a >> PAGE_SHIFT) & 511), n - pos)
+            if (
+                huge
+                and pfns is not None
+                and chunk == PAGES_PER_PMD
+                and pfns[pos] % PAGES_PER_PMD == 0
+                and pfns[pos + chunk - 1] == pfns[pos] + chunk - 1
+                and not vm.has_pte_table(a)
+            ):
+                vm.set_huge(a, int(pfns[pos]), prot)
+            else:
+                if not vm.has_pte_table(a) and (a >> PMD_SHIFT) not in vm.huge:
+                    vm.ptes[a >> PMD_SHIFT] = PteTable(take_page())
+                    added += 1
+                if pfns is not None:
+                    vm.set_ptes(a, pfns[pos : pos + chunk], prot)
+            pos += chunk
+        self._tables(added)
+        return added
 
     def vunmap_range_noflush(self, cpu: int, addr: int, size: int):
         """vunmap_range_noflush(): clear PTEs / PMD leaves, keep the tables,

@@ -64,6 +64,18 @@ class VmallocInfoEntry:
     def size(self) -> int:
         return self.end - self.start
 
+    @property
+    def label(self) -> str:
+        """What the area is, in the word the capture gives it: ``unpurged``,
+        ``vm_map_ram``, the first of ``ioremap``, ``vmap``, ``sparse``,
+        ``dma-coherent``, ``vmalloc`` it carries, or ``vm`` (none)."""
+        if self.kind != "vm":
+            return self.kind
+        for word in ("ioremap", "vmap", "sparse", "dma-coherent", "vmalloc"):
+            if word in self.flags:
+                return word
+        return "vm"
+
 
 def parse_vmallocinfo(
     text: str, *, file: str = "<vmallocinfo>"
@@ -92,9 +104,14 @@ def load_vmallocinfo(path: str | Path) -> list[VmallocInfoEntry]:
     return parse_vmallocinfo(text, file=str(p))
 
 
+# The lowest kernel virtual address of x86-64 with 5-level paging (and far
+# below arm64's, 0xffff000000000000 with 48-bit VAs).
+KERNEL_HALF = 0xFF00000000000000
+
 _REAL_ADDRESSES = (
     "real addresses: `sudo sysctl kernel.kptr_restrict=1` (0 hashes them, 2 "
-    "hides them) and `sudo cat /proc/vmallocinfo > FILE`"
+    "hides them) and `sudo cat /proc/vmallocinfo > FILE`, or the script of "
+    "`simcore capture --script`, which does both"
 )
 
 
@@ -125,6 +142,17 @@ def _parse_line(raw: str, no: int, file: str) -> VmallocInfoEntry:
         raise _fail(
             f"addresses {tok[0]} are hashed (%pK with kernel.kptr_restrict=0 "
             "prints a 32-bit hash, not the address)",
+            no,
+            file,
+            expected=_REAL_ADDRESSES,
+        )
+    if start < KERNEL_HALF:
+        # both modelled architectures keep kernel virtual addresses in the
+        # upper half (x86-64 canonical form, arm64 TTBR1): anything below
+        # was edited, truncated or comes from another kind of machine
+        raise _fail(
+            f"address {start:#x} is not a kernel address (x86-64 and arm64 "
+            "kernel addresses start with 0xff)",
             no,
             file,
             expected=_REAL_ADDRESSES,

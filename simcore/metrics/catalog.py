@@ -3,56 +3,151 @@
 Names follow the kernel's own counters where one exists (/proc/vmstat,
 /proc/meminfo, perf events). ``<name>`` and ``<op>`` stand for a lock or an
 allocator operation. ``better`` says which direction a reader wants.
+``label`` is what a chart axis or a summary headline says instead of the
+dotted name; ``{}`` in it stands for the lock, operation or owner the
+wildcard matched. Metrics marked *derived* are not in metrics.json: the
+summary computes them from its counters (:mod:`simcore.metrics.derived`).
 """
 
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass
+import re
 
+from simcore.metrics.catalog_arena import ARENA
+from simcore.metrics.info import MetricInfo
 
-@dataclass(frozen=True)
-class MetricInfo:
-    pattern: str
-    unit: str  # count, ns, bytes, pct, pages, s, 1/s
-    better: str  # lower | higher | none
-    description: str
+__all__ = ["CATALOG", "HEADLINE", "MetricInfo", "label_of", "lookup", "rank"]
 
 
 CATALOG: tuple[MetricInfo, ...] = (
-    MetricInfo("itlb.misses", "count", "lower", "L1 iTLB misses"),
-    MetricInfo("dtlb.misses", "count", "lower", "L1 dTLB misses"),
-    MetricInfo("stlb.misses", "count", "lower", "second-level TLB misses (page walks)"),
-    MetricInfo("itlb.mpki", "count", "lower", "iTLB misses per 1,000 instructions"),
-    MetricInfo("dtlb.mpki", "count", "lower", "dTLB misses per 1,000 instructions"),
-    MetricInfo("pagewalk.cycles", "count", "lower", "cycles spent in page walks"),
-    MetricInfo("pagewalk.walks", "count", "lower", "page walks (STLB misses)"),
-    MetricInfo("itlb.misses.*", "count", "lower", "L1 iTLB misses of one owner's code"),
-    MetricInfo("dtlb.misses.*", "count", "lower", "L1 dTLB misses of one owner's data"),
-    MetricInfo("stlb.misses.*", "count", "lower", "STLB misses of one owner's touches"),
+    MetricInfo("itlb.misses", "count", "lower", "L1 iTLB misses", label="iTLB misses"),
+    MetricInfo("dtlb.misses", "count", "lower", "L1 dTLB misses", label="dTLB misses"),
     MetricInfo(
-        "pagewalk.cycles.*", "count", "lower", "walk cycles of one owner's touches"
+        "stlb.misses",
+        "count",
+        "lower",
+        "second-level TLB misses (page walks)",
+        label="STLB misses (page walks)",
+    ),
+    MetricInfo(
+        "itlb.mpki",
+        "count",
+        "lower",
+        "iTLB misses per 1,000 instructions",
+        label="iTLB misses per 1K instructions",
+    ),
+    MetricInfo(
+        "dtlb.mpki",
+        "count",
+        "lower",
+        "dTLB misses per 1,000 instructions",
+        label="dTLB misses per 1K instructions",
+    ),
+    MetricInfo(
+        "pagewalk.cycles",
+        "count",
+        "lower",
+        "cycles spent in page walks",
+        label="page-walk cycles",
+    ),
+    MetricInfo(
+        "pagewalk.walks",
+        "count",
+        "lower",
+        "page walks (STLB misses)",
+        label="page walks",
+    ),
+    MetricInfo(
+        "itlb.misses.*",
+        "count",
+        "lower",
+        "L1 iTLB misses of one owner's code",
+        label="iTLB misses, {} code",
+    ),
+    MetricInfo(
+        "dtlb.misses.*",
+        "count",
+        "lower",
+        "L1 dTLB misses of one owner's data",
+        label="dTLB misses, {} data",
+    ),
+    MetricInfo(
+        "stlb.misses.*",
+        "count",
+        "lower",
+        "STLB misses of one owner's touches",
+        label="STLB misses, {} touches",
+    ),
+    MetricInfo(
+        "pagewalk.cycles.*",
+        "count",
+        "lower",
+        "walk cycles of one owner's touches",
+        label="page-walk cycles, {} touches",
     ),
     MetricInfo(
         "cpu.overhead_pct",
         "pct",
         "lower",
         "share of CPU time lost to page walks, shootdowns and lock spinning",
+        label="CPU time lost",
     ),
-    MetricInfo("cpu.*_ns", "ns", "lower", "CPU time by kind (summed over CPUs)"),
-    MetricInfo("cpu.instructions", "count", "none", "instructions run by workloads"),
+    MetricInfo(
+        "cpu.*_ns",
+        "ns",
+        "lower",
+        "CPU time by kind (summed over CPUs)",
+        label="CPU time in {}",
+    ),
+    MetricInfo(
+        "cpu.instructions",
+        "count",
+        "none",
+        "instructions run by workloads and the host's own code",
+    ),
+    MetricInfo(
+        "host.instructions", "count", "none", "instructions of the host's own code"
+    ),
+    MetricInfo(
+        "host.tlb_drops",
+        "count",
+        "lower",
+        "CR3 writes that dropped TLB entries (PTI without PCID, mm switches)",
+        label="TLB drops",
+    ),
+    MetricInfo(
+        "host.ipi_irqs_off_waits",
+        "count",
+        "lower",
+        "IPI targets found with IRQs off (the sender waited)",
+    ),
+    MetricInfo(
+        "host.ipi_idle_wakeups",
+        "count",
+        "lower",
+        "IPI targets woken from an idle state",
+    ),
     MetricInfo(
         "tlb.shootdowns",
         "count",
         "lower",
         "kernel-range flushes sent to other CPUs by IPI",
+        label="TLB shootdowns",
     ),
-    MetricInfo("tlb.ipis", "count", "lower", "flush IPIs sent (one per target CPU)"),
+    MetricInfo(
+        "tlb.ipis",
+        "count",
+        "lower",
+        "flush IPIs sent (one per target CPU)",
+        label="flush IPIs",
+    ),
     MetricInfo(
         "tlb.full_flushes",
         "count",
         "lower",
         "flushes past the single-page ceiling (flush everything)",
+        label="full TLB flushes",
     ),
     MetricInfo("tlb.local_flushes", "count", "none", "flushes on a 1-CPU machine"),
     MetricInfo(
@@ -66,40 +161,136 @@ CATALOG: tuple[MetricInfo, ...] = (
         "count",
         "lower",
         "2M direct-map pages split (/proc/vmstat direct_map_level2_splits)",
+        label="direct-map 2M splits",
     ),
     MetricInfo(
         "directmap.level3_splits",
         "count",
         "lower",
         "1G direct-map pages split (/proc/vmstat direct_map_level3_splits)",
+        label="direct-map 1G splits",
     ),
-    MetricInfo("directmap.4k_bytes", "bytes", "lower", "/proc/meminfo DirectMap4k"),
-    MetricInfo("directmap.2m_bytes", "bytes", "none", "/proc/meminfo DirectMap2M"),
-    MetricInfo("directmap.1g_bytes", "bytes", "higher", "/proc/meminfo DirectMap1G"),
     MetricInfo(
-        "lock.<name>.wait_ns", "ns", "lower", "time waited for the lock, all CPUs"
+        "directmap.4k_bytes",
+        "bytes",
+        "lower",
+        "/proc/meminfo DirectMap4k",
+        label="direct map in 4K pages",
     ),
-    MetricInfo("lock.<name>.hold_ns", "ns", "lower", "time the lock was held"),
+    MetricInfo(
+        "directmap.2m_bytes",
+        "bytes",
+        "none",
+        "/proc/meminfo DirectMap2M",
+        label="direct map in 2M pages",
+    ),
+    MetricInfo(
+        "directmap.1g_bytes",
+        "bytes",
+        "higher",
+        "/proc/meminfo DirectMap1G",
+        label="direct map in 1G pages",
+    ),
+    MetricInfo(
+        "lock.<name>.wait_ns",
+        "ns",
+        "lower",
+        "time waited for the lock, all CPUs",
+        label="{} wait time",
+    ),
+    MetricInfo(
+        "lock.<name>.hold_ns",
+        "ns",
+        "lower",
+        "time the lock was held",
+        label="{} hold time",
+    ),
     MetricInfo(
         "lock.<name>.contended_pct",
         "pct",
         "lower",
         "share of acquisitions that had to wait",
-    ),
-    MetricInfo("lock.<name>.acquisitions", "count", "none", "times the lock was taken"),
-    MetricInfo(
-        "alloc.<op>.latency_ns.p50", "ns", "lower", "median latency of the operation"
-    ),
-    MetricInfo("alloc.<op>.latency_ns.p99", "ns", "lower", "99th percentile latency"),
-    MetricInfo("alloc.<op>.latency_ns.mean", "ns", "lower", "mean latency"),
-    MetricInfo("alloc.<op>.count", "count", "none", "operations completed"),
-    MetricInfo(
-        "mem.exec.requested_bytes", "bytes", "none", "executable bytes asked for"
+        label="{} contended acquisitions",
     ),
     MetricInfo(
-        "mem.exec.allocated_bytes", "bytes", "lower", "executable bytes set aside"
+        "lock.<name>.acquisitions",
+        "count",
+        "none",
+        "times the lock was taken",
+        label="{} acquisitions",
     ),
-    MetricInfo("mem.exec.waste_bytes", "bytes", "lower", "allocated minus requested"),
+    MetricInfo(
+        "alloc.<op>.latency_ns.p50",
+        "ns",
+        "lower",
+        "median latency of the operation",
+        label="{} latency, median",
+    ),
+    MetricInfo(
+        "alloc.<op>.latency_ns.p99",
+        "ns",
+        "lower",
+        "99th percentile latency",
+        label="{} latency, 99th percentile",
+    ),
+    # time per load and per text update: the mean of the operation's whole
+    # path, named for the headline (listed before the generic mean)
+    MetricInfo(
+        "alloc.module_load.latency_ns.mean",
+        "ns",
+        "lower",
+        "mean time of one load_module(), allocation to ROX text",
+        label="time per module load",
+    ),
+    MetricInfo(
+        "alloc.bpf_prog_load.latency_ns.mean",
+        "ns",
+        "lower",
+        "mean time of one BPF program load, JIT image allocation to ROX",
+        label="time per BPF prog load",
+    ),
+    MetricInfo(
+        "alloc.bpf_trampoline_update.latency_ns.mean",
+        "ns",
+        "lower",
+        "mean time of one BPF trampoline rewrite (a text update)",
+        label="time per text update",
+    ),
+    MetricInfo(
+        "alloc.<op>.latency_ns.mean",
+        "ns",
+        "lower",
+        "mean latency",
+        label="{} latency, mean",
+    ),
+    MetricInfo(
+        "alloc.<op>.count",
+        "count",
+        "none",
+        "operations completed",
+        label="{} operations",
+    ),
+    MetricInfo(
+        "mem.exec.requested_bytes",
+        "bytes",
+        "none",
+        "executable bytes asked for",
+        label="executable memory requested",
+    ),
+    MetricInfo(
+        "mem.exec.allocated_bytes",
+        "bytes",
+        "lower",
+        "executable bytes set aside",
+        label="executable memory allocated",
+    ),
+    MetricInfo(
+        "mem.exec.waste_bytes",
+        "bytes",
+        "lower",
+        "allocated minus requested",
+        label="executable memory wasted",
+    ),
     MetricInfo(
         "mem.exec.regions",
         "count",
@@ -132,16 +323,36 @@ CATALOG: tuple[MetricInfo, ...] = (
         "pages such a cache holds unused at the end",
     ),
     MetricInfo(
-        "mem.pagetable_pages", "pages", "lower", "kernel page-table pages in use"
+        "mem.pagetable_pages",
+        "pages",
+        "lower",
+        "kernel page-table pages in use",
+        label="kernel page-table pages",
     ),
-    MetricInfo("vmap.lazy_purges", "count", "lower", "runs of __purge_vmap_area_lazy"),
+    MetricInfo(
+        "vmap.lazy_purges",
+        "count",
+        "lower",
+        "runs of __purge_vmap_area_lazy",
+        label="lazy vmap purges",
+    ),
     MetricInfo(
         "vmap.lazy_pages", "pages", "none", "vmap_lazy_nr at the end of the run"
     ),
     MetricInfo(
-        "vmap.used_bytes", "bytes", "none", "KVA in busy areas (guards included)"
+        "vmap.used_bytes",
+        "bytes",
+        "none",
+        "KVA in busy areas (guards included)",
+        label="vmap space in use",
     ),
-    MetricInfo("vmap.alloc_failures", "count", "lower", "KVA allocations that failed"),
+    MetricInfo(
+        "vmap.alloc_failures",
+        "count",
+        "lower",
+        "KVA allocations that failed",
+        label="vmap allocation failures",
+    ),
     MetricInfo("vmap.pool_hits", "count", "none", "allocations served by a node pool"),
     MetricInfo(
         "vmap.pool_misses", "count", "none", "node-pool misses (global lock taken)"
@@ -170,11 +381,19 @@ CATALOG: tuple[MetricInfo, ...] = (
         "lower",
         "page-table pages the direct map gained by splits",
     ),
-    MetricInfo("text_poke.pokes", "count", "lower", "__text_poke() calls"),
+    MetricInfo(
+        "text_poke.pokes", "count", "lower", "__text_poke() calls", label="text pokes"
+    ),
     MetricInfo(
         "text_poke.sync_rounds", "count", "lower", "text_poke_bp sync IPI rounds"
     ),
-    MetricInfo("text_poke.sync_ipis", "count", "lower", "IPIs of text_poke_bp syncs"),
+    MetricInfo(
+        "text_poke.sync_ipis",
+        "count",
+        "lower",
+        "IPIs of text_poke_bp syncs",
+        label="text_poke sync IPIs",
+    ),
     MetricInfo("bpf.progs_loaded", "count", "none", "BPF programs loaded"),
     MetricInfo("bpf.progs_freed", "count", "none", "BPF programs freed"),
     MetricInfo(
@@ -228,144 +447,56 @@ CATALOG: tuple[MetricInfo, ...] = (
         "higher",
         "simulator speed (timing.json, not metrics.json)",
     ),
+    *ARENA,
+    # derived: computed by the summary from the counters above, where the
+    # denominator exists (simcore.metrics.derived)
     MetricInfo(
-        "tlb.user_shootdowns",
+        "tlb.shootdowns_per_load",
         "count",
         "lower",
-        "user-range flushes sent by IPI to the CPUs of an mm (arena zaps)",
-    ),
-    MetricInfo("tlb.user_ipis", "count", "lower", "user-range flush IPIs sent"),
-    MetricInfo("tlb.user_full_flushes", "count", "lower", "user flushes of a whole mm"),
-    MetricInfo(
-        "tlb.user_local_flushes",
-        "count",
-        "none",
-        "user-range flushes needing no other CPU",
+        "derived: tlb.shootdowns / (module.loads + bpf.progs_loaded)",
+        label="shootdowns per load",
     ),
     MetricInfo(
-        "tlb.user_broadcast_flushes",
+        "tlb.ipis_per_load",
         "count",
         "lower",
-        "user-range flushes by INVLPGB or TLBI broadcast",
+        "derived: tlb.ipis / (module.loads + bpf.progs_loaded)",
+        label="flush IPIs per load",
     ),
     MetricInfo(
-        "mem.arena.kva_bytes", "bytes", "none", "vmalloc KVA reserved by arenas"
-    ),
-    MetricInfo(
-        "mem.arena.allocated_bytes",
-        "bytes",
-        "none",
-        "arena pages allocated by programs or user faults, not freed",
-    ),
-    MetricInfo(
-        "mem.arena.backed_bytes",
-        "bytes",
-        "lower",
-        "pages arenas hold from the page allocator",
-    ),
-    MetricInfo(
-        "mem.arena.peak_backed_bytes",
-        "bytes",
-        "lower",
-        "peak of mem.arena.backed_bytes",
-    ),
-    MetricInfo(
-        "mem.arena.waste_bytes",
-        "bytes",
-        "lower",
-        "held minus allocated: unused huge-page parts, pending frees, scratch",
-    ),
-    MetricInfo(
-        "mem.arena.pending_free_bytes",
-        "bytes",
-        "lower",
-        "freed arena pages held until their batched flush",
-    ),
-    MetricInfo("arena.arenas", "count", "none", "arenas alive"),
-    MetricInfo("arena.create_failures", "count", "lower", "arena_map_alloc() failures"),
-    MetricInfo("arena.allocs", "count", "none", "bpf_arena_alloc_pages() successes"),
-    MetricInfo("arena.alloc_pages", "pages", "none", "pages those calls allocated"),
-    MetricInfo(
-        "arena.alloc_failures", "count", "lower", "bpf_arena_alloc_pages() failures"
-    ),
-    MetricInfo("arena.frees", "count", "none", "bpf_arena_free_pages() calls"),
-    MetricInfo(
-        "arena.freed_pages", "pages", "none", "allocated pages those calls freed"
-    ),
-    MetricInfo(
-        "arena.deferred_frees",
-        "count",
-        "none",
-        "frees from non-sleepable programs, queued for the worker",
-    ),
-    MetricInfo("arena.free_worker_runs", "count", "none", "arena_free_worker() runs"),
-    MetricInfo(
-        "arena.kernel_flushes",
+        "text_poke.sync_ipis_per_poke",
         "count",
         "lower",
-        "flush_tlb_kernel_range() calls by arena code (all CPUs)",
+        "derived: text_poke.sync_ipis / text_poke.pokes",
+        label="sync IPIs per text poke",
     ),
     MetricInfo(
-        "arena.kernel_flushes_per_free",
-        "count",
+        "mem.exec.waste_pct",
+        "pct",
         "lower",
-        "arena.kernel_flushes / arena.frees",
+        "derived: mem.exec.waste_bytes / mem.exec.allocated_bytes",
+        label="executable memory wasted",
     ),
-    MetricInfo("arena.user_flushes", "count", "lower", "user flushes after arena zaps"),
-    MetricInfo(
-        "arena.batched_flushes", "count", "none", "flushes of a batch of freed spans"
-    ),
-    MetricInfo("arena.user_faults", "count", "none", "arena_vm_fault() successes"),
-    MetricInfo(
-        "arena.user_fault_allocs", "count", "none", "user faults that allocated a page"
-    ),
-    MetricInfo("arena.user_sigsegv", "count", "lower", "user faults ending in SIGSEGV"),
-    MetricInfo(
-        "arena.kernel_faults",
-        "count",
-        "lower",
-        "BPF accesses to unmapped pages fixed up by ex_handler_bpf()",
-    ),
-    MetricInfo(
-        "arena.scratch_installs",
-        "count",
-        "lower",
-        "BPF faults that mapped the scratch page and reported",
-    ),
-    MetricInfo(
-        "arena.scratch_replaced",
-        "count",
-        "none",
-        "scratch PTEs cleared and flushed for a real page",
-    ),
-    MetricInfo("arena.huge_maps", "count", "none", "2 MiB regions mapped by a PMD"),
-    MetricInfo("arena.huge_unmaps", "count", "none", "2 MiB regions released"),
-    MetricInfo(
-        "arena.huge_fallbacks", "count", "lower", "regions mapped 4K for want of 2 MiB"
-    ),
-    MetricInfo(
-        "arena.irqoff_ns",
-        "ns",
-        "lower",
-        "time with IRQs off in the arena spinlock (spinning and holding)",
-    ),
-    MetricInfo(
-        "arena.irqoff_max_ns", "ns", "lower", "longest IRQs-off arena lock section"
-    ),
-    MetricInfo("arena.*_accesses", "count", "none", "arena page touches (bpf, user)"),
-    MetricInfo("arena.*.stlb_misses", "count", "lower", "STLB misses of those touches"),
-    MetricInfo(
-        "arena.*.stlb_misses_per_access",
-        "count",
-        "lower",
-        "STLB misses per arena page touch",
-    ),
-    MetricInfo(
-        "arena.*.faulted_accesses",
-        "count",
-        "lower",
-        "touches that took a fault (user first touch, BPF unmapped page)",
-    ),
+)
+
+# What an RFC thread argues about, in the order the summary leads with it:
+# TLB reach, remote flushes, direct-map fragmentation, the time a load or a
+# text update takes, memory waste, and the CPU time all of it costs.
+HEADLINE: tuple[str, ...] = (
+    "itlb.misses",
+    "stlb.misses",
+    "tlb.shootdowns",
+    "tlb.ipis",
+    "tlb.shootdowns_per_load",
+    "directmap.level2_splits",
+    "directmap.level3_splits",
+    "alloc.module_load.latency_ns.mean",
+    "alloc.bpf_prog_load.latency_ns.mean",
+    "alloc.bpf_trampoline_update.latency_ns.mean",
+    "mem.exec.waste_bytes",
+    "mem.arena.waste_bytes",
+    "cpu.overhead_pct",
 )
 
 
@@ -378,6 +509,28 @@ def lookup(name: str) -> MetricInfo | None:
         if fnmatch.fnmatchcase(name, _glob(info.pattern)):
             return info
     return None
+
+
+def _parts(pattern: str, name: str) -> tuple[str, ...]:
+    """What each wildcard of ``pattern`` matched in ``name``."""
+    rx = "".join(
+        "(.+?)" if tok in ("*", "<name>", "<op>") else re.escape(tok)
+        for tok in re.split(r"(\*|<name>|<op>)", pattern)
+        if tok
+    )
+    m = re.fullmatch(rx, name)
+    return m.groups() if m else ()
+
+
+def label_of(name: str) -> str:
+    """The human name of a metric: its catalog label with the lock,
+    operation or owner filled in; the name itself when uncatalogued."""
+    info = lookup(name)
+    if info is None:
+        return name
+    text = info.label or info.description
+    parts = _parts(info.pattern, name)
+    return text.format(*parts) if "{}" in text and parts else text
 
 
 def rank(name: str) -> int:

@@ -10,13 +10,8 @@ from __future__ import annotations
 
 import re
 
-from simcore.results.summary import (
-    WIDTH,
-    Comparison,
-    cell_texts,
-    chunks,
-    wrap_words,
-)
+from simcore.results.comparison import Comparison
+from simcore.results.textlayout import WIDTH, cell_texts, chunks, wrap_words
 
 NAME_MAX = 20
 LABEL_MAX = 26
@@ -49,7 +44,7 @@ def render_markdown(comp: Comparison) -> str:
         out += wrap_words(_prose(note))
 
     body: list[tuple[str, list[tuple[str, str]] | None]] = []
-    for sec in comp.sections:
+    for sec in comp.visible():
         body.append((f"**{_fit(sec.title, LABEL_MAX - 4)}**", None))
         for grp in sec.groups:
             if grp.title:

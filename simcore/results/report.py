@@ -4,16 +4,21 @@ One folder: summary.txt and the charts are redrawn in place from
 metrics.json, config.yaml, timeseries.csv and latency.csv. Several folders:
 their strategies side by side, printed only. Columns are named after what
 differs between the folders' configs (``preset=6.1``, ``cpus=64``), which
-is what a reader compares; run ids are only the fallback.
+is what a reader compares; run ids are only the fallback. ``html`` writes
+one self-contained page, ``report.html``, into the first folder
+(:mod:`simcore.results.html`).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from pathlib import Path
 
 from simcore.errors import ConfigError
 from simcore.results.charts import render_charts
+from simcore.results.html import RunInfo, find_validation, render_html
 from simcore.results.markdown import render_markdown
 from simcore.results.summary import (
     Comparison,
@@ -119,6 +124,8 @@ def _column_names(
 
 
 def _merge(folders: list[Path], loaded: list[tuple[dict, dict]]):
+    """One metrics.json of several folders, its columns renamed; with the
+    folders' origins and each folder's column names."""
     labels, source = folder_labels(folders, [c for _, c in loaded])
     names = _column_names(labels, source, [list(d["strategies"]) for d, _ in loaded])
     merged: dict = {
@@ -141,41 +148,119 @@ def _merge(folders: list[Path], loaded: list[tuple[dict, dict]]):
         )
     if reps:
         merged["replications"] = reps
-    return merged, origins
+    return merged, origins, names
 
 
-def render_folders(folders: list[Path], fmt: str = "text") -> str:
-    """The summary of one folder, or of several side by side; no side effects."""
-    loaded = [_load(f) for f in folders]
+def _comparison(
+    folders: list[Path], loaded: list[tuple[dict, dict]], show_all: bool
+) -> Comparison:
     if len(folders) == 1:
         doc, cfg = loaded[0]
-        return render(build_comparison(doc, meta_from_config(cfg)), fmt)
-    merged, origins = _merge(folders, loaded)
-    return render(build_comparison(merged, origins[0].meta, origins=origins), fmt)
+        return build_comparison(doc, meta_from_config(cfg), show_all=show_all)
+    merged, origins, _ = _merge(folders, loaded)
+    return build_comparison(merged, origins[0].meta, origins=origins, show_all=show_all)
 
 
-def report(folders: list[Path], fmt: str = "text") -> str:
+def render_folders(
+    folders: list[Path], fmt: str = "text", *, show_all: bool = False
+) -> str:
+    """The summary of one folder, or of several side by side; no side effects.
+    ``show_all`` keeps the rows that are zero in every column."""
+    loaded = [_load(f) for f in folders]
+    return render(_comparison(folders, loaded, show_all), fmt)
+
+
+def _redraw(folder: Path, doc: dict, cfg: dict) -> None:
+    """summary.txt and the charts of one folder, from its files."""
+    render_charts(
+        doc,
+        folder,
+        cfg["name"],
+        cdfs=read_latency_csv(folder / "latency.csv"),
+        series=read_timeseries_csv(folder / "timeseries.csv"),
+    )
+    text = render(build_comparison(doc, meta_from_config(cfg)), "text")
+    (folder / "summary.txt").write_text(text, encoding="utf-8")
+
+
+def report(
+    folders: list[Path],
+    fmt: str = "text",
+    *,
+    show_all: bool = False,
+    validation: Path | None = None,
+) -> str:
     """Like :func:`render_folders`; a single folder also gets its
-    summary.txt and charts redrawn in place."""
+    summary.txt (always without the all-zero rows) and charts redrawn in
+    place. ``html`` writes report.html into the first folder and returns
+    its path; ``validation`` names the ``simcore validate`` output it shows
+    (found under results/validate when not given)."""
+    loaded = [_load(f) for f in folders]
     if len(folders) == 1:
-        folder = folders[0]
-        doc, cfg = _load(folder)
-        render_charts(
-            doc,
-            folder,
-            cfg["name"],
-            cdfs=read_latency_csv(folder / "latency.csv"),
-            series=read_timeseries_csv(folder / "timeseries.csv"),
-        )
-        comp = build_comparison(doc, meta_from_config(cfg))
-        text = render(comp, "text")
-        (folder / "summary.txt").write_text(text, encoding="utf-8")
-        return text if fmt == "text" else render(comp, fmt)
-    return render_folders(folders, fmt)
+        _redraw(folders[0], *loaded[0])
+    if fmt == "html":
+        return f"{_write_html(folders, loaded, show_all, validation)}\n"
+    return render(_comparison(folders, loaded, show_all), fmt)
+
+
+def _merged_curves(
+    folders: list[Path], docs: list[dict], names: list[list[str]], file: str, read
+) -> dict:
+    """One csv of every folder (``read`` parses it), keyed by the merged
+    column names."""
+    out: dict = {}
+    for folder, doc, cols in zip(folders, docs, names, strict=True):
+        per = read(folder / file)
+        for col, s in zip(cols, doc["strategies"], strict=True):
+            if s in per:
+                out[col] = per[s]
+    return out
+
+
+def _write_html(
+    folders: list[Path],
+    loaded: list[tuple[dict, dict]],
+    show_all: bool,
+    validation: Path | None,
+) -> Path:
+    comp = _comparison(folders, loaded, show_all)
+    if len(folders) == 1:
+        labels = [folders[0].resolve().name]
+    else:
+        labels, _ = folder_labels(folders, [c for _, c in loaded])
+    runs = [
+        RunInfo(lb, cfg, (f / "config.yaml").read_text(encoding="utf-8"))
+        for lb, f, (_, cfg) in zip(labels, folders, loaded, strict=True)
+    ]
+    found = find_validation(folders, validation)
+    if len(folders) == 1:
+        page = render_html(comp, folders[0], runs, found)
+    else:
+        merged, _, names = _merge(folders, loaded)
+        docs = [d for d, _ in loaded]
+        with tempfile.TemporaryDirectory() as tmp:
+            render_charts(
+                merged,
+                Path(tmp),
+                comp.title.split(":")[0],
+                cdfs=_merged_curves(
+                    folders, docs, names, "latency.csv", read_latency_csv
+                ),
+                series=_merged_curves(
+                    folders, docs, names, "timeseries.csv", read_timeseries_csv
+                ),
+            )
+            page = render_html(comp, Path(tmp), runs, found)
+    target = folders[0] / "report.html"
+    tmp_file = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp_file.write_text(page, encoding="utf-8")
+    os.replace(tmp_file, target)  # never a half-written page
+    return target
 
 
 def render(comp: Comparison, fmt: str = "text") -> str:
-    """``fmt``: text (summary.txt), markdown or json."""
+    """``fmt``: text (summary.txt), markdown or json; html is a file of
+    its own (:func:`report`)."""
     if fmt == "text":
         return render_text(comp)
     if fmt == "markdown":

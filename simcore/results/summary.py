@@ -5,339 +5,49 @@ without simulating. Like ``perf stat`` output it is meant to be pasted into
 a mail: fixed width, no tabs, numbers in the units people say out loud, and
 a footer that lets anyone rerun the exact configuration.
 
-The first strategy is the baseline. Every other column shows its value and
-its signed change against the baseline (``-41.2%`` means 41.2% less), then
-one mark: ``+`` the change is an improvement for that metric, ``-`` a
-regression (per the catalog's ``better``), ``~`` the 95% intervals of the
-replications overlap so the difference is not significant. With more
-strategies than 80 columns hold, the table is split and every part repeats
-the baseline column.
-
-:func:`build_comparison` computes the table once; text (here), markdown
-(:mod:`simcore.results.markdown`) and JSON render it.
+The headline rows lead, set off by a rule, and the detail follows (see
+:mod:`.comparison` for what each holds). With more strategies than 80
+columns hold, the table is split and every part repeats the baseline
+column; the headline parts still come first. With one column the detail
+takes its short forms (:mod:`.onecolumn`), so a single run's summary,
+the quickstart's among them, stays short enough to paste.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 
-from simcore.metrics import OWNERS
-from simcore.metrics.catalog import lookup, rank
-from simcore.results.fmt import change_pct, format_change, human, human_half
-from simcore.results.stats import Interval, overlap
+from simcore.results.comparison import (
+    Comparison,
+    Origin,
+    Section,
+    build_comparison,
+)
+from simcore.results.onecolumn import matrix, packed, title_width
+from simcore.results.textlayout import (
+    GAP,
+    WIDTH,
+    cell_texts,
+    chunks,
+    fit,
+    wrap_name,
+    wrap_words,
+)
 
-WIDTH = 80
-GAP = 2
+# the model is built in .comparison; callers of the text form find it here
+__all__ = [
+    "WIDTH",
+    "Comparison",
+    "Origin",
+    "build_comparison",
+    "render_json",
+    "render_summary",
+    "render_text",
+]
+
 NAME_MAX = 14  # widest a column grows to fit its strategy's name unwrapped
 LABEL_MAX = 28
-
-BY_OWNER = "TLB by owner"
-SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("TLB", ("itlb", "dtlb", "stlb")),
-    ("Page walks", ("pagewalk",)),
-    # itlb.misses.<owner> and the like: whose code or data missed
-    (BY_OWNER, ()),
-    ("CPU time", ("cpu",)),
-    ("Shootdowns", ("tlb",)),
-    ("Direct map", ("directmap",)),
-    ("Locks", ("lock",)),
-    ("Memory", ("mem",)),
-    ("Page allocator", ("buddy",)),
-    ("Allocation latency", ("alloc",)),
-    ("vmap", ("vmap", "vmalloc")),
-    ("Executable memory", ("bpf", "module", "text_poke")),
-    ("BPF arena", ("arena",)),
-    ("Workload", ("workload",)),
-    ("test_vmalloc", ("test_vmalloc",)),
-    ("Simulator", ("sim",)),
-)
-OTHER = "Other"
-_BY_OWNER_IDX = [t for t, _ in SECTIONS].index(BY_OWNER)
-_OWNED_HEADS = ("itlb", "dtlb", "stlb", "pagewalk")
-
-
-@dataclass
-class Cell:
-    value: float | None
-    low: float | None = None
-    high: float | None = None
-    n: int | None = None
-    change: str = ""  # formatted change against the baseline
-    change_pct: float | None = None
-    mark: str = ""  # "+" better, "-" worse, "~" not significant, "" none
-
-
-@dataclass
-class Row:
-    metric: str
-    label: str
-    unit: str
-    better: str
-    cells: list[Cell]
-
-
-@dataclass
-class Group:
-    title: str | None  # a lock or an allocator operation; None: no subgroup
-    rows: list[Row] = field(default_factory=list)
-
-
-@dataclass
-class Section:
-    title: str
-    groups: list[Group] = field(default_factory=list)
-
-
-@dataclass
-class Comparison:
-    title: str
-    columns: list[str]
-    notes: list[str]
-    sections: list[Section]
-    footer: list[str]
-    replications: int = 0
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class Origin:
-    """Where a set of columns came from: one results folder."""
-
-    label: str | None
-    doc: dict
-    meta: dict
-    folder: str | None = None
-
-
-def _owned(name: str) -> bool:
-    parts = name.split(".")
-    return len(parts) == 3 and parts[0] in _OWNED_HEADS and parts[2] in OWNERS
-
-
-def _section_of(name: str) -> tuple[int, str, tuple[str, ...]]:
-    if _owned(name):
-        return _BY_OWNER_IDX, BY_OWNER, ()
-    head = name.split(".")[0]
-    for i, (title, prefixes) in enumerate(SECTIONS):
-        if head in prefixes:
-            return i, title, prefixes
-    return len(SECTIONS), OTHER, ()
-
-
-def _place(name: str) -> tuple[str, str | None, str]:
-    """(section title, subgroup, row label) of a metric."""
-    _, title, prefixes = _section_of(name)
-    parts = name.split(".")
-    if title == BY_OWNER:  # grouped by owner, rows named as the totals
-        return title, parts[2], f"{parts[0]}.{parts[1]}"
-    if parts[0] in ("lock", "alloc") and len(parts) > 2:
-        rest = ".".join(parts[2:])
-        if parts[0] == "alloc" and rest.startswith("latency_ns."):
-            rest = rest[len("latency_ns.") :]
-        return title, parts[1], rest
-    if len(prefixes) == 1 and len(parts) > 1:
-        return title, None, ".".join(parts[1:])
-    return title, None, name
-
-
-def _row_key(name: str) -> tuple:
-    idx = _section_of(name)[0]
-    _, group, _ = _place(name)
-    return (idx, group or "", rank(name), name)
-
-
-def _interval(doc: dict, strategy: str, name: str) -> Interval | None:
-    rep = doc.get("replications", {}).get(strategy, {}).get(name)
-    if rep is None:
-        return None
-    return Interval(rep["mean"], rep["ci95_low"], rep["ci95_high"], rep["n"])
-
-
-def _mark(row_better: str, v: float, b: float, pct: float | None, ns: bool) -> str:
-    if v == b or (pct is not None and abs(pct) < 0.05):
-        return ""
-    if ns:
-        return "~"
-    if row_better == "lower":
-        return "+" if v < b else "-"
-    if row_better == "higher":
-        return "+" if v > b else "-"
-    return ""
-
-
-def _replications(doc: dict) -> int:
-    ns = [m["n"] for per in doc.get("replications", {}).values() for m in per.values()]
-    return max(ns) if ns else 0
-
-
-def build_comparison(
-    doc: dict, meta: dict, *, origins: list[Origin] | None = None
-) -> Comparison:
-    """The summary table of ``doc`` (metrics.json, possibly merged from
-    several folders); ``meta`` comes from :func:`writer.meta_from_config`."""
-    origins = origins or [Origin(None, doc, meta)]
-    columns = list(doc["strategies"])
-    reps = _replications(doc)
-    names = sorted({k for s in columns for k in doc["strategies"][s]}, key=_row_key)
-    sections: list[Section] = []
-    for name in names:
-        title, group, label = _place(name)
-        if not sections or sections[-1].title != title:
-            sections.append(Section(title))
-        sec = sections[-1]
-        if not sec.groups or sec.groups[-1].title != group:
-            sec.groups.append(Group(group))
-        info = lookup(name)
-        unit = info.unit if info else "count"
-        better = info.better if info else "none"
-        cells: list[Cell] = []
-        base_v = doc["strategies"][columns[0]].get(name)
-        base_iv = _interval(doc, columns[0], name)
-        for i, s in enumerate(columns):
-            v = doc["strategies"][s].get(name)
-            iv = _interval(doc, s, name)
-            cell = Cell(v)
-            if iv is not None:
-                cell.low, cell.high, cell.n = iv.low, iv.high, iv.n
-            if i and v is not None and base_v is not None:
-                cell.change = format_change(v, base_v)
-                cell.change_pct = change_pct(v, base_v)
-                ns = iv is not None and base_iv is not None and overlap(iv, base_iv)
-                cell.mark = _mark(better, v, base_v, cell.change_pct, ns)
-            cells.append(cell)
-        sec.groups[-1].rows.append(Row(name, label, unit, better, cells))
-    return Comparison(
-        title=_title([o.meta for o in origins]),
-        columns=columns,
-        notes=_notes(columns, reps),
-        sections=sections,
-        footer=[_footer(o, reps) for o in origins],
-        replications=reps,
-    )
-
-
-def _title(metas: list[dict]) -> str:
-    def common(key: str):
-        vals = {str(m[key]) for m in metas}
-        return metas[0][key] if len(vals) == 1 else None
-
-    machine = " ".join(
-        p
-        for p in (
-            f"{common('cpus')} CPUs" if common("cpus") is not None else "",
-            str(common("profile") or ""),
-        )
-        if p
-    )
-    parts = [
-        machine,
-        f"kernel {common('preset')}" if common("preset") is not None else "",
-        f"{common('duration')} simulated" if common("duration") is not None else "",
-    ]
-    name = common("name") or " vs ".join(dict.fromkeys(m["name"] for m in metas))
-    rest = ", ".join(p for p in parts if p)
-    return f"{name}: {rest}" if rest else str(name)
-
-
-def _notes(columns: list[str], reps: int) -> list[str]:
-    notes = []
-    if reps:
-        notes.append(f"values: mean ± 95% CI half-width over {reps} replications")
-    if len(columns) > 1:
-        notes.append(
-            f"change: relative to {columns[0]}, marked + if better, - if worse"
-        )
-        if reps:
-            notes.append(
-                "~: the 95% intervals overlap, difference not significant at 95%"
-            )
-    return notes
-
-
-def _footer(o: Origin, reps: int) -> str:
-    d, m = o.doc, o.meta
-    fields = [
-        f"simcore {d['simcore_version']}",
-        f"profile {m['profile']}",
-        f"kernel {m['preset']}",
-        f"seed {d['seed']}",
-        str(m["duration"]),
-        f"config {d['config_hash']}",
-    ]
-    if reps:
-        fields.append(f"{reps} replications")
-    text = ", ".join(fields)
-    if o.label is None:
-        return text
-    where = f" (folder {o.folder})" if o.folder and o.folder != o.label else ""
-    return f"{o.label}{where}: {o.meta['name']}, {text}"
-
-
-# -- plain text ---------------------------------------------------------------
-
-
-def cell_texts(row: Row, cell: Cell, baseline: bool) -> tuple[str, str, str, str]:
-    """(value, ±half, change, mark) of a cell as printed."""
-    if cell.value is None:
-        return "-", "", "", ""
-    value = human(cell.value, row.unit)
-    half = ""
-    if cell.low is not None and cell.high is not None:
-        half = "±" + human_half((cell.high - cell.low) / 2, cell.value, row.unit)
-    if baseline:
-        return value, half, "", ""
-    return value, half, cell.change, cell.mark
-
-
-def wrap_name(name: str, width: int) -> list[str]:
-    """Split a column name after ``_ : - . / =`` to fit a column."""
-    pieces, cur = [], ""
-    for ch in name:
-        cur += ch
-        if ch in "_:-./=":
-            pieces.append(cur)
-            cur = ""
-    if cur:
-        pieces.append(cur)
-    lines, line = [], ""
-    for p in pieces:
-        if len(line) + len(p) <= width:
-            line += p
-            continue
-        if line:
-            lines.append(line)
-        line = p
-        while len(line) > width:
-            lines.append(line[:width])
-            line = line[width:]
-    if line:
-        lines.append(line)
-    return lines or [""]
-
-
-def wrap_words(text: str, width: int = WIDTH, sep: str = " ") -> list[str]:
-    """Wrap at ``sep`` (a line ends with the separator's punctuation, so
-    ``", "`` keeps its comma); a piece wider than ``width`` is cut."""
-    tail = sep.rstrip()
-    lines, cur = [], ""
-    for word in text.split(sep):
-        cand = f"{cur}{sep}{word}" if cur else word
-        if cur and len(cand) > width:
-            lines.append(cur + tail)
-            cur = word
-        else:
-            cur = cand
-    lines.append(cur)
-    out = []
-    for line in lines:
-        while len(line) > width:
-            out.append(line[:width])
-            line = line[width:]
-        out.append(line.rstrip())
-    return out
 
 
 @dataclass
@@ -376,16 +86,16 @@ class _Col:
         return s.rjust(self.width)
 
 
-def _rows(comp: Comparison):
-    for sec in comp.sections:
+def _rows(sections: list[Section]):
+    for sec in sections:
         for grp in sec.groups:
             yield from grp.rows
 
 
-def _columns(comp: Comparison) -> list[_Col]:
+def _columns(comp: Comparison, sections: list[Section]) -> list[_Col]:
     cols = []
     for j, name in enumerate(comp.columns):
-        texts = [cell_texts(r, r.cells[j], j == 0) for r in _rows(comp)]
+        texts = [cell_texts(r, r.cells[j], j == 0) for r in _rows(sections)]
         cols.append(
             _Col(
                 j,
@@ -399,9 +109,9 @@ def _columns(comp: Comparison) -> list[_Col]:
     return cols
 
 
-def _label_width(comp: Comparison) -> int:
-    widths = [len(s.title) for s in comp.sections]
-    for sec in comp.sections:
+def _label_width(sections: list[Section]) -> int:
+    widths = [len(s.title) for s in sections]
+    for sec in sections:
         for grp in sec.groups:
             indent = 4 if grp.title else 2
             if grp.title:
@@ -410,27 +120,56 @@ def _label_width(comp: Comparison) -> int:
     return min(max(widths + [10]), LABEL_MAX)
 
 
-def chunks(widths: list[int], fixed: int, limit: int = WIDTH) -> list[list[int]]:
-    """Split columns 1.. into tables, each led by column 0, within ``limit``.
+# -- the table ----------------------------------------------------------------
 
-    ``widths[j]`` is column j's width including its left gap; ``fixed`` the
-    label column's. A column too wide even alone goes into a table alone.
-    """
-    out: list[list[int]] = []
-    cur = [0]
-    used = fixed + widths[0]
-    for j in range(1, len(widths)):
-        if len(cur) > 1 and used + widths[j] > limit:
-            out.append(cur)
-            cur, used = [0], fixed + widths[0]
-        cur.append(j)
-        used += widths[j]
-    out.append(cur)
+
+def _section_lines(sec: Section, tcols: list[_Col], label_w: int) -> list[str]:
+    """A section a row per metric, a column per strategy."""
+    out = [sec.title]
+    for grp in sec.groups:
+        indent = "  "
+        if grp.title:
+            out.append(fit("  " + grp.title, label_w))
+            indent = "    "
+        for row in grp.rows:
+            line = fit(indent + row.label, label_w).ljust(label_w)
+            for c in tcols:
+                texts = cell_texts(row, row.cells[c.index], c.index == 0)
+                line += " " * GAP + c.render(texts)
+            out.append(line.rstrip())
     return out
 
 
-def _fit(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "~"
+def _compact(comp: Comparison, shown: list[Section]) -> dict[str, list[str]]:
+    """With one column, the detail sections' short forms (see
+    :mod:`.onecolumn`), by title; a section missing here keeps its rows."""
+    if len(comp.columns) != 1:
+        return {}
+    full = {s.title: s for s in comp.sections}
+    detail = [s for s in shown if not s.headline]
+    width = title_width(detail)
+    out = {}
+    for sec in detail:
+        lines = matrix(full[sec.title], comp.show_all)
+        if lines is None and sec.groups[0].title is None:
+            lines = packed(sec, width)
+        if lines is not None:
+            out[sec.title] = lines
+    return out
+
+
+def _header(tcols: list[_Col], label_w: int) -> list[str]:
+    out = []
+    heads = [wrap_name(c.name, c.width) for c in tcols]
+    depth = max(len(h) for h in heads)
+    for line_no in range(depth):
+        line = " " * label_w
+        for c, h in zip(tcols, heads, strict=True):
+            pad = depth - len(h)
+            text = h[line_no - pad] if line_no >= pad else ""
+            line += " " * GAP + text.rjust(c.width)
+        out.append(line.rstrip())
+    return out
 
 
 def render_text(comp: Comparison) -> str:
@@ -438,37 +177,36 @@ def render_text(comp: Comparison) -> str:
     out += wrap_words(comp.title)
     for note in comp.notes:
         out += wrap_words(note)
-    label_w = _label_width(comp)
-    cols = _columns(comp)
+    shown = comp.visible()
+    compact = _compact(comp, shown)
+    parts = [
+        p
+        for p in (
+            [s for s in shown if s.headline],
+            [s for s in shown if not s.headline],
+        )
+        if p
+    ]
+    # widths from the sections printed a row per metric: the others size
+    # themselves
+    rowed = [s for s in shown if s.title not in compact]
+    label_w = _label_width(rowed or shown)
+    cols = _columns(comp, rowed)
     tables = chunks([GAP + c.width for c in cols], label_w)
-    for table in tables:
-        tcols = [cols[j] for j in table]
-        total = label_w + sum(GAP + c.width for c in tcols)
-        out.append("")
-        heads = [wrap_name(c.name, c.width) for c in tcols]
-        depth = max(len(h) for h in heads)
-        for line_no in range(depth):
-            line = " " * label_w
-            for c, h in zip(tcols, heads, strict=True):
-                pad = depth - len(h)
-                text = h[line_no - pad] if line_no >= pad else ""
-                line += " " * GAP + text.rjust(c.width)
-            out.append(line.rstrip())
-        out.append("-" * min(total, WIDTH))
-        for sec in comp.sections:
-            out.append(sec.title)
-            for grp in sec.groups:
-                indent = "  "
-                if grp.title:
-                    out.append(_fit("  " + grp.title, label_w))
-                    indent = "    "
-                for row in grp.rows:
-                    line = _fit(indent + row.label, label_w).ljust(label_w)
-                    for c in tcols:
-                        texts = cell_texts(row, row.cells[c.index], c.index == 0)
-                        line += " " * GAP + c.render(texts)
-                    out.append(line.rstrip())
-        out.append("-" * min(total, WIDTH))
+    for p, part in enumerate(parts):
+        for table in tables:
+            tcols = [cols[j] for j in table]
+            rule = "-" * min(label_w + sum(GAP + c.width for c in tcols), WIDTH)
+            # one table: the headline and the detail share its header,
+            # set apart by a rule
+            if p == 0 or len(tables) > 1:
+                out.append("")
+                out += _header(tcols, label_w)
+                out.append(rule)
+            for sec in part:
+                lines = compact.get(sec.title)
+                out += lines if lines else _section_lines(sec, tcols, label_w)
+            out.append(rule)
     for entry in comp.footer:
         out += wrap_words(entry, WIDTH, ", ")
     return "\n".join(line[:WIDTH].rstrip() for line in out) + "\n"
@@ -478,6 +216,6 @@ def render_json(comp: Comparison) -> str:
     return json.dumps(comp.to_dict(), indent=2, ensure_ascii=False) + "\n"
 
 
-def render_summary(doc: dict, meta: dict) -> str:
+def render_summary(doc: dict, meta: dict, *, show_all: bool = False) -> str:
     """``doc`` is metrics.json; ``meta`` adds name, profile, cpus, preset, duration."""
-    return render_text(build_comparison(doc, meta))
+    return render_text(build_comparison(doc, meta, show_all=show_all))

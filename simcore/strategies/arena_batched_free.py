@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING
 from simcore.errors import SimulationError
 from simcore.kernel.bpf.arena import keys_in, pages_in
 from simcore.strategies.arena_base import ArenaStrategy
+from simcore.strategies.params import StrategyParams, param
+from simcore.units import Duration, format_duration
 
 if TYPE_CHECKING:
     from simcore.kernel.bpf.arena import BpfArena, FreedSpan
@@ -36,6 +38,25 @@ FREE_BATCH = 32
 FREE_BATCH_DELAY_NS = 1_000_000
 
 
+class BatchParams(StrategyParams):
+    batch: int = param(
+        FREE_BATCH,
+        help="freed spans queued before one flush covers them all",
+        source="estimate (simcore/strategies/arena_batched_free.py): 32-fold "
+        "fewer flushes, while a churn of single pages holds far less memory "
+        "than vmalloc's lazy_max_pages",
+        ge=1,
+        le=1 << 20,
+    )
+    delay: Duration = param(
+        format_duration(FREE_BATCH_DELAY_NS),
+        help="longest a queued span waits when frees are rare",
+        source="estimate (simcore/strategies/arena_batched_free.py): bounds "
+        "the memory held to about a millisecond of frees",
+        gt=0,
+    )
+
+
 @dataclass
 class _Queue:
     spans: list[FreedSpan] = field(default_factory=list)
@@ -48,8 +69,16 @@ class ArenaBatchedFree(ArenaStrategy):
     summary = "kernel arena with frees queued and flushed once per 32 spans"
     models = "batched arena frees (what-if on kernel/bpf/arena.c)"
     defer_range_free = True
-    batch = FREE_BATCH
-    delay = FREE_BATCH_DELAY_NS
+    Params = BatchParams
+    params: BatchParams
+
+    @property
+    def batch(self) -> int:
+        return self.params.batch
+
+    @property
+    def delay(self) -> int:
+        return self.params.delay
 
     def init_arena(self, arena: BpfArena) -> _Queue:
         return _Queue()

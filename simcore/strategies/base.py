@@ -31,6 +31,7 @@ from simcore.kernel.execmem import (
     Kind,
     bpf_jit_image_size,
 )
+from simcore.strategies.params import StrategyParams
 
 if TYPE_CHECKING:
     from simcore.kernel.main import Kernel
@@ -48,8 +49,27 @@ class Strategy:
     name: ClassVar[str]
     summary: ClassVar[str]  # one line for `simcore list strategies`
     models: ClassVar[str]  # kernel version or RFC it models
+    # what a workload may set under ``params:`` (see strategies/params.py)
+    Params: ClassVar[type[StrategyParams]] = StrategyParams
+    params: StrategyParams
+
+    @classmethod
+    def create(cls, kernel: Kernel, params: StrategyParams | None = None) -> Strategy:
+        """The strategy with ``params`` (None: every default).
+
+        The parameters are in place before ``__init__`` runs, so that a
+        strategy sizes itself from them there, while every constructor
+        keeps its one-argument form (strategies written outside the
+        project, and tests, call ``Cls(kernel)`` and get the defaults).
+        """
+        self = cls.__new__(cls)
+        self.params = params if params is not None else cls.Params()
+        self.__init__(kernel)  # type: ignore[misc]
+        return self
 
     def __init__(self, kernel: Kernel) -> None:
+        if "params" not in vars(self):
+            self.params = type(self).Params()
         self.kernel = kernel
         self.env = kernel.env
         self.metrics = kernel.metrics

@@ -41,12 +41,16 @@ from bisect import bisect_left
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from pydantic import ValidationInfo, field_validator
+
 from simcore.constants import PAGE, PMD_SIZE
 from simcore.errors import SimulationError
 from simcore.kernel.util import Shadow, kvfree, kvmalloc
 from simcore.kernel.vmalloc import VM_FLUSH_RESET_PERMS, VmArea
 from simcore.strategies.base import ExecAlloc, Strategy
 from simcore.strategies.module_alloc import ModuleAlloc
+from simcore.strategies.params import StrategyParams, param, power_of_two
+from simcore.units import Size, format_size
 
 if TYPE_CHECKING:
     from simcore.kernel.main import Kernel
@@ -75,9 +79,49 @@ def round_up(n: int, to: int) -> int:
     return -(-n // to) * to
 
 
-def pack_image_size(proglen: int) -> int:
+def pack_image_size(proglen: int, chunk: int = BPF_PROG_CHUNK_SIZE) -> int:
     """bpf_jit_binary_pack_alloc()'s size for a ``proglen``-byte image."""
-    return round_up(proglen + BPF_HDR_SIZE + BPF_PACK_PAD, BPF_PROG_CHUNK_SIZE)
+    return round_up(proglen + BPF_HDR_SIZE + BPF_PACK_PAD, chunk)
+
+
+class PackParams(StrategyParams):
+    """The two sizes the pack allocator is built from."""
+
+    chunk_size: Size = param(
+        BPF_PROG_CHUNK_SIZE,
+        help="allocation granule inside a pack, a power of two from 16B to 2M: "
+        "every image is rounded up to whole chunks and starts at a random "
+        "offset in its first",
+        source="kernel/bpf/core.c BPF_PROG_CHUNK_SHIFT 6 (57631054fae6, v5.18)",
+    )
+    pack_size: Size | None = param(
+        None,
+        help="bytes of one pack, whole 4 KiB pages and whole chunks, at most 1G; "
+        "null: PMD_SIZE (2 MiB) per possible NUMA node, as the kernel sizes it",
+        source="kernel/bpf/core.c BPF_PROG_PACK_SIZE, PMD_SIZE * "
+        "num_possible_nodes() since ea2babac63d4 (v6.0)",
+    )
+
+    @field_validator("chunk_size")
+    @classmethod
+    def _chunk(cls, v: int) -> int:
+        # the 8-byte header must leave room for the image's random start
+        return power_of_two(v, "chunk_size", 16, PMD_SIZE)
+
+    @field_validator("pack_size")
+    @classmethod
+    def _whole_pages_of_chunks(cls, v: int | None, info: ValidationInfo) -> int | None:
+        if v is None:
+            return v
+        chunk = info.data.get("chunk_size", BPF_PROG_CHUNK_SIZE)
+        if v > 1 << 30:
+            raise ValueError(f"pack_size {format_size(v)} is larger than 1G")
+        if v < PAGE or v % PAGE or v % chunk:
+            raise ValueError(
+                f"pack_size {format_size(v)} is not whole 4 KiB pages and whole "
+                f"{format_size(chunk)} chunks"
+            )
+        return v
 
 
 class FreeRuns:
@@ -151,10 +195,17 @@ def drop_shadow(st: Strategy, cpu: int, holder):
         holder.shadow = None
 
 
-def place_bpf_image(obj: ExecAlloc, ro_header: int, size: int, proglen: int, rng):
+def place_bpf_image(
+    obj: ExecAlloc,
+    ro_header: int,
+    size: int,
+    proglen: int,
+    rng,
+    chunk: int = BPF_PROG_CHUNK_SIZE,
+):
     """Where bpf_jit_binary_pack_alloc() puts the image: after the header,
     at a random ``alignment``-aligned offset within the first chunk."""
-    hole = min(size - (proglen + BPF_HDR_SIZE), BPF_PROG_CHUNK_SIZE - BPF_HDR_SIZE)
+    hole = min(size - (proglen + BPF_HDR_SIZE), chunk - BPF_HDR_SIZE)
     start = int(rng.integers(hole)) & ~(BPF_JIT_ALIGN - 1) if hole > 0 else 0
     obj.addr = ro_header + BPF_HDR_SIZE + start
     obj._touch = None
@@ -213,13 +264,16 @@ class BpfProgPack(ModuleAlloc):
     )
     # set_vm_flush_reset_perms() on every pack and oversize area
     pack_vm_flags = VM_FLUSH_RESET_PERMS
+    Params = PackParams
+    params: PackParams
 
     def __init__(self, kernel: Kernel) -> None:
         super().__init__(kernel)
         c = kernel.profile.kernel_costs
         self.pack_mutex = kernel.machine.mutex("pack_mutex")
-        self.pack_size = PMD_SIZE * nr_numa_nodes(kernel)
-        self.chunks = self.pack_size // BPF_PROG_CHUNK_SIZE
+        self.pack_size = self.params.pack_size or PMD_SIZE * nr_numa_nodes(kernel)
+        self.chunk = self.params.chunk_size
+        self.chunks = self.pack_size // self.chunk
         self.packs: list[Pack] = []  # pack_list, in list_add_tail() order
         self.rng = kernel.rng(f"strategy.{self.name}")
         self.word_ns = BITMAP_WORD_CYCLES / kernel.profile.clock_ghz.value
@@ -228,7 +282,7 @@ class BpfProgPack(ModuleAlloc):
 
     # -- sizing ----------------------------------------------------------------
     def bpf_image_size(self, proglen: int) -> int:
-        return pack_image_size(proglen)
+        return pack_image_size(proglen, self.chunk)
 
     def _words(self, bits: int) -> float:
         return -(-bits // BITS_PER_LONG) * self.word_ns
@@ -293,7 +347,7 @@ class BpfProgPack(ModuleAlloc):
                 return None
             self.metrics.inc("mem.exec.oversize_allocs")
             return PackImage(area.addr, size, area=area)
-        nbits = -(-size // BPF_PROG_CHUNK_SIZE)
+        nbits = -(-size // self.chunk)
         found = None
         for pack in self.packs:
             i, _ = pack.free.first_fit(nbits)
@@ -313,7 +367,7 @@ class BpfProgPack(ModuleAlloc):
         pack, i = found
         pos = pack.free.take(i, nbits)
         yield self.env.timeout(int(work + self._words(nbits)))  # bitmap_set()
-        return PackImage(pack.ptr + pos * BPF_PROG_CHUNK_SIZE, size, pack=pack)
+        return PackImage(pack.ptr + pos * self.chunk, size, pack=pack)
 
     def bpf_prog_pack_free(self, cpu: int, img: PackImage):
         work = yield from self.pack_mutex.take(cpu)
@@ -328,8 +382,8 @@ class BpfProgPack(ModuleAlloc):
         yield self.env.timeout(int(work))
         # bpf_arch_text_invalidate()
         yield from self.kernel.text_poke.text_poke_set(cpu, img.ptr, img.size)
-        nbits = -(-img.size // BPF_PROG_CHUNK_SIZE)
-        pack.free.give((img.ptr - pack.ptr) // BPF_PROG_CHUNK_SIZE, nbits)
+        nbits = -(-img.size // self.chunk)
+        pack.free.give((img.ptr - pack.ptr) // self.chunk, nbits)
         # bitmap_clear(), then bitmap_find_next_zero_area(.., 0, nr all)
         # reads up to the first set bit
         f = pack.free
@@ -368,7 +422,7 @@ class BpfProgPack(ModuleAlloc):
         super().shrink_request(obj, nbytes)
         img = obj.handle
         if isinstance(img, PackImage) and obj.kind == "bpf_prog":
-            place_bpf_image(obj, img.ptr, img.size, nbytes, self.rng)
+            place_bpf_image(obj, img.ptr, img.size, nbytes, self.rng, self.chunk)
 
     def finalize(self, cpu: int, obj: ExecAlloc):
         """bpf_jit_binary_pack_finalize(): bpf_arch_text_copy() of the

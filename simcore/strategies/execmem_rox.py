@@ -41,6 +41,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from pydantic import field_validator
+
 from simcore.constants import PAGE, PMD_SIZE
 from simcore.kernel.pgtable import PAGE_KERNEL_ROX
 from simcore.kernel.util import Shadow, kvmalloc, vzalloc
@@ -55,6 +57,8 @@ from simcore.strategies.bpf_prog_pack import (
     round_up,
 )
 from simcore.strategies.module_alloc import ModuleAlloc
+from simcore.strategies.params import StrategyParams, param
+from simcore.units import Size, format_size
 
 if TYPE_CHECKING:
     from simcore.kernel.main import Kernel
@@ -73,6 +77,26 @@ def _mt_depth(n: int) -> int:
     return depth
 
 
+class RoxParams(StrategyParams):
+    area_size: Size = param(
+        PMD_SIZE,
+        help="granule of the cache: a miss populates round_up(size, area_size) "
+        "bytes of ROX memory, whole 2 MiB pages, at most 1G",
+        source="mm/execmem.c execmem_cache_populate(): alloc_size = "
+        "round_up(size, PMD_SIZE) (5185e7f9f3bd, v6.13)",
+    )
+
+    @field_validator("area_size")
+    @classmethod
+    def _whole_pmds(cls, v: int) -> int:
+        # the cleaner hands back whole populated areas, PMD by PMD
+        if v < PMD_SIZE or v % PMD_SIZE or v > 1 << 30:
+            raise ValueError(
+                f"area_size {format_size(v)} is not whole 2M pages up to 1G"
+            )
+        return v
+
+
 @dataclass(slots=True, eq=False)
 class RoxSlice:
     addr: int
@@ -87,6 +111,8 @@ class ExecmemRox(ModuleAlloc):
         "mm/execmem.c EXECMEM_ROX_CACHE, x86 v6.13 (5185e7f9f3bd; "
         "20241007062858.44248-1-rppt@kernel.org)"
     )
+    Params = RoxParams
+    params: RoxParams
 
     def __init__(self, kernel: Kernel) -> None:
         super().__init__(kernel)
@@ -148,7 +174,7 @@ class ExecmemRox(ModuleAlloc):
     def _populate(self, cpu: int, size: int):
         """execmem_cache_populate(): True when an area was added."""
         kernel = self.kernel
-        alloc_size = round_up(size, PMD_SIZE)
+        alloc_size = round_up(size, self.params.area_size)
         area = yield from kernel.vmalloc.vmalloc(
             cpu,
             alloc_size,

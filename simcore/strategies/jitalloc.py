@@ -41,10 +41,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from pydantic import ValidationInfo, field_validator
+
 from simcore.constants import PAGE, PAGE_SHIFT
 from simcore.kernel.vmalloc import VM_FLUSH_RESET_PERMS, VmArea
 from simcore.strategies.base import ExecAlloc
 from simcore.strategies.module_alloc import ModuleAlloc
+from simcore.strategies.params import StrategyParams, param, power_of_two
+from simcore.units import Size
 
 if TYPE_CHECKING:
     from simcore.kernel.main import Kernel
@@ -60,10 +64,38 @@ BITS_PER_LONG = 64
 BITMAP_WORD_CYCLES = 1
 
 
-def jit_cache_idx(length: int) -> int:
+def jit_cache_idx(length: int, min_size: int = JITALLOC_MIN_SIZE) -> int:
     """ilog2(roundup_pow_of_two(len) / 16); lengths under 16 use class 0."""
     pow2 = 1 << max(0, (length - 1).bit_length())
-    return max(0, (pow2 // JITALLOC_MIN_SIZE).bit_length() - 1)
+    return max(0, (pow2 // min_size).bit_length() - 1)
+
+
+class JitParams(StrategyParams):
+    """The size classes: powers of two from ``min_size`` to ``max_size``."""
+
+    min_size: Size = param(
+        JITALLOC_MIN_SIZE,
+        help="smallest size class, a power of two from 8B up to max_size",
+        source="mm/jitalloc.c JITALLOC_MIN_SIZE 16 (ZGZZIM0qftr0T59b@moria.home.lan)",
+    )
+    max_size: Size = param(
+        PAGE // 2,
+        help="largest size class, a power of two up to 4K; larger requests get "
+        "pages of their own from module_alloc()",
+        source="mm/jitalloc.c NR_JIT_CACHES = ilog2(PAGE_SIZE / "
+        "JITALLOC_MIN_SIZE): classes up to PAGE_SIZE / 2",
+    )
+
+    @field_validator("min_size")
+    @classmethod
+    def _min(cls, v: int) -> int:
+        return power_of_two(v, "min_size", 8, PAGE)
+
+    @field_validator("max_size")
+    @classmethod
+    def _max(cls, v: int, info: ValidationInfo) -> int:
+        low = info.data.get("min_size", JITALLOC_MIN_SIZE)  # at least min_size
+        return power_of_two(v, "max_size", low, PAGE)
 
 
 @dataclass(eq=False)
@@ -101,15 +133,19 @@ class JitAlloc(ModuleAlloc):
     summary = "power-of-two slots (16 B-2 KiB) in ROX pages, one mutex, text_poke"
     models = "jit/text allocator RFC, May 2023 (ZGZZIM0qftr0T59b@moria.home.lan)"
     text_poke_updates = True
+    Params = JitParams
+    params: JitParams
 
     def __init__(self, kernel: Kernel) -> None:
         super().__init__(kernel)
         c = kernel.profile.kernel_costs
         self.lock = kernel.machine.mutex("jit_alloc_lock")
-        # jit_alloc_init(): class i holds objects of 2^(MIN_SHIFT + i) bytes
+        # jit_alloc_init(): class i holds objects of 2^(min_shift + i) bytes
+        self.min_size = self.params.min_size
+        min_shift = self.min_size.bit_length() - 1
+        nr = self.params.max_size.bit_length() - min_shift
         self.caches = [
-            JitCache(MIN_SHIFT + i, PAGE >> (MIN_SHIFT + i))
-            for i in range(NR_JIT_CACHES)
+            JitCache(min_shift + i, PAGE >> (min_shift + i)) for i in range(nr)
         ]
         self.slab_ns = c.slab_alloc_ns.value
         self.list_ns = c.rb_node_visit_ns.value
@@ -167,8 +203,8 @@ class JitAlloc(ModuleAlloc):
         if kind not in JIT_KINDS:
             return (yield from super().alloc(cpu, size, kind))
         t0 = self.env.now
-        i = jit_cache_idx(size)
-        if i >= NR_JIT_CACHES:
+        i = jit_cache_idx(size, self.min_size)
+        if i >= len(self.caches):
             area = yield from self._module_alloc_rox(cpu, size, kind)
             if area is None:
                 return None

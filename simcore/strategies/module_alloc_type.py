@@ -47,16 +47,20 @@ asks sub-page sharing of another type is refused.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal
 
-from simcore.constants import PAGE, PAGE_SHIFT
-from simcore.errors import SimulationError
+from pydantic import Field, field_validator, model_validator
+
+from simcore.constants import PAGE, PAGE_SHIFT, PMD_SIZE
 from simcore.kernel.pgtable import PAGE_KERNEL_EXEC
 from simcore.kernel.vmalloc import VM_ALLOW_HUGE_VMAP, VM_FLUSH_RESET_PERMS, VmArea
 from simcore.strategies.base import ExecAlloc
-from simcore.strategies.bpf_prog_pack import BpfProgPack, PackImage
+from simcore.strategies.bpf_prog_pack import BpfProgPack, PackImage, PackParams
+from simcore.strategies.params import StrategyParams, param, power_of_two
 from simcore.strategies.vmalloc_huge_modules import follow_mapping, huge_fits
+from simcore.units import Size
 
 if TYPE_CHECKING:
     from simcore.kernel.main import Kernel
@@ -100,23 +104,119 @@ X86_KINDS: dict[str, tuple[TypeParams, str]] = {
 MODULE_KINDS = frozenset(k for k in X86_KINDS if k.startswith("module_"))
 
 
+class TypeSpec(StrategyParams):
+    """One row of the table: struct mod_alloc_params of a type, and how
+    its users write it."""
+
+    set_memory: Literal["none", "rox", "nx_ro"] = Field(
+        description="MOD_ALLOC_SET_MEMORY and the protection the allocator "
+        "applies itself (none: the loader's set_memory_nx() at finalize)"
+    )
+    alignment: Size = Field(description="vmalloc alignment, a power of two >= 4K")
+    granularity: Size = Field(
+        description="equal to alignment (follows it when not given): no binpack"
+    )
+    fill: Literal["text_poke", "memcpy"] = Field(
+        description="how new memory is invalidated and sections copied in"
+    )
+    huge: bool = Field(description="VM_ALLOW_HUGE_VMAP in vmp->vm_flags")
+    write: Literal["poke", "memcpy", "unprotect"] = Field(
+        description="how users write it: text_poke(), plain stores, or between "
+        "module_memory_force_unprotect() and _protect()"
+    )
+
+    @field_validator("alignment")
+    @classmethod
+    def _align(cls, v: int) -> int:
+        return power_of_two(v, "alignment", PAGE, PMD_SIZE)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TypeSpec:
+        if self.granularity != self.alignment:
+            raise ValueError(
+                "granularity differs from alignment: sub-page sharing, which "
+                "the series leaves to a binpack allocator it does not contain"
+            )
+        if self.set_memory != "none" and "memcpy" in (self.fill, self.write):
+            raise ValueError(
+                f"set_memory {self.set_memory} makes the memory read-only at "
+                "allocation, so it cannot be filled or written with plain stores"
+            )
+        return self
+
+    def type_params(self) -> tuple[TypeParams, str]:
+        flags = MOD_ALLOC_SET_MEMORY if self.set_memory != "none" else 0
+        protect = "" if self.set_memory == "none" else self.set_memory
+        tp = TypeParams(
+            flags,
+            self.granularity,
+            self.alignment,
+            self.fill == "text_poke",
+            self.huge,
+            protect,
+        )
+        return tp, self.write
+
+
+def _spec_of(tp: TypeParams, how: str) -> dict[str, Any]:
+    return {
+        "set_memory": tp.set_memory or "none",
+        "alignment": tp.alignment,
+        "granularity": tp.granularity,
+        "fill": "text_poke" if tp.poke else "memcpy",
+        "huge": tp.huge,
+        "write": how,
+    }
+
+
+class TypeAllocParams(PackParams):
+    types: dict[str, TypeSpec] = param(
+        default_factory=lambda: {k: _spec_of(*v) for k, v in X86_KINDS.items()},
+        help="per-type table, by allocation kind; an entry given changes only "
+        "the fields it names",
+        source="x86 table of patch 3, 20230526051529.3387103-4-song@kernel.org",
+        validate_default=True,
+    )
+
+    @field_validator("types", mode="before")
+    @classmethod
+    def _over_x86(cls, v: Any) -> Any:
+        if not isinstance(v, dict):
+            return v
+        out = {k: _spec_of(*tp) for k, tp in X86_KINDS.items()}
+        for kind, entry in v.items():
+            if kind not in out:
+                hint = difflib.get_close_matches(str(kind), list(out), n=1)
+                tip = f"; did you mean {hint[0]!r}?" if hint else ""
+                raise ValueError(
+                    f"unknown kind {kind!r}{tip} (known: {', '.join(out)})"
+                )
+            if isinstance(entry, TypeSpec):
+                entry = entry.model_dump()
+            if not isinstance(entry, dict):
+                out[kind] = entry  # the row model says what it should be
+                continue
+            if "alignment" in entry and "granularity" not in entry:
+                # no binpack: the granule follows the alignment given
+                entry = {**entry, "granularity": entry["alignment"]}
+            out[kind] = {**out[kind], **entry}
+        return out
+
+
 class ModuleAllocType(BpfProgPack):
     name = "module_alloc_type"
     summary = "per-type module_alloc_type(): ROX text and RO data at allocation"
     models = (
         "module_alloc_type RFC, May 2023 (20230526051529.3387103-1-song@kernel.org)"
     )
-    kinds = X86_KINDS
+    Params = TypeAllocParams
+    params: TypeAllocParams
 
     def __init__(self, kernel: Kernel) -> None:
         super().__init__(kernel)
-        for kind, (params, _) in self.kinds.items():
-            if params.granularity != params.alignment:
-                raise SimulationError(
-                    f"module_alloc_type: {kind} asks for sub-page sharing, "
-                    "which the series leaves to a binpack allocator it does "
-                    "not contain"
-                )
+        # kind -> (allocator parameters, how its users write it)
+        self.kinds = {k: spec.type_params() for k, spec in self.params.types.items()}
+        self.text_params = self.kinds["module_text"][0]
 
     # -- module_alloc_type() ---------------------------------------------------
     def module_alloc_type(self, cpu: int, size: int, params: TypeParams, caller: str):
@@ -164,7 +264,11 @@ class ModuleAllocType(BpfProgPack):
     # -- the BPF pack on MOD_TEXT ------------------------------------------------
     def _exec_alloc(self, cpu: int, size: int):
         """bpf_jit_alloc_exec(): module_alloc_type(size, MOD_TEXT)."""
-        return (yield from self.module_alloc_type(cpu, size, X86_TEXT, "bpf_prog_pack"))
+        return (
+            yield from self.module_alloc_type(
+                cpu, size, self.text_params, "bpf_prog_pack"
+            )
+        )
 
     def _new_region(self, cpu: int, size: int):
         """alloc_new_pack(): the memory comes back ROX; jit_fill_hole() is

@@ -45,19 +45,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from simcore.constants import PAGE, PAGE_SHIFT, PMD_ORDER
+from simcore.constants import PAGE, PAGE_SHIFT, PMD_SIZE
 from simcore.errors import SimulationError
 from simcore.kernel.pgtable import PAGE_KERNEL, PAGE_KERNEL_RO, PAGE_KERNEL_ROX
 from simcore.kernel.set_memory import CPA_NO_CHECK_ALIAS, CpaData
 from simcore.kernel.vmalloc import VM_MAP, VmArea
 from simcore.strategies.base import RO_KINDS, TEXT_KINDS, ExecAlloc, Strategy
+from simcore.strategies.params import param
 from simcore.strategies.unmapped_blocks import (
+    BlockParams,
     alloc_block,
     flush_direct_map,
     publish_cache,
     remap_pages,
     unmap_pages,
 )
+from simcore.units import Size
 
 if TYPE_CHECKING:
     from simcore.kernel.main import Kernel
@@ -77,6 +80,17 @@ def perms_of(kind: str) -> int:
     return PERM_RW
 
 
+class PermParams(BlockParams):
+    block_size: Size = param(
+        PMD_SIZE,
+        help="block replenish_pages() takes when the list of unmapped pages is "
+        "empty, a power of two from 4K to 4M: one flush and one "
+        "vm_unmap_aliases() per block",
+        source="arch/x86/mm/vmalloc.c replenish_pages(): an order-9 "
+        "alloc_pages() (20201120202426.18009-11-rick.p.edgecombe@intel.com)",
+    )
+
+
 @dataclass(eq=False)
 class PermAllocation:
     """struct perm_allocation: the area, its pages, the current permission
@@ -93,6 +107,8 @@ class PermAlloc(Strategy):
     models = (
         "perm_alloc RFC, Nov 2020 (20201120202426.18009-1-rick.p.edgecombe@intel.com)"
     )
+    Params = PermParams
+    params: PermParams
 
     def __init__(self, kernel: Kernel) -> None:
         super().__init__(kernel)
@@ -108,10 +124,11 @@ class PermAlloc(Strategy):
     # -- the page cache ------------------------------------------------------
     def _replenish(self, cpu: int):
         """replenish_pages(); False when not even one page could be had."""
-        pfn = yield from alloc_block(self, cpu, PMD_ORDER)
+        order = self.params.block_order
+        pfn = yield from alloc_block(self, cpu, order)
         if pfn is None:
             return (yield from self._replenish_one(cpu))
-        n = 1 << PMD_ORDER
+        n = 1 << order
         block = range(pfn, pfn + n)
         yield from unmap_pages(self, cpu, block)
         extra = yield from self.pages_lock.take(cpu)

@@ -19,12 +19,38 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from simcore.constants import PAGE
+from pydantic import field_validator
+
+from simcore.constants import PAGE, PMD_SIZE
+from simcore.strategies.params import StrategyParams, param, power_of_two
+from simcore.units import Size
 
 if TYPE_CHECKING:
     from simcore.strategies.base import Strategy
 
-# PMD_SHIFT - PAGE_SHIFT: the block size both caches prefer
+# the largest block the page allocator hands out: order MAX_PAGE_ORDER (10)
+MAX_BLOCK = PAGE << 10
+
+
+class BlockParams(StrategyParams):
+    """The size of the blocks a cache of unmapped pages refills with; each
+    strategy restates the field with its own source."""
+
+    block_size: Size = param(
+        PMD_SIZE,
+        help="block taken from the page allocator when the cache is empty, a "
+        "power of two from 4K to 4M: one flush per block",
+        source="PMD_ORDER blocks",
+    )
+
+    @field_validator("block_size")
+    @classmethod
+    def _order(cls, v: int) -> int:
+        return power_of_two(v, "block_size", PAGE, MAX_BLOCK)
+
+    @property
+    def block_order(self) -> int:
+        return (self.block_size // PAGE).bit_length() - 1
 
 
 def alloc_block(st: Strategy, cpu: int, order: int):

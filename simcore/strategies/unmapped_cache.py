@@ -35,11 +35,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from simcore.constants import PAGE, PAGE_SHIFT, PMD_ORDER
+from simcore.constants import PAGE, PAGE_SHIFT, PMD_SIZE
 from simcore.kernel.vmalloc import VM_ALLOC, VM_FLUSH_RESET_PERMS, VmArea
 from simcore.strategies.base import ExecAlloc
 from simcore.strategies.module_alloc import ModuleAlloc
+from simcore.strategies.params import param
 from simcore.strategies.unmapped_blocks import (
+    BlockParams,
     alloc_block,
     flush_direct_map,
     publish_cache,
@@ -47,6 +49,7 @@ from simcore.strategies.unmapped_blocks import (
     unmap_pages,
 )
 from simcore.strategies.vmalloc_huge_modules import follow_mapping
+from simcore.units import Size
 
 if TYPE_CHECKING:
     from simcore.kernel.main import Kernel
@@ -55,10 +58,23 @@ if TYPE_CHECKING:
 MAX_ORDER = 11
 
 
+class CacheParams(BlockParams):
+    block_size: Size = param(
+        PMD_SIZE,
+        help="block the cache takes from the page allocator on a miss (the "
+        "largest it can get, down to the request, if none is free), a power "
+        "of two from 4K to 4M: unmapped whole, one flush per block",
+        source="mm/unmapped-alloc.c unmapped_pages_alloc(): PMD_ORDER blocks "
+        "(20230308094106.227365-1-rppt@kernel.org)",
+    )
+
+
 class UnmappedCache(ModuleAlloc):
     name = "unmapped_cache"
     summary = "module_alloc() from a cache of direct-map-removed pages"
     models = "__GFP_UNMAPPED RFC, Mar 2023 (20230308094106.227365-1-rppt@kernel.org)"
+    Params = CacheParams
+    params: CacheParams
 
     def __init__(self, kernel: Kernel) -> None:
         super().__init__(kernel)
@@ -122,7 +138,7 @@ class UnmappedCache(ModuleAlloc):
         if pfn is not None:
             return pfn
         block = None
-        for cache_order in range(PMD_ORDER, order - 1, -1):
+        for cache_order in range(self.params.block_order, order - 1, -1):
             block = yield from alloc_block(self, cpu, cache_order)
             if block is not None:
                 break

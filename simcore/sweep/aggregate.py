@@ -154,7 +154,11 @@ def _num(v: float) -> float | None:
 def _strategies_of(p: Point, doc: dict | None) -> list[str]:
     if doc is not None and doc["status"] == "ok":
         return list(doc["strategies"])
-    return list(p.config.get("strategy", []))
+    # the recorded config names a strategy plainly or as {name, label, params}
+    return [
+        e if isinstance(e, str) else str(e.get("label") or e["name"])
+        for e in p.config.get("strategy", [])
+    ]
 
 
 _FIXED = {"point", "combination", "replication", "seed", "config_hash", "strategy"}
@@ -448,7 +452,8 @@ def render_charts(
     metrics: list[str],
     out: Path,
 ) -> list[Path]:
-    from simcore.results.charts import GREYS, STYLES, plt
+    from simcore.metrics.catalog import label_of
+    from simcore.results.charts import GREYS, STYLES, metric_axis, param_label, plt
 
     xp = next(p for p in sweep.params if p.key == sweep.x)
     # zipped partners of x change with it: they label points, not lines
@@ -516,12 +521,14 @@ def render_charts(
         if not numeric:
             ax.set_xticks(range(len(xp.values)))
             ax.set_xticklabels([_param_text(v) for v in xp.values])
-        ax.set_xlabel(sweep.x)
-        ax.set_ylabel(f"{metric} ({uname})")
+        # human names on the axes, as the results folder's charts have
+        ax.set_xlabel(param_label(sweep.x))
+        ax.set_ylabel(metric_axis(metric, uname))
         note = f", {better} is better" if better in ("lower", "higher") else ""
         seeds = sweep.spec.seeds
         band = f"95% CI over {seeds} seeds" if seeds > 1 else "one seed"
-        ax.set_title(f"{sweep.name}: {metric} vs {labels[sweep.x]}\n{band}{note}")
+        what = f"{label_of(metric)} vs {param_label(sweep.x)}"
+        ax.set_title(f"{sweep.name}: {what}\n{band}{note}")
         ax.grid(True, color="0.85", linewidth=0.5)
         ax.legend(frameon=False, fontsize=7)
         fig.tight_layout()

@@ -3,8 +3,8 @@
 Both take the same plain-data tasks and call the same
 :func:`simcore.sweep.points.run_point`, and the driver writes every result,
 so the point files cannot depend on the executor. Dask is imported only
-when asked for; it comes with the ``cluster`` extra, and dask-jobqueue
-(Slurm, PBS) is installed separately.
+when asked for; it comes with the ``cluster`` extra, as does dask-jobqueue
+(Slurm, PBS).
 """
 
 from __future__ import annotations
@@ -209,7 +209,7 @@ def _jobqueue_cluster(spec: ClusterSpec, sweep: Sweep | None):
     except ImportError:
         raise ConfigError(
             f"cluster kind {spec.kind!r} needs dask-jobqueue, which is not installed",
-            expected="pip install dask-jobqueue",
+            expected="pip install 'simcore[cluster]'",
             **where,
         ) from None
     cls = {"slurm": "SLURMCluster", "pbs": "PBSCluster"}[spec.kind]
@@ -218,12 +218,13 @@ def _jobqueue_cluster(spec: ClusterSpec, sweep: Sweep | None):
         "memory": spec.memory,
         "processes": spec.processes or spec.cores,
     }
-    for name in ("walltime", "queue", "account", "interface"):
+    for name in ("walltime", "queue", "account", "interface", "python"):
         val = getattr(spec, name)
         if val is not None:
             kwargs[name] = val
-    if spec.job_extra_directives:
-        kwargs["job_extra_directives"] = list(spec.job_extra_directives)
+    for name in ("job_extra_directives", "job_script_prologue"):
+        if getattr(spec, name):
+            kwargs[name] = list(getattr(spec, name))
     try:
         return getattr(dask_jobqueue, cls)(**kwargs)
     except (TypeError, ValueError) as exc:

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from simcore._version import __version__
-from simcore.config.load import Resolved, config_hash, resolve
+from simcore.config.load import Resolved, config_hash, promote_strategy, resolve
 from simcore.errors import ConfigError, InputError, SimulationError
 from simcore.sweep.spec import Parameter, Sweep, import_plugins
 from simcore.yamlsrc import Located, PathT, format_path
@@ -190,6 +190,7 @@ def _set(data: Any, p: Parameter, value: Any, sweep: Sweep) -> None:
 
     cur = data
     path: PathT = p.path
+    promote_strategy(data, path)
     for i, part in enumerate(path[:-1]):
         here = format_path(path[: i + 1])
         if isinstance(part, int):

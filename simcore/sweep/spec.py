@@ -80,6 +80,10 @@ class ClusterSpec(Strict):
     account: str | None = None
     interface: str | None = None
     job_extra_directives: list[str] = Field(default_factory=list)
+    # shell lines run before the worker starts (module load, venv activate)
+    job_script_prologue: list[str] = Field(default_factory=list)
+    # the workers' interpreter, when the driver's path is not valid there
+    python: str | None = None
 
 
 class SweepFile(Strict):

@@ -11,61 +11,21 @@ taints the case even if the case's measure hardly reads it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
-from functools import cache
-
 from simcore.kernel.presets import presets
-from simcore.profile import available_profiles, profile_path
+from simcore.profile import available_profiles
+
+# the reading is shared with the HTML report, which lists the same values
+from simcore.results.provenance import SourcedValue, preset_sourced, profile_values
 from simcore.validate.spec import Case
-from simcore.yamlsrc import load_yaml_file
 
-
-@dataclass(frozen=True)
-class SourcedValue:
-    where: str  # "profile skylake-sp: flush.ipi_deliver_median_ns", "preset 6.1: ..."
-    source: str
-    fitted_to: tuple[str, ...]
-    value: object = None
-
-
-def _walk(node, path: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], dict]]:
-    if isinstance(node, dict):
-        if "value" in node and "source" in node:
-            yield path, node
-            return
-        for k, v in node.items():
-            yield from _walk(v, (*path, str(k)))
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            yield from _walk(v, (*path, str(i)))
-
-
-@cache
-def profile_values(name: str) -> tuple[SourcedValue, ...]:
-    raw = load_yaml_file(profile_path(name)).data
-    return tuple(
-        SourcedValue(
-            f"profile {name}: {'.'.join(path)}",
-            str(node["source"]),
-            tuple(node.get("fitted_to") or ()),
-            node["value"],
-        )
-        for path, node in _walk(raw, ())
-    )
-
-
-@cache
-def preset_sourced(name: str) -> tuple[SourcedValue, ...]:
-    return tuple(
-        SourcedValue(
-            f"preset {name}: {knob}",
-            str(entry.get("source", "")),
-            tuple(entry.get("fitted_to") or ()),
-            entry.get("value"),
-        )
-        for knob, entry in presets()[name].items()
-    )
+__all__ = [
+    "SourcedValue",
+    "all_values",
+    "case_values",
+    "fitted_values",
+    "preset_sourced",
+    "profile_values",
+]
 
 
 def all_values() -> list[SourcedValue]:

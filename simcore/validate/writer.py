@@ -2,9 +2,11 @@
 
 ``results/validate/<run-id>/`` (or ``-o DIR``): ``table.txt`` (what the
 command printed), ``results.json`` (every case's points, quantities,
-verdict and runs, with the resolved config hash of each run) and one chart
-per case as ``<case>.png`` and ``.svg``. As with ``simcore run``, the
-folder is built under a hidden name and renamed into place when complete.
+verdict and runs, with the resolved config hash of each run, and the
+profiles and presets it ran on, which ``simcore report --format html``
+reads) and one chart per case as ``<case>.png`` and ``.svg``. As with
+``simcore run``, the folder is built under a hidden name and renamed into
+place when complete.
 """
 
 from __future__ import annotations
@@ -29,6 +31,12 @@ def results_doc(results: list[CaseResult], *, quick: bool) -> dict:
             "title": spec.title,
             "area": spec.area,
             "suitability": spec.suitability,
+            # what the case ran on, so a report can show the cases that
+            # touch the profile and preset of a run
+            "profiles": sorted(
+                {run.resolved.data["machine"]["profile"] for run in r.case.runs}
+            ),
+            "presets": sorted({run.resolved.knobs.preset for run in r.case.runs}),
             **case_object(r),
             "published_points": _points(r.case.published),
             "simulated_points": _points(r.simulated),

@@ -3,8 +3,9 @@
 Each case runs on a worker's CPU through the modelled kernel and returns 0
 when it passed and -1 when an allocation failed, as the kernel's
 ``*_test()`` functions do. Between an allocation and its free the kernel
-writes the first byte; that store is charged as a dTLB miss and a page
-walk of the fresh mapping (``Worker.write_ns``).
+writes the first byte (``*((__u8 *)ptr) = 0``); that store goes through
+the worker CPU's dTLB (``Worker.write``): a fresh mapping's address misses
+and walks, unless an earlier area there is still cached.
 
 ``setup_scale`` (a simulator option, 1.0 = the kernel) shrinks the
 15,000 and ``fls(cpus) * 8192`` areas that long_busy_list and full_fit
@@ -17,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from simcore.constants import PAGE
+from simcore.constants import PAGE, PAGE_SHIFT
 from simcore.kernel.vmalloc import VM_ALLOW_HUGE_VMAP
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ def _one(w: Worker, nbytes: int, **kw):
     area = yield from w.vm.vmalloc(w.cpu, nbytes, **kw)
     if area is None:
         return False
-    yield w.env.timeout(w.write_ns)
+    yield w.env.timeout(w.write(area.addr, area.page_shift))
     yield from w.vm.vfree(w.cpu, area)
     return True
 
@@ -73,7 +74,7 @@ def fix_size_alloc_test(w: Worker):
         area = yield from vm.vmalloc(cpu, pages * PAGE, flags=flags)
         if area is None:
             return -1
-        yield env.timeout(w.write_ns)
+        yield env.timeout(w.write(area.addr, area.page_shift))
         yield from vm.vfree(cpu, area)
         yield from w.loop_done()
     return 0
@@ -129,7 +130,8 @@ def long_busy_list_alloc_test(w: Worker):
             yield from vm.vfree(cpu, a1)
             rv = -1
             break
-        yield w.env.timeout(2 * w.write_ns)
+        ns = w.write(a1.addr, a1.page_shift) + w.write(a2.addr, a2.page_shift)
+        yield w.env.timeout(ns)
         yield from vm.vfree(cpu, a1)
         yield from vm.vfree(cpu, a2)
         yield from w.loop_done()
@@ -182,7 +184,7 @@ def vm_map_ram_test(w: Worker):
             if addr is None:
                 rv = -1
                 break
-            yield w.env.timeout(w.write_ns)
+            yield w.env.timeout(w.write(addr, PAGE_SHIFT))
             yield from vm.vm_unmap_ram(cpu, addr, n)
             yield from w.loop_done()
     if pages:

@@ -26,7 +26,8 @@ boundaries. Simulator extensions: ``max_pages`` (sizes of fix_size and
 vm_map_ram drawn from ``nr_pages..max_pages``), ``think`` (a pause after
 each loop), ``setup_scale`` (see :mod:`simcore.workloads.vmalloc_cases`)
 and ``vmallocinfo`` (a /proc/vmallocinfo capture whose areas are busy, or
-for "unpurged" lines lazily freed, from the start). Older keys still
+for "unpurged" lines lazily freed, from the start: what ``kernel.vmallocinfo``
+does for any workload, seeded when this one starts). Older keys still
 read: ``cpus`` (nr_threads), ``loops`` (test_loop_count), ``size``
 (nr_pages in bytes), ``vm_map_ram: true`` (run_test_mask 1024).
 """
@@ -146,7 +147,7 @@ class Worker:
         self.idx = idx
         self.cpu = cpu
         self.rng = kernel.rng(f"{drv.tag}.worker{idx}")
-        self.write_ns = drv.write_ns
+        self._touch = kernel.executor.touch
         self.slot = drv.slots[cpu] if drv.slots else None
         self.req = None
         self.slice_start = 0
@@ -154,6 +155,11 @@ class Worker:
         self.cycles: int | None = None
         self._u = iter(())
         self._loops = drv.loops_key
+
+    def write(self, addr: int, shift: int) -> int:
+        """The store to byte 0 of a mapping, through this CPU's dTLB: the
+        ns it costs (at least 1, the store itself)."""
+        return max(1, self._touch(self.cpu, addr, shift, "d"))
 
     def draw(self, lo: int, hi: int) -> int:
         """A uniform integer in [lo, hi]."""
@@ -224,13 +230,6 @@ class _Driver:
         self.kernel = kernel
         self.tag = f"workload.{index}.vmalloc_stress"
         self.loops_key = "workload.vmalloc_stress.loops"
-        prof = kernel.profile
-        walk = kernel.executor.walker.walk_cycles(12, 1, 1)
-        # the store to byte 0 of a fresh mapping: STLB miss, then a walk
-        # whose PTE line was just written (cache-hot)
-        self.write_ns = max(
-            1, int((prof.tlb.stlb_hit_cycles.value + walk) / prof.clock_ghz.value)
-        )
         n = cfg.nr_threads or kernel.nr_cpus
         self.slots = (
             [simpy.Resource(kernel.env, capacity=1) for _ in range(kernel.nr_cpus)]

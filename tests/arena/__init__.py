@@ -26,6 +26,7 @@ seed: {seed}
 duration: {duration}
 machine: {{profile: small-test}}
 kernel: {{preset: "{preset}"{knobs}}}
+host: {host}
 workloads:
   - type: arena
 {body}"""
@@ -52,10 +53,13 @@ def run_arena(
     duration: str = "5ms",
     knobs: str = "",
     seed: int = 1,
+    host: str = "{}",
 ) -> dict[str, float]:
     """Metrics of one strategy on an ``arena`` workload; ``body`` holds its
-    keys, indented by four spaces; ``knobs`` more kernel keys (", k: v")."""
+    keys, indented by four spaces; ``knobs`` more kernel keys (", k: v");
+    ``host`` the host section (``{enabled: false}``: the arena alone)."""
     text = ARENA.format(
+        host=host,
         seed=seed,
         duration=duration,
         preset=preset,

@@ -59,3 +59,17 @@ def test_unsourced_value_is_caught():
     assert _unsourced({"flush": {"invlpg_cycles": {"value": 1}}}) == [
         "flush.invlpg_cycles"
     ]
+
+
+@pytest.mark.parametrize("name", PROFILES)
+def test_tlb_sharing_and_levels_stated(name):
+    raw = yaml.safe_load((PROFILE_DIR / f"{name}.yaml").read_text())
+    prof = HwProfile.model_validate(raw)
+    t = prof.tlb
+    arrays = [a for lv in (t.itlb, t.itlb2, t.dtlb, t.stlb) for a in lv]
+    assert all(a.sharing.source.strip() for a in arrays)
+    if prof.topology.threads_per_core.value == 1:
+        assert {a.sharing.value for a in arrays} <= {"private"} or name == "small-test"
+    # AMD Zen: a second-level iTLB ahead of the walker; nobody else has one
+    assert bool(t.itlb2) == name.startswith("zen")
+    assert prof.walk.levels.value <= prof.walk.max_levels.value

@@ -18,8 +18,8 @@ from simcore.hw.tlb import (
     TlbStats,
 )
 from simcore.hw.tlbs import make_tlb
+from tests.hw.reftlb import RefTlb
 
-MASK64 = (1 << 64) - 1
 SHIFT_NAMES = {12: "4k", 21: "2m", 30: "1g"}
 
 # -- geometries ----------------------------------------------------------------
@@ -91,99 +91,6 @@ def make_stream(kind: str, n: int, pages: int, mix: dict[int, float], seed: int)
         for i, s, o in zip(idx.tolist(), shifts.tolist(), offsets.tolist(), strict=True)
     ]
     return np.array(addrs, dtype=np.uint64), shifts
-
-
-# -- brute-force reference ---------------------------------------------------------
-class RefTlb:
-    """Obviously correct LRU: per set a Python list of (vpn, shift), MRU last."""
-
-    def __init__(self, geometry: TlbGeometry) -> None:
-        self.levels = {
-            name: [(a, [[] for _ in range(a.entries // a.ways)]) for a in arrays]
-            for name, arrays in (
-                ("itlb", geometry.itlb),
-                ("dtlb", geometry.dtlb),
-                ("stlb", geometry.stlb),
-            )
-        }
-
-    def _where(self, level: str, shift: int):
-        """(array spec, its sets, shift used): the array holding ``shift``,
-        else the one holding the largest smaller shift; None if none."""
-        best = None
-        for spec, sets in self.levels[level]:
-            for s in spec.page_shifts:
-                if s <= shift and (best is None or s > best[2]):
-                    best = (spec, sets, s)
-        return best
-
-    def _access(self, level: str, addr: int, shift: int) -> bool:
-        where = self._where(level, shift)
-        if where is None:
-            return False
-        _, sets, s = where
-        key = (addr >> s, s)
-        lru = sets[(addr >> s) % len(sets)]
-        if key in lru:
-            lru.remove(key)
-            lru.append(key)
-            return True
-        return False
-
-    def _fill(self, level: str, addr: int, shift: int) -> None:
-        where = self._where(level, shift)
-        if where is None:
-            return
-        spec, sets, s = where
-        key = (addr >> s, s)
-        lru = sets[(addr >> s) % len(sets)]
-        assert key not in lru
-        if len(lru) == spec.ways:
-            lru.pop(0)
-        lru.append(key)
-
-    def touch(self, addr: int, shift: int, side: str) -> int:
-        addr &= MASK64
-        l1 = "itlb" if side == "i" else "dtlb"
-        if self._access(l1, addr, shift):
-            return L1_HIT
-        if self._access("stlb", addr, shift):
-            self._fill(l1, addr, shift)
-            return STLB_HIT
-        self._fill("stlb", addr, shift)
-        self._fill(l1, addr, shift)
-        return WALK
-
-    lookup_one = touch
-
-    def _remove(self, keep) -> None:
-        for arrays in self.levels.values():
-            for _, sets in arrays:
-                for lru in sets:
-                    lru[:] = [k for k in lru if keep(k)]
-
-    def invalidate_range(self, start: int, end: int) -> None:
-        start &= MASK64
-        self._remove(lambda k: not (k[0] << k[1] < end and (k[0] + 1) << k[1] > start))
-
-    def invalidate_page(self, addr: int) -> None:
-        addr &= MASK64
-        self.invalidate_range(addr, addr + 1)
-
-    def flush_all(self, include_global: bool = True) -> None:
-        if include_global:
-            self._remove(lambda k: False)
-        else:
-            self._remove(lambda k: (k[0] << k[1]) >> 63 == 1)
-
-    def resident(self) -> frozenset:
-        return frozenset(
-            (name, vpn << s, s)
-            for name, arrays in self.levels.items()
-            for _, sets in arrays
-            for lru in sets
-            for vpn, s in lru
-        )
 
 
 def ref_stats(outcomes: list[int], shifts) -> TlbStats:

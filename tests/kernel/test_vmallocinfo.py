@@ -93,7 +93,7 @@ def test_seeding_makes_areas_busy_and_lazy():
     sim = make_sim(bare=True, sets=("kernel.lazy_max_pages=100000",))
     vm = sim.vmalloc
     entries = parse_vmallocinfo(SAMPLE)
-    assert vm.seed_vmallocinfo(entries) == 12
+    assert vm.seed_vmallocinfo(entries).placed == 12
     vm.check()
     busy = [e for e in entries if e.kind != "unpurged"]
     assert vm.used_bytes == sum(e.size for e in busy)

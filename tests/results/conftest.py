@@ -7,6 +7,25 @@ import pytest
 
 GOLDEN = Path(__file__).parent / "golden"
 CASES = sorted(p.name for p in GOLDEN.iterdir() if (p / "metrics.json").is_file())
+# what a results folder's config.yaml gives a summary's title and footer
+META = {
+    "name": "t",
+    "profile": "skylake-sp",
+    "cpus": 8,
+    "preset": "6.9",
+    "duration": "10ms",
+}
+
+
+def metrics_doc(strategies: dict, **extra) -> dict:
+    """A metrics.json document of these strategies' metrics."""
+    return {
+        "simcore_version": "0.1.0",
+        "seed": 1,
+        "config_hash": "0123456789ab",
+        "strategies": strategies,
+        **extra,
+    }
 
 
 @pytest.fixture

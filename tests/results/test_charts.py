@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -143,3 +144,53 @@ def test_metric_vs_parameter_chart_takes_intervals_and_categories(tmp_path):
 )
 def test_axis_scale(unit, peak, want):
     assert charts.axis_scale(unit, peak) == want
+
+
+def _svg_texts(path: Path) -> list[str]:
+    # matplotlib draws text as paths and keeps each string as a comment
+    return re.findall(r"<!-- (.*?) -->", path.read_text())
+
+
+def test_axes_and_titles_say_what_the_catalog_calls_a_metric(tmp_path):
+    doc = json.loads((GOLDEN / "two-strategies" / "metrics.json").read_text())
+    names = {k for m in doc["strategies"].values() for k in m}
+    paths = _render("two-strategies", tmp_path)
+    for svg in (p for p in paths if p.suffix == ".svg"):
+        texts = _svg_texts(svg)
+        assert not names & set(texts), svg.name
+        assert not [t for t in texts if re.search(r"\b[a-z]+\.[a-z_]+\.[a-z_]", t)]
+    assert "iTLB misses" in _svg_texts(tmp_path / "tlb_misses.svg")
+    assert "flush IPIs" in _svg_texts(tmp_path / "shootdowns.svg")
+
+
+def test_sweep_axes_use_metric_and_parameter_labels(tmp_path):
+    rows = [
+        {
+            "strategy": "a",
+            "workloads[0].nr_threads": n,
+            "alloc.vmalloc.latency_ns.mean": 900.0 * n,
+        }
+        for n in (1, 2, 4)
+    ]
+    paths = charts.metric_vs_parameter_chart(
+        rows, "alloc.vmalloc.latency_ns.mean", "workloads[0].nr_threads", tmp_path
+    )
+    texts = _svg_texts(paths[1])
+    assert "worker threads (nr_threads)" in texts
+    assert "vmalloc latency, mean (us)" in texts
+    assert "vmalloc latency, mean vs worker threads (nr_threads)" in texts
+    assert not any("workloads[0]" in t or "latency_ns" in t for t in texts)
+
+
+@pytest.mark.parametrize(
+    ("key", "want"),
+    [
+        ("machine.cpus", "CPUs"),
+        ("workloads[0].nr_threads", "worker threads (nr_threads)"),
+        ("kernel.vmap_locking", "vmap locking"),
+        ("workloads[1].churn.load_rate", "load rate"),
+        ("kernel.preset", "kernel version (preset)"),
+    ],
+)
+def test_param_label(key, want):
+    assert charts.param_label(key) == want

@@ -14,16 +14,14 @@ from __future__ import annotations
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from pydantic import ValidationError
 
 from simcore.constants import PAGE
-from simcore.errors import SimulationError
 from simcore.kernel.pgtable import PAGE_KERNEL, PAGE_KERNEL_RO, PAGE_KERNEL_ROX
 from simcore.strategies.module_alloc_type import (
     RELOC_BYTES,
     X86_KINDS,
-    X86_TEXT,
     ModuleAllocType,
-    TypeParams,
 )
 from tests.kernel import make_sim, run
 from tests.strategies.exec_checks import (
@@ -145,16 +143,24 @@ def test_pack_waste_is_most_of_a_pack_for_a_few_and_small_for_thousands():
 
 
 def test_sub_page_sharing_of_other_types_is_refused():
-    class Binpack(ModuleAllocType):
-        kinds = dict(X86_KINDS)
-        kinds["module_text"] = (
-            TypeParams(X86_TEXT.flags, PMD, PAGE, True, True, "rox"),
-            "poke",
-        )
+    # a 2 MiB granule carved at page alignment: the binpack allocator the
+    # series leaves out
+    with pytest.raises(ValidationError, match="binpack"):
+        ModuleAllocType.Params(types={"module_text": {"granularity": PMD}})
 
-    sim = make_sim()
-    with pytest.raises(SimulationError, match="binpack"):
-        Binpack(sim)
+
+def test_the_type_table_is_a_parameter():
+    """types.module_rodata.huge: read-only data on 2 MiB mappings too."""
+    params = ModuleAllocType.Params(
+        types={"module_rodata": {"huge": True}, "module_text": {"alignment": "64K"}}
+    )
+    st = ModuleAllocType.create(make_sim(machine=SKYLAKE16).kernel, params)
+    rodata, how = st.kinds["module_rodata"]
+    assert rodata.huge and how == "poke"
+    assert rodata.set_memory == X86_KINDS["module_rodata"][0].set_memory
+    assert st.kinds["module_text"][0].alignment == 64 << 10
+    assert st.text_params is st.kinds["module_text"][0]
+    assert st.kinds["module_data"] == X86_KINDS["module_data"]
 
 
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])

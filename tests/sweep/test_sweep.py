@@ -252,9 +252,9 @@ GOOD_GRID = "machine.cpus: [1, 2]"
             ["s.yaml:10", "did you mean 'parameters'?"],
         ),
         (
-            sweep_text(grid="machine.cpus: [1]\nmachine.cpuz: [1, 2]"),
+            sweep_text(grid="machine.cpus: [1]\nmachine.cpuss: [1, 2]"),
             [],
-            ["s.yaml:13", "parameters.grid.machine.cpuz", "did you mean 'cpus'?"],
+            ["s.yaml:13", "parameters.grid.machine.cpuss", "did you mean 'cpus'?"],
         ),
         (
             sweep_text(grid="machine.cpus:\n  - 1\n  - 64"),

@@ -47,7 +47,7 @@ def test_a_case_on_a_value_fitted_to_it_is_not_independent(tmp_path, monkeypatch
     assert fitted_values(case) == ["profile x: flush.y"]
 
 
-def test_the_shootdown_cases_run_on_a_delivery_fitted_to_their_source():
+def test_the_shootdown_cases_run_on_an_ipi_round_fitted_to_their_source():
     case = next(c for c in CASES if c.name == "shootdown-ipi-cost")
     where = fitted_values(case)
-    assert any("ipi_deliver_median_ns" in w for w in where), where
+    assert any("ipi_round_median_ns" in w for w in where), where

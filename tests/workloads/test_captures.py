@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+
 import pytest
 
 from simcore.constants import PAGE
@@ -18,7 +21,7 @@ from simcore.workloads.captures.modules import (
     parse_proc_modules,
 )
 from simcore.workloads.captures.trace import format_trace, load_trace, parse_trace
-from tests.workloads import DATA, run_metrics
+from tests.workloads import DATA, ROOT, run_metrics
 
 
 def _deps_first(mods) -> None:
@@ -95,6 +98,7 @@ def test_bpftool_text_form_reads_as_the_json_form():
 
 def test_vmallocinfo_buddyinfo_and_trace_samples():
     assert len(load_vmallocinfo(DATA / "vmallocinfo-server.txt")) == 28
+    assert len(load_vmallocinfo(DATA / "vmallocinfo-kaslr.txt")) == 667
     assert load_buddyinfo(DATA / "buddyinfo-server.txt").nodes() == [0, 1]
     events = load_trace(DATA / "trace-example.csv")
     assert len(events) == 18 and events[0].op == "vmalloc"
@@ -241,3 +245,99 @@ workloads:
     # the 11 jited programs of the capture stay; churned ones come and go
     assert m["bpf.progs_loaded"] - m.get("bpf.progs_freed", 0) >= 11
     assert m["bpf.progs_loaded"] > 11
+
+
+# -- a captured host as the starting state -------------------------------------------
+HASHED = "0x00000000904b3862-0x000000009ac66e2e   20480 irq_init_percpu_irqstack+0xed/0x120 vmap\n"
+
+
+def test_check_prints_what_the_captures_seed(cli):
+    code, out, err = cli("check", str(ROOT / "workloads" / "captured-host.yaml"))
+    assert code == 0, err
+    seeded = out[out.index("# what the captures set") :]
+    assert "KASLR: vmalloc base 0xffffa4c4c0000000" in seeded
+    assert "areas: 667, placed 667, unplaced 0" in seeded
+    assert "DirectMap4k" in seeded and "GB pages on" in seeded
+    assert "vmalloc          618" in seeded and "ioremap           24" in seeded
+    assert all(len(line) <= 80 for line in seeded.splitlines())
+    assert all(line.startswith("# ") for line in seeded.splitlines())
+    assert "data/vmallocinfo-kaslr.txt" in err  # the captures read
+
+
+def test_check_rejects_hashed_addresses_naming_the_workload_line(cli, write, tmp_path):
+    (tmp_path / "vi.txt").write_text(HASHED)
+    wl = write(
+        """\
+        name: hashed
+        duration: 1ms
+        machine: {profile: small-test}
+        kernel:
+          vmallocinfo: vi.txt
+        workloads: [{type: vmalloc_stress, cpus: 1, loops: 1}]
+        """
+    )
+    code, _, err = cli("check", str(wl))
+    assert code == 2 and "Traceback" not in err
+    assert "vi.txt:1" in err and "hashed" in err
+    assert "kptr_restrict=1" in err and "sudo" in err
+    assert f"named by kernel.vmallocinfo at {wl}:5" in err
+
+
+def test_a_generator_capture_error_names_its_key_too(cli, write, tmp_path):
+    (tmp_path / "vi.txt").write_text("0xffffc9 junk\n")
+    wl = write(
+        """\
+        name: bad
+        duration: 1ms
+        machine: {profile: small-test}
+        workloads:
+          - {type: vmalloc_stress, cpus: 1, loops: 1, vmallocinfo: vi.txt}
+        """
+    )
+    code, _, err = cli("check", str(wl))
+    assert code == 2 and "vi.txt:1" in err
+    assert f"workloads[0].vmallocinfo at {wl}:5" in err
+
+
+def test_capture_script_is_valid_sh(cli, tmp_path):
+    code, out, _ = cli("capture", "--script")
+    assert code == 0 and out.startswith("#!/bin/sh")
+    for name in ("buddyinfo", "meminfo", "vmstat", "vmallocinfo", "modules"):
+        assert f"/proc/{name}" in out
+    assert "lsmod" in out and "bpftool -j prog show" in out
+    assert "kptr_restrict" in out
+    path = tmp_path / "capture.sh"
+    code, _, _ = cli("capture", "-o", str(path))
+    assert code == 0 and path.read_text() == out and path.stat().st_mode & 0o100
+    sh = shutil.which("sh")
+    if sh is None:
+        pytest.skip("no sh to check the syntax with")
+    r = subprocess.run([sh, "-n", str(path)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+def test_host_captures_in_the_config_hash(write, tmp_path):
+    from simcore.config.load import config_hash, load_workload
+
+    wl = write(
+        """\
+        name: h
+        duration: 1ms
+        machine: {profile: small-test}
+        workloads: [{type: vmalloc_stress, cpus: 1, loops: 1}]
+        """
+    )
+    plain = load_workload(wl)
+    # unnamed, they leave the identity runs had before the keys existed
+    data = {**plain.data, "kernel": dict(plain.data["kernel"])}
+    for k in ("meminfo", "vmallocinfo", "vmstat"):
+        assert data["kernel"].pop(k) is None
+    assert config_hash(data) == plain.config_hash
+    (tmp_path / "m.txt").write_text("MemTotal: 8000000 kB\n")
+    named = load_workload(wl, sets=["kernel.meminfo=m.txt"])
+    assert named.config_hash != plain.config_hash and "m.txt" in named.captures
+    (tmp_path / "m.txt").write_text("MemTotal: 8000004 kB\n")
+    assert (
+        load_workload(wl, sets=["kernel.meminfo=m.txt"]).config_hash
+        != named.config_hash
+    )

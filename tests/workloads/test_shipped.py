@@ -19,6 +19,7 @@ QUICK = {
     "boot-modules.yaml": "module.loads",
     "test-vmalloc.yaml": "alloc.vmalloc.count",
     "mixed-host.yaml": "bpf.progs_loaded",
+    "trace-replay.yaml": "workload.trace.events",
 }
 
 

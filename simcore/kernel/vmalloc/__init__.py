@@ -25,7 +25,9 @@ Kernel functions modelled, step by step with their locks:
   ``vmap_ram_vread_iter()``, ``zero_iter()``; /proc/vmallocinfo via
   ``vmalloc_info_show()`` + ``show_purge_info()`` (per-node era) or the
   ``s_start()``/``s_show()``/``s_stop()`` iterator (global era), both under
-  fs/seq_file.c ``seq_read_iter()``.
+  fs/seq_file.c ``seq_read_iter()``;
+- seeding: a captured /proc/vmallocinfo as the state at time zero, carved
+  out of the free tree as ``pcpu_get_vm_areas()`` does.
 
 Eras (``kernel.vmap_locking``):
 
@@ -62,8 +64,9 @@ composed of a mixin per part):
   ``reclaim_and_purge_vmap_areas()``, ``reclaim_list_global()``;
 - ``vmap_block.py``: ``vmap_block``, ``vm_map_ram()``, ``vm_unmap_ram()``,
   ``vm_unmap_aliases()`` and the purge of fragmented blocks;
-- ``vread.py``: ``vread_iter()``, /proc/vmallocinfo, and the seeding of a
-  captured /proc/vmallocinfo;
+- ``vread.py``: ``vread_iter()`` and /proc/vmallocinfo;
+- ``seed.py``: a captured /proc/vmallocinfo as the state at time zero,
+  placed on the simulated layout, with its pages and page tables;
 - ``core.py``: :class:`Vmalloc` itself: its state, ``__vmalloc_node_range()``,
   ``vm_area_alloc_pages()``, ``vfree()``, ``get_vm_area()``,
   ``free_vm_area()``, ``vm_reset_perms()``, and ``check()``/``finish()``.

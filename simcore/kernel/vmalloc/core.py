@@ -11,8 +11,9 @@ Kernel functions modelled: ``__vmalloc_node_range()`` ->
 
 :class:`Vmalloc` is composed from the parts of mm/vmalloc.c, one mixin per
 file: :mod:`.vmap_area` (KVA and the per-node pools), :mod:`.purge` (lazy
-freeing and purge), :mod:`.vmap_block` (vm_map_ram) and :mod:`.vread`
-(readers). Its ``__init__`` here sets the state all of them share, and
+freeing and purge), :mod:`.vmap_block` (vm_map_ram), :mod:`.vread`
+(readers) and :mod:`.seed` (a captured /proc/vmallocinfo at time zero).
+Its ``__init__`` here sets the state all of them share, and
 ``check()``/``finish()`` hold the invariants of the whole.
 """
 
@@ -33,6 +34,7 @@ from simcore.kernel.vmalloc.area import (
     VmArea,
 )
 from simcore.kernel.vmalloc.purge import PurgeMixin
+from simcore.kernel.vmalloc.seed import SeedMixin, VmallocSeed
 from simcore.kernel.vmalloc.vmap_area import (
     KVA_END,
     KVA_START,
@@ -47,7 +49,7 @@ if TYPE_CHECKING:
     from simcore.kernel.main import Kernel
 
 
-class Vmalloc(VmapAreaMixin, PurgeMixin, VmapBlockMixin, VreadMixin):
+class Vmalloc(VmapAreaMixin, PurgeMixin, VmapBlockMixin, VreadMixin, SeedMixin):
     """mm/vmalloc.c of one kernel: the KVA allocator and everything on it."""
 
     def __init__(
@@ -103,6 +105,7 @@ class Vmalloc(VmapAreaMixin, PurgeMixin, VmapBlockMixin, VreadMixin):
         self.lazy_nr = 0
         self.used_bytes = 0  # publishes vmap.used_bytes
         self.drain_pending = False
+        self.seeded: list[VmallocSeed] = []  # captures seeded at time zero
 
     @property
     def used_bytes(self) -> int:

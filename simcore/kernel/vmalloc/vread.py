@@ -1,13 +1,12 @@
-"""mm/vmalloc.c readers: vread_iter() and /proc/vmallocinfo, and capture seeding.
+"""mm/vmalloc.c readers: vread_iter() and /proc/vmallocinfo.
 
 Kernel functions modelled: ``vread_iter()`` (/proc/kcore) with
 ``find_vmap_area_exceed_addr_lock()``, ``aligned_vread_iter()``,
 ``vmap_ram_vread_iter()``, ``zero_iter()``; /proc/vmallocinfo via
 ``vmalloc_info_show()`` + ``show_purge_info()`` (per-node era) or the
 ``s_start()``/``s_show()``/``s_stop()`` iterator (global era), both under
-fs/seq_file.c ``seq_read_iter()``. ``seed_vmallocinfo()`` carves a
-captured /proc/vmallocinfo out of the free tree as ``pcpu_get_vm_areas()``
-does.
+fs/seq_file.c ``seq_read_iter()``. Seeding from a captured
+/proc/vmallocinfo is in :mod:`.seed`.
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ import bisect
 from typing import TYPE_CHECKING, NamedTuple
 
 from simcore.constants import PAGE, PAGE_SHIFT
-from simcore.errors import CaptureError
 from simcore.kernel.vmalloc.area import (
     VM_ALLOC,
     VM_DMA_COHERENT,
@@ -31,7 +29,6 @@ from simcore.kernel.vmalloc.area import (
 )
 from simcore.kernel.vmalloc.vmap_area import _depth
 from simcore.kernel.vmallocinfo import (
-    VmallocInfoEntry,
     unpurged_line,
     vm_line,
     vm_map_ram_line,
@@ -74,7 +71,7 @@ class VreadResult(NamedTuple):
 
 
 class VreadMixin:
-    """vread_iter(), /proc/vmallocinfo and the seeding of a captured one.
+    """vread_iter() and /proc/vmallocinfo.
 
     Part of :class:`simcore.kernel.vmalloc.core.Vmalloc`, whose
     ``__init__`` sets the state these methods use.
@@ -85,65 +82,6 @@ class VreadMixin:
             if lo <= addr < hi:
                 return name
         return "other"
-
-    # -- capture seeding ---------------------------------------------------------
-    def seed_vmallocinfo(
-        self, entries: list[VmallocInfoEntry], *, file: str = "<vmallocinfo>"
-    ) -> int:
-        """Make the captured areas busy (or lazily freed) before the run.
-
-        Each range is carved out of the free tree as pcpu_get_vm_areas()
-        does (pvm_find_va_enclose_addr() + va_clip()). No time is charged:
-        the capture is the state at time zero. Returns the areas seeded.
-        """
-        for e in entries:
-            try:
-                self.kva.reserve(e.start, e.size)
-            except ValueError:
-                raise CaptureError(
-                    f"area {e.start:#x}-{e.end:#x} overlaps an earlier line",
-                    file=file,
-                    line=e.line,
-                    expected="non-overlapping areas, as the kernel prints them",
-                ) from None
-            range_ = self._range_of(e.start)
-            if e.kind == "unpurged":
-                area = VmArea(e.start, e.size, 0, -1, 0, range_, has_vm=False)
-                self.lazy_nr += e.size >> PAGE_SHIFT
-                if self.per_node:
-                    self._addr_node(e.start).lazy.append(area)
-                else:
-                    self.lazy_tree.free(e.start, e.size)
-                continue
-            if e.kind == "vm_map_ram":
-                area = VmArea(
-                    e.start,
-                    e.size,
-                    e.size >> PAGE_SHIFT,
-                    -1,
-                    0,
-                    range_,
-                    va_flags=VMAP_RAM,
-                    has_vm=False,
-                )
-            else:
-                flags = 0
-                for w in e.flags:
-                    flags |= _FLAG_OF_WORD.get(w, 0)
-                area = VmArea(
-                    e.start,
-                    e.size,
-                    e.pages,
-                    -1,
-                    flags,
-                    range_,
-                    caller=e.caller,
-                    phys=e.phys,
-                    numa=e.numa,
-                )
-            self._addr_node(e.start).busy[e.start] = area
-            self.used_bytes += e.size
-        return len(entries)
 
     # -- readers -------------------------------------------------------------------
     def _all_busy(self) -> list[VmArea]:

@@ -31,6 +31,7 @@ from simcore.results.charts.curves import (
     latency_cdf_chart,
     shootdowns_chart,
 )
+from simcore.results.charts.labels import metric_axis, param_label
 from simcore.results.charts.style import (
     GREYS,
     HATCHES,
@@ -55,7 +56,9 @@ __all__ = [
     "latency_cdf_chart",
     "lock_wait_chart",
     "mem_exec_chart",
+    "metric_axis",
     "metric_vs_parameter_chart",
+    "param_label",
     "plt",
     "render_charts",
     "shootdowns_chart",
@@ -64,7 +67,7 @@ __all__ = [
 
 CHARTS = {
     "tlb_misses": "TLB misses by level, per strategy",
-    "cpu_overhead": "cpu.overhead_pct split into page walks, shootdowns, locks",
+    "cpu_overhead": "CPU time lost, split into page walks, shootdowns, locks",
     "directmap": "direct-map composition (4K/2M/1G) over simulated time",
     "shootdowns": "shootdowns and flush IPIs over simulated time",
     "lock_wait": "total wait per kernel lock",

@@ -10,6 +10,7 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
+from simcore.metrics.catalog import label_of
 from simcore.results.charts.style import GREYS, HATCHES, _save, axis_scale, plt
 
 
@@ -109,13 +110,13 @@ def tlb_misses_chart(doc: dict, out: Path, title: str) -> list[Path]:
     _bars(
         ax,
         doc,
-        [m.split(".")[0] for m in levels],
+        [label_of(m) for m in levels],
         strategies,
         lambda j, i: (strategies[i], levels[j]),
         div,
     )
     ax.set_xlabel("TLB level")
-    ax.set_ylabel(f"misses ({unit})")
+    ax.set_ylabel("TLB misses" + ("" if unit == "count" else f" ({unit})"))
     ax.set_title(title + _ci_note(doc))
     _top_legend(ax, len(strategies))
     fig.tight_layout()
@@ -182,7 +183,7 @@ def cpu_overhead_chart(doc: dict, out: Path, title: str) -> list[Path]:
     )
     ax.set_xlim(-0.75, len(xs) - 0.25)
     ax.set_xlabel("strategy")
-    ax.set_ylabel("CPU time lost (% of all CPUs)")
+    ax.set_ylabel(f"{label_of('cpu.overhead_pct')} (% of all CPU time)")
     ax.set_title(title + _ci_note(doc))
     _top_legend(ax, len(kinds))
     fig.tight_layout()
@@ -213,7 +214,8 @@ def lock_wait_chart(doc: dict, out: Path, title: str) -> list[Path]:
     fig, ax = plt.subplots(figsize=(7, 3.6))
     _bars(ax, doc, locks, strategies, lambda j, i: (strategies[i], metrics[j]), div)
     ax.set_xlabel("kernel lock")
-    ax.set_ylabel(f"total wait, all CPUs ({unit})")
+    # the catalog's label names one lock; this axis holds them all
+    ax.set_ylabel(f"lock wait time, all CPUs ({unit})")
     ax.set_title(title + _ci_note(doc))
     _top_legend(ax, len(strategies))
     fig.tight_layout()
@@ -232,7 +234,7 @@ def mem_exec_chart(doc: dict, out: Path, title: str) -> list[Path]:
     peak = max(_value(doc, s, m) or 0 for s in strategies for m in kinds)
     div, unit = axis_scale("bytes", peak)
     fig, ax = plt.subplots(figsize=(7, 3.6))
-    labels = [k.split(".")[2].replace("_bytes", "") for k in kinds]
+    labels = [label_of(k) for k in kinds]
     _bars(ax, doc, strategies, labels, lambda j, i: (strategies[j], kinds[i]), div)
     ax.set_xlabel("strategy")
     ax.set_ylabel(f"executable memory ({unit})")

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+from simcore.metrics.catalog import label_of
+from simcore.results.charts.labels import metric_axis
 from simcore.results.charts.style import (
     GREYS,
     MARKERS,
@@ -64,7 +66,7 @@ def latency_cdf_chart(
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_title(op)
-        ax.set_xlabel("latency (us, log scale)")
+        ax.set_xlabel(f"{op} latency (us, log scale)")
         ax.set_ylim(0, 1.02)
         ax.grid(True, color="0.9", linewidth=0.5)
     for ax in axes[:, 0]:
@@ -156,8 +158,8 @@ def shootdowns_chart(
 ) -> list[Path]:
     """Cumulative shootdowns and IPIs over time, one line per strategy."""
     metrics = [
-        (m, label)
-        for m, label in (("tlb.shootdowns", "shootdowns"), ("tlb.ipis", "flush IPIs"))
+        (m, label_of(m))
+        for m in ("tlb.shootdowns", "tlb.ipis")
         if any(m in per for per in series.values())
     ]
     if not metrics:
@@ -183,7 +185,7 @@ def shootdowns_chart(
             )
         ax.set_title(label)
         ax.set_xlabel("simulated time (ms)")
-        ax.set_ylabel(f"{label}, cumulative ({unit})")
+        ax.set_ylabel(f"{metric_axis(m, unit)}, cumulative")
         ax.set_ylim(bottom=0)
         ax.grid(True, color="0.9", linewidth=0.5)
     if len(series) > 1:

@@ -11,7 +11,8 @@ import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from simcore.metrics.catalog import lookup
+from simcore.metrics.catalog import label_of, lookup
+from simcore.results.charts.labels import metric_axis, param_label
 from simcore.results.charts.style import (
     GREYS,
     MARKERS,
@@ -47,7 +48,7 @@ def metric_vs_parameter_chart(
     metric: str,
     x: str,
     out_dir: Path,
-    title: str,
+    title: str | None = None,
 ) -> list[Path]:
     """One line per strategy of ``metric`` against sweep parameter ``x``.
 
@@ -63,6 +64,9 @@ def metric_vs_parameter_chart(
       Several plain numbers for the same strategy and ``x`` (one per seed)
       are averaged and get a Student-t 95% band. Rows without the metric
       are ignored.
+
+    The axes say what the catalog and :mod:`.labels` call ``metric`` and
+    ``x``, never the dotted names; ``title`` defaults to the two labels.
 
     Writes ``<metric>_vs_<x>.png`` and ``.svg`` into ``out_dir`` and returns
     their paths; nothing (an empty list) when no row has the metric.
@@ -127,8 +131,9 @@ def metric_vs_parameter_chart(
     if not numeric:
         ax.set_xticks(range(len(order)))
         ax.set_xticklabels([str(v) for v in order])
-    ax.set_xlabel(x)
-    ax.set_ylabel(f"{metric} ({uname})")
+    ax.set_xlabel(param_label(x))
+    ax.set_ylabel(metric_axis(metric, uname))
+    title = title or f"{label_of(metric)} vs {param_label(x)}"
     ax.set_title(title + (" (band: 95% CI)" if banded else ""))
     ax.grid(True, color="0.9", linewidth=0.5)
     _legend(ax, len(lines))

@@ -4,8 +4,12 @@ One parser per format, each raising :class:`~simcore.errors.CaptureError`
 with the file, the line and what a line should look like:
 ``modules`` (``lsmod`` and ``/proc/modules``), ``bpftool``
 (``bpftool prog show``, text or ``-j``) and ``trace`` (alloc/free/exec events).
-``/proc/vmallocinfo`` and ``/proc/buddyinfo`` live with the kernel parts
-they seed (:mod:`simcore.kernel.vmallocinfo`, :mod:`simcore.kernel.buddyinfo`).
+``/proc/vmallocinfo``, ``/proc/buddyinfo``, ``/proc/meminfo`` and
+``/proc/vmstat`` live with the kernel parts they seed
+(:mod:`simcore.kernel.vmallocinfo`, :mod:`simcore.kernel.buddyinfo`,
+:mod:`simcore.kernel.meminfo`, :mod:`simcore.kernel.vmstat`; applied by
+:mod:`simcore.kernel.host_state`). ``collect`` is the shell script that
+takes them all from a host.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from simcore.errors import CaptureError
+from simcore.kernel import procfs
 
 if TYPE_CHECKING:
     from simcore.kernel.main import Kernel
@@ -25,19 +29,10 @@ def capture_path(kernel: Kernel, name: str) -> Path:
 
 
 def read_capture(path: Path, what: str, expected: str) -> str:
-    """The text of a capture file, or a CaptureError saying why not."""
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise CaptureError(
-            f"cannot read {what} capture: {exc.strerror}",
-            file=str(path),
-            expected=expected,
-        ) from None
-    except UnicodeDecodeError:
-        raise CaptureError(
-            f"{what} capture is not text", file=str(path), expected=expected
-        ) from None
+    """The text of a capture file, or a CaptureError saying why not
+    (:func:`simcore.kernel.procfs.read_capture`, the one reader of every
+    capture kind)."""
+    return procfs.read_capture(path, what, None, expected)
 
 
 def clip(s: str, n: int = 60) -> str:

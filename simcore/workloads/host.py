@@ -1,0 +1,203 @@
+"""Host activity: the code and data every CPU runs besides the workload.
+
+A strategy's pages never have the TLBs to themselves: between the
+invocations of a BPF program or the calls into a module, the CPU runs user
+code and the rest of the kernel. The workload file's ``host:`` section
+describes that code (a :class:`~simcore.workloads.footprint.Footprint`,
+``syscall`` by default) and the events that change what the TLBs may keep:
+
+- ``syscalls``: user/kernel transitions per second of a CPU. With page
+  table isolation (``kernel.pti``) and no PCID every return to user space
+  writes CR3, dropping every non-global entry: user pages and, since
+  kernel mappings are non-global under PTI (``probe_page_size_mask()``,
+  arch/x86/mm/init.c, since c313ec66317d in v4.15), modules, BPF images,
+  vmalloc and the direct map. The kernel image stays global when PCID is
+  absent and PTI is automatic (``pti_kernel_image_global_ok()``,
+  arch/x86/mm/pti.c, 8c06c7740d19 in v4.17).
+- ``mm_switches``: context switches to another process per second. A CR3
+  write without PCID drops the user entries; with PCID each mm has its own
+  ASID (``choose_new_asid()``, arch/x86/mm/tlb.c), so the other mm's
+  entries are unusable, not dropped; the model drops them (they would
+  otherwise only take room). Under PTI the kernel's own entries are tagged
+  with the mm's kernel ASID, so they go too.
+
+Rather than a process per CPU, the host catches up inside the executor:
+just before a CPU's workload touches go through its TLBs, the host's
+touches for the time since that CPU last ran anything are drawn and run
+first, in as many segments as there were TLB-dropping events, with the
+drop between segments. CPUs that run no workload code run no host code,
+so an allocator-only workload pays nothing for it. Host touches are
+counted as ``user`` and ``kernel`` in the attributed TLB metrics and their
+instructions in ``cpu.instructions``, as ``perf stat -a`` counts the whole
+machine; the time their misses cost is the host's, not the workload's.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+from pydantic import Field
+
+from simcore.units import Duration, Rate
+from simcore.workloads.footprint import Footprint, Touches, kernel_text_base
+
+if TYPE_CHECKING:
+    from simcore.kernel.main import Kernel
+
+USER_END = 1 << 47
+
+
+class HostConfig(Footprint):
+    """The workload file's ``host:`` section."""
+
+    enabled: bool = Field(
+        default=True, description="false: the workload's pages alone in the TLBs"
+    )
+    syscalls: Rate = Field(default=200_000.0, ge=0)
+    mm_switches: Rate = Field(default=1_000.0, ge=0)
+    busy_cpus: int | None = Field(
+        default=None, ge=0, description="CPUs running something (default: all)"
+    )
+    irqs_off: float = Field(
+        default=0.01, ge=0, le=1, description="share of a busy CPU's time with IRQs off"
+    )
+    irqs_off_section: Duration = Field(default="5us", gt=0)
+
+
+def last_touches(addrs: np.ndarray) -> np.ndarray:
+    """Positions of each page's last touch, in stream order.
+
+    The speed trick of the host: of a page touched several times between
+    two TLB-dropping events, only its last touch is run. An LRU TLB ends in
+    the same state either way as long as the page was not evicted between
+    its touches (true of the hot pages that make most of the repeats); the
+    misses of a page evicted and touched again in the same stretch are
+    not counted. It cuts the host's touches by the repeat factor of the
+    Zipf draws (about 40x for the ``syscall`` code footprint). The draws
+    themselves keep only last touches (``Touches.draw(last_only=True)``);
+    this is the same rule for any address stream, for tests.
+    """
+    rev = addrs[::-1]
+    _, first = np.unique(rev, return_index=True)
+    pos = len(addrs) - 1 - first
+    pos.sort()
+    return pos
+
+
+class HostActivity:
+    """Catches the host's code up on a CPU before its workload batch."""
+
+    def __init__(self, cfg: HostConfig, kernel: Kernel) -> None:
+        self.cfg = cfg
+        self.kernel = kernel
+        self.executor = kernel.executor
+        self.env = kernel.env
+        self.touches = Touches(cfg, kernel, "host")
+        self.per_ns = cfg.ipc * kernel.profile.clock_ghz.value
+        self.last: dict[int, int] = {}
+        self.excluded: set[int] = set()
+        pti = kernel.pti
+        pcid = kernel.profile.cpu.pcid.value
+        # TLB-dropping events per ns, and what each drops
+        self.drop_rate = cfg.mm_switches / 1e9
+        if pti and not pcid:
+            self.drop_rate += cfg.syscalls / 1e9
+        self.drop_kernel = pti
+        self.keep_image = pti and not pcid and kernel.knobs.pti == "auto"
+        # the kernel image's mapping: its text up to the module area
+        # (__START_KERNEL_map .. MODULES_VADDR on x86-64)
+        self.image = kernel_text_base(kernel.layout) & ~((1 << 21) - 1)
+        self.image_end = kernel.layout.modules_vaddr
+        self._residue: dict[int, float] = {}
+        self._rngs: dict[int, np.random.Generator] = {}
+        n = kernel.nr_cpus
+        self.busy = n if cfg.busy_cpus is None else min(cfg.busy_cpus, n)
+        states = kernel.profile.cpu.idle_states
+        self.idle_exit_ns = states[-1].exit_ns if states else 0.0
+        self.ipi_rng = kernel.rng("host.ipi")
+        kernel.machine.flush.target_delay = self.target_delay
+
+    def target_delay(self, cpu: int, ids: np.ndarray) -> np.ndarray:
+        """Extra ns before each target in ``ids`` acknowledges an IPI.
+
+        A busy CPU takes it at once unless it is inside an IRQs-off section,
+        whose rest (exponential, so memoryless, with the section's mean)
+        the sender waits out; an idle CPU first leaves its C-state. Idle
+        CPUs (those past ``busy_cpus``) stay idle for the whole run, so the
+        governor has long since put them in the deepest state.
+        """
+        cfg = self.cfg
+        rng = self.ipi_rng
+        out = np.zeros(len(ids))
+        busy = ids < self.busy
+        nb = int(busy.sum())
+        if nb and cfg.irqs_off:
+            off = rng.random(nb) < cfg.irqs_off
+            k = int(off.sum())
+            if k:
+                rest = np.zeros(nb)
+                rest[off] = rng.exponential(cfg.irqs_off_section, k)
+                out[busy] = rest
+                self.kernel.metrics.inc("host.ipi_irqs_off_waits", k)
+        if nb < len(ids):
+            out[~busy] = self.idle_exit_ns
+            self.kernel.metrics.inc("host.ipi_idle_wakeups", len(ids) - nb)
+        return out
+
+    def exclude(self, cpus) -> None:
+        """CPUs whose host code a ``background`` entry runs instead."""
+        self.excluded.update(cpus)
+
+    def catch_up(self, cpu: int) -> None:
+        now = self.env.now
+        last = self.last.get(cpu, 0)
+        # at most once a quantum, like a batch: a workload calling the
+        # executor more often than that would otherwise pay a host draw
+        # per call
+        if now - last < self.kernel.quantum or cpu in self.excluded:
+            return
+        self.last[cpu] = now
+        insns = (now - last) * self.per_ns
+        drops = self._drops(cpu, now - last)
+        m = self.kernel.metrics
+        m.inc("host.instructions", int(insns))
+        if drops:
+            m.inc("host.tlb_drops", drops)
+        rng = self._rngs.get(cpu)
+        if rng is None:
+            rng = self._rngs[cpu] = self.kernel.rng(f"host.cpu{cpu}")
+        # one stretch between each two TLB-dropping events
+        per = insns / (drops + 1)
+        counts = self.touches.counts(per)
+        run = self.executor.run
+        for seg in range(drops + 1):
+            if seg:
+                self.drop(cpu)
+            insns = int(per)
+            for side, owner, a, s, pw in self.touches.draw(rng, counts, True):
+                # one owner per batch: the parts follow each other anyway
+                n, insns = (insns, 0) if side == "i" else (0, insns)
+                run(cpu, a, s, side, n, owner=owner, per_walk=pw)
+
+    def _drops(self, cpu: int, elapsed: int) -> int:
+        """Whole TLB-dropping events in ``elapsed`` ns, carrying fractions
+        over so the long-run count is exact."""
+        if not self.drop_rate:
+            return 0
+        x = self._residue.get(cpu, 0.0) + elapsed * self.drop_rate
+        n = int(x)
+        self._residue[cpu] = x - n
+        return n
+
+    def drop(self, cpu: int) -> None:
+        """One CR3 write's worth of dropped entries on ``cpu`` (see module)."""
+        tlb = self.kernel.machine.tlb(cpu)
+        tlb.invalidate_range(0, USER_END)
+        if self.drop_kernel:
+            lo = np.uint64(1) << np.uint64(63)
+            if self.keep_image:
+                tlb.invalidate_range(int(lo), self.image)
+                tlb.invalidate_range(self.image_end, 1 << 64)
+            else:
+                tlb.invalidate_range(int(lo), 1 << 64)
