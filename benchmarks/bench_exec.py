@@ -74,9 +74,9 @@ def one(
     touches = [0]
 
     def counted(cpu, addrs, shifts, side, instructions, owner="kernel",
-                run=sim.executor.run):  # fmt: skip
+                run=sim.executor.run, **kw):  # fmt: skip
         touches[0] += len(addrs)
-        return run(cpu, addrs, shifts, side, instructions, owner)
+        return run(cpu, addrs, shifts, side, instructions, owner, **kw)
 
     sim.executor.run = counted
     inv0 = c["workload.bpf_jit.invocations"]

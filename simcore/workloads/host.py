@@ -104,6 +104,13 @@ class HostActivity:
         if pti and not pcid:
             self.drop_rate += cfg.syscalls / 1e9
         self.drop_kernel = pti
+        # PTI's price per system call: a CR3 write on entry and one on the
+        # way out (SWITCH_TO_KERNEL_CR3 / SWITCH_TO_USER_CR3 in
+        # arch/x86/entry/calling.h), each what the profile's CR3 write
+        # costs; with PCID they carry NOFLUSH and keep the TLB
+        cr3 = kernel.profile.flush.cr3_flush_cycles.value
+        ghz = kernel.profile.clock_ghz.value
+        self.pti_ns_per_ns = cfg.syscalls / 1e9 * 2 * cr3 / ghz if pti else 0.0
         self.keep_image = pti and not pcid and kernel.knobs.pti == "auto"
         # the kernel image's mapping: its text up to the module area
         # (__START_KERNEL_map .. MODULES_VADDR on x86-64)
@@ -162,6 +169,8 @@ class HostActivity:
         drops = self._drops(cpu, now - last)
         m = self.kernel.metrics
         m.inc("host.instructions", int(insns))
+        if self.pti_ns_per_ns:
+            m.cpu_time("pti", int((now - last) * self.pti_ns_per_ns))
         if drops:
             m.inc("host.tlb_drops", drops)
         rng = self._rngs.get(cpu)

@@ -96,3 +96,16 @@ def test_irqs_off_sections_delay_the_round(tmp_path):
     calm = _flush_wait(tmp_path, "{irqs_off: 0}")
     stormy = _flush_wait(tmp_path, "{irqs_off: 0.5, irqs_off_section: 20us}")
     assert stormy > calm + 10_000
+
+
+def test_pti_charges_two_cr3_writes_per_system_call(tmp_path):
+    """pti on: each syscall's entry and exit write CR3 (calling.h); the
+    time is counted as cpu.pti_ns, none of it with pti off."""
+    host = "{syscalls: 100000/s, mm_switches: 0/s}"
+    on = _run(tmp_path, host=host, kernel=", pti: on")
+    off = _run(tmp_path, host=host, kernel=", pti: off")
+    assert "cpu.pti_ns" not in off
+    # 2 CPUs run code for about 10 ms: ~2,000 syscalls, 2 CR3 writes each at
+    # skylake-sp's 96 cycles / 2.5 GHz
+    expected = 2 * 10e-3 * 100_000 * 2 * 96 / 2.5
+    assert 0.8 * expected < on["cpu.pti_ns"] <= expected
