@@ -81,6 +81,10 @@ class Executor:
             stats = tlb.lookup(addrs, shifts, side, outcomes=outcomes)
         else:
             stats = tlb.lookup(addrs, shifts, side)
+        if not mixed:
+            if stats.stlb_misses and per_walk is None:
+                per_walk = self._walk_cycles(addrs, shifts, stats)[1]
+            return self.account(side, owner, stats, per_walk)
         l1 = "itlb.misses" if side == "i" else "dtlb.misses"
         m.inc(l1, stats.l1_misses)
         m.inc("stlb.misses", stats.stlb_misses)
@@ -90,33 +94,62 @@ class Executor:
             if per_walk is None:
                 walk, per_walk = self._walk_cycles(addrs, shifts, stats)
             else:
-                walk = (
-                    stats.walks_4k * per_walk[0]
-                    + stats.walks_2m * per_walk[1]
-                    + stats.walks_1g * per_walk[2]
-                )
+                walk = self._walks(stats, per_walk)
             m.inc("pagewalk.cycles", int(walk))
             m.inc("pagewalk.walks", stats.stlb_misses)
-        if mixed:
-            pw = per_walk if per_walk is not None else (0.0, 0.0, 0.0)
-            self._attribute_mixed(l1, owner, shifts, outcomes, pw, int(walk))
-        else:
-            names = self._names.get((side, owner))
-            if names is None:
-                names = self._names[side, owner] = (
-                    f"{l1}.{owner}",
-                    f"stlb.misses.{owner}",
-                    f"pagewalk.cycles.{owner}",
-                )
-            m.inc(names[0], stats.l1_misses)
-            m.inc(names[1], stats.stlb_misses)
-            if stats.stlb_misses:
-                m.inc(names[2], int(walk))
+        pw = per_walk if per_walk is not None else (0.0, 0.0, 0.0)
+        self._attribute_mixed(l1, owner, shifts, outcomes, pw, int(walk))
+        return self._lost(side, cycles, walk)
+
+    def account(
+        self,
+        side: str,
+        owner: str,
+        stats: TlbStats,
+        per_walk: tuple[float, float, float] | None,
+    ) -> int:
+        """Count touches of one ``owner`` already looked up (``stats``), their
+        walks at ``per_walk`` cycles each by class; return the ns lost. The
+        second half of :meth:`run`, for callers that did the lookup
+        themselves (:meth:`simcore.hw.tlb.Tlb.lookup_zipf`)."""
+        m = self.metrics
+        names = self._names.get((side, owner))
+        if names is None:
+            l1 = "itlb.misses" if side == "i" else "dtlb.misses"
+            names = self._names[side, owner] = (
+                l1,
+                f"{l1}.{owner}",
+                f"stlb.misses.{owner}",
+                f"pagewalk.cycles.{owner}",
+            )
+        m.inc(names[0], stats.l1_misses)
+        m.inc("stlb.misses", stats.stlb_misses)
+        cycles = stats.stlb_hits * self.stlb_hit_cycles
+        walk = 0.0
+        if stats.stlb_misses:
+            walk = self._walks(stats, per_walk)
+            m.inc("pagewalk.cycles", int(walk))
+            m.inc("pagewalk.walks", stats.stlb_misses)
+        m.inc(names[1], stats.l1_misses)
+        m.inc(names[2], stats.stlb_misses)
+        if stats.stlb_misses:
+            m.inc(names[3], int(walk))
+        return self._lost(side, cycles, walk)
+
+    @staticmethod
+    def _walks(stats: TlbStats, per_walk) -> float:
+        return (
+            stats.walks_4k * per_walk[0]
+            + stats.walks_2m * per_walk[1]
+            + stats.walks_1g * per_walk[2]
+        )
+
+    def _lost(self, side: str, cycles: float, walk: float) -> int:
+        # data-side walks overlap up to the number of page walkers
         if side == "d":
             walk /= max(1, self.walker.walkers)
-        ns = int((cycles + walk) / self.ghz)
-        m.cpu_time("pagewalk", int(walk / self.ghz))
-        return ns
+        self.metrics.cpu_time("pagewalk", int(walk / self.ghz))
+        return int((cycles + walk) / self.ghz)
 
     def touch(
         self, cpu: int, addr: int, shift: int, side: str, owner: str = "kernel"

@@ -344,6 +344,14 @@ class Tlb(ABC):
     def lookup_one(self, addr: int, shift: int, side: str) -> int:
         """One touch: 0 = L1 hit, 1 = STLB hit, 2 = page walk."""
 
+    def lookup_zipf(self, parts, u: np.ndarray, off: np.ndarray, zipf: float):
+        """Draw, keep and touch Zipf-drawn pages part by part
+        (:mod:`simcore.hw.zipf_touch`); one stats row per part: accesses,
+        L1 misses, walks, 4K, 2M and 1G walks."""
+        from simcore.hw.zipf_touch import lookup_generic
+
+        return lookup_generic(self, parts, u, off, zipf)
+
     def invalidate_page(self, addr: int) -> None:
         """INVLPG: drop every entry, of any size and level, covering ``addr``."""
         addr = to_u64(addr)

@@ -23,6 +23,7 @@ from numba import njit
 from simcore.constants import PMD_SHIFT as PAGE_SHIFT_2M
 from simcore.constants import PUD_SHIFT as PAGE_SHIFT_1G
 from simcore.hw import tlb as _tlb
+from simcore.hw.compiled import zipf_last
 from simcore.hw.tlb import (
     Tlb,
     TlbGeometry,
@@ -179,6 +180,40 @@ def _lookup_kernel(
 
 
 @njit(cache=True)
+def _zipf_parts_kernel(
+    u, off, n, base, shift, side, table, taddrs, tshifts, zipf,
+    seconds, tb, tags, stamps, clock, meta, route, out,
+):  # fmt: skip
+    """simcore.hw.zipf_touch.lookup_generic compiled: per part, ranks from
+    its uniforms (zipf_last), its pages, one _lookup_kernel pass."""
+    st = np.zeros(6, np.int64)
+    no_out = np.zeros(0, np.int8)
+    for p in range(n.shape[0]):
+        if off[p + 1] == off[p]:
+            continue
+        ranks = zipf_last(u[off[p] : off[p + 1]], n[p], zipf)
+        m = ranks.shape[0]
+        addrs = np.empty(m, np.int64)
+        shifts = np.empty(m, np.uint8)
+        if p == table:
+            for i in range(m):
+                s = np.int64(tshifts[ranks[i]])
+                addrs[i] = (taddrs[ranks[i]] >> s) << s
+                shifts[i] = tshifts[ranks[i]]
+        else:
+            for i in range(m):
+                addrs[i] = base[p] + (ranks[i] << shift[p])
+                shifts[i] = shift[p]
+        l1 = side[p]
+        _lookup_kernel(
+            addrs, shifts, l1, seconds[l1], tb, tags, stamps, clock, meta,
+            route, st, no_out,
+        )  # fmt: skip
+        for j in range(6):
+            out[p, j] = st[j]
+
+
+@njit(cache=True)
 def _invalidate_kernel(first, last, tb, tags, stamps, meta, array_shifts):
     """Drop the thread's entries overlapping the bytes [first, last] (int64
     bit patterns) from the arrays ``meta`` gives it."""
@@ -274,6 +309,7 @@ class FastTlb(Tlb):
         self._one_addr = np.zeros(1, dtype=np.int64)
         self._one_shift = np.zeros(1, dtype=np.uint8)
         self._one_out = np.zeros(1, dtype=np.int8)
+        self._seconds = np.array(self._second, dtype=np.int64)
 
     def lookup(
         self, addrs, shifts, side: str, outcomes: np.ndarray | None = None
@@ -310,6 +346,16 @@ class FastTlb(Tlb):
         if outcomes is not None and out is not outcomes:
             outcomes[:] = out
         return TlbStats(*st.tolist())
+
+    def lookup_zipf(self, parts, u: np.ndarray, off: np.ndarray, zipf: float):
+        out = np.zeros((parts.n.shape[0], 6), np.int64)
+        _zipf_parts_kernel(
+            u, off, parts.n, parts.base, parts.shift, parts.side, parts.table,
+            parts.table_addrs, parts.table_shifts, float(zipf),
+            self._seconds, self._tb, self._tag_arr, self._stamps, self._clock,
+            self.layout.meta, self.layout.route, out,
+        )  # fmt: skip
+        return out
 
     def lookup_one(self, addr: int, shift: int, side: str) -> int:
         l1 = side_level(side)

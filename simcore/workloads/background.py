@@ -54,7 +54,7 @@ class _Run:
         while True:
             yield env.timeout(kernel.quantum)
             insns = self.insns
-            for side, owner, a, s, _ in self.touches.draw(rng, self.counts):
+            for side, owner, a, s in self.touches.draw(rng, self.counts):
                 # the quantum's instructions go with its first code touches
                 n, insns = (insns, 0) if side == "i" else (0, insns)
                 execu.run(cpu, a, s, side, n, owner=owner)

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
+from simcore.hw.zipf_touch import ZipfParts
 from simcore.strict import Strict
 from simcore.units import Size
 
@@ -153,6 +154,8 @@ class Touches:
         self.kdata_shifts: np.ndarray | None = None
         self._splits = -1
         self._walk_memo: dict[tuple[int, int], tuple[float, float, float]] = {}
+        self._zp: ZipfParts | None = None
+        self._zp_splits = -1
 
     def counts(self, insns: float) -> tuple[list[int], int]:
         """Touches of each part, and of kernel data, in ``insns`` instructions."""
@@ -185,40 +188,24 @@ class Touches:
             x = (1.0 + u * ((n + 1.0) ** a - 1.0)) ** (1.0 / a)
         return np.minimum(x.astype(np.int64) - 1, n - 1)
 
-    def draw(self, rng, counts: tuple[list[int], int], last_only: bool = False):
-        """One draw: ``(side, owner, addrs, shifts, per_walk)`` per non-empty
-        part, in the parts' order (user text, kernel text, user data,
-        kernel data). With ``last_only``, each part's pages once, at their
-        last touch (see :func:`simcore.workloads.host.last_touches`), and
-        ``per_walk`` the part's walk costs over its whole footprint
-        (:meth:`walk_costs`); without, ``per_walk`` is None (each batch's
-        own footprint prices its walks)."""
+    def draw(self, rng, counts: tuple[list[int], int]):
+        """One draw of every touch: ``(side, owner, addrs, shifts)`` per
+        non-empty part, in the parts' order (user text, kernel text, user
+        data, kernel data). The host keeps only each page's last touch and
+        draws through :meth:`zipf_parts` instead."""
         per, kd = counts
         out = []
-        for i, ((pages, shift, _, side, owner), k) in enumerate(
-            zip(self.parts, per, strict=True)
-        ):
+        for (pages, shift, _, side, owner), k in zip(self.parts, per, strict=True):
             if not k:
                 continue
-            if last_only:
-                ranks = self._zipf_last(rng.random(k), len(pages), self.cfg.zipf)
-                pw = self.walk_costs(i)
-            else:
-                ranks, pw = self._ranks(rng, len(pages), k), None
-            a = pages[ranks]
+            a = pages[self._ranks(rng, len(pages), k)]
             sh = np.full(len(a), shift, np.uint8)
-            out.append((side, OWNER_NAMES[owner], a, sh, pw))
+            out.append((side, OWNER_NAMES[owner], a, sh))
         if kd:
-            n = len(self.kdata)
-            if last_only:
-                idx = self._zipf_last(rng.random(kd), n, self.cfg.zipf)
-            else:
-                idx = self._ranks(rng, n, kd)
-            shifts = self._kdata_shifts()
-            pw = self.walk_costs(len(self.parts)) if last_only else None
-            shifts = shifts[idx]
+            idx = self._ranks(rng, len(self.kdata), kd)
+            shifts = self._kdata_shifts()[idx]
             wide = shifts.astype(np.uint64)
-            out.append(("d", "kernel", (self.kdata[idx] >> wide) << wide, shifts, pw))
+            out.append(("d", "kernel", (self.kdata[idx] >> wide) << wide, shifts))
         return out
 
     def walk_costs(self, part: int) -> tuple[float, float, float]:
@@ -239,8 +226,26 @@ class Touches:
             got = self._walk_memo[key] = self.kernel.executor.walk_costs(pages, shifts)
         return got
 
-    @property
-    def _zipf_last(self):
-        from simcore.hw.compiled import zipf_last
+    def zipf_parts(self) -> ZipfParts:
+        """The parts (kernel data last, as the table part) for
+        :meth:`simcore.hw.tlb.Tlb.lookup_zipf`, which draws from them as
+        :meth:`draw` does and keeps each page's last touch."""
+        shifts = self._kdata_shifts()
+        if self._zp is None or self._zp_splits != self._splits:
+            first = [p[0][0] for p in self.parts] + [0]
+            self._zp = ZipfParts(
+                n=np.array([len(p[0]) for p in self.parts] + [len(self.kdata)]),
+                base=np.array(first, dtype=np.uint64).view(np.int64),
+                shift=np.array([p[1] for p in self.parts] + [0], dtype=np.int64),
+                side=np.array([p[3] == "d" for p in self.parts] + [1], np.int64),
+                table=len(self.parts),
+                table_addrs=self.kdata.view(np.int64),
+                table_shifts=shifts,
+            )
+            self._zp_splits = self._splits
+        return self._zp
 
-        return zipf_last
+    @property
+    def part_owners(self) -> tuple[str, ...]:
+        """Whose each part of :meth:`zipf_parts` is."""
+        return tuple(OWNER_NAMES[p[4]] for p in self.parts) + ("kernel",)

@@ -25,7 +25,15 @@ Rather than a process per CPU, the host catches up inside the executor:
 just before a CPU's workload touches go through its TLBs, the host's
 touches for the time since that CPU last ran anything are drawn and run
 first, in as many segments as there were TLB-dropping events, with the
-drop between segments. CPUs that run no workload code run no host code,
+drop between segments. Within a segment each page is touched once, at its
+last draw: an LRU TLB ends in the same state as after every touch as long
+as the page was not evicted between its touches (true of the hot pages
+that make most repeats), and the misses of a page evicted and touched again
+within the segment are not counted. That cuts the host's touches by the
+repeat factor of the Zipf draws, about 40x for the ``syscall`` code
+footprint, and :meth:`simcore.hw.tlb.Tlb.lookup_zipf` draws, keeps and
+looks up all the parts in one call. CPUs that run no workload code run no
+host code,
 so an allocator-only workload pays nothing for it. Host touches are
 counted as ``user`` and ``kernel`` in the attributed TLB metrics and their
 instructions in ``cpu.instructions``, as ``perf stat -a`` counts the whole
@@ -39,6 +47,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from pydantic import Field
 
+from simcore.hw.tlb import TlbStats
 from simcore.units import Duration, Rate
 from simcore.workloads.footprint import Footprint, Touches, kernel_text_base
 
@@ -63,26 +72,6 @@ class HostConfig(Footprint):
         default=0.01, ge=0, le=1, description="share of a busy CPU's time with IRQs off"
     )
     irqs_off_section: Duration = Field(default="5us", gt=0)
-
-
-def last_touches(addrs: np.ndarray) -> np.ndarray:
-    """Positions of each page's last touch, in stream order.
-
-    The speed trick of the host: of a page touched several times between
-    two TLB-dropping events, only its last touch is run. An LRU TLB ends in
-    the same state either way as long as the page was not evicted between
-    its touches (true of the hot pages that make most of the repeats); the
-    misses of a page evicted and touched again in the same stretch are
-    not counted. It cuts the host's touches by the repeat factor of the
-    Zipf draws (about 40x for the ``syscall`` code footprint). The draws
-    themselves keep only last touches (``Touches.draw(last_only=True)``);
-    this is the same rule for any address stream, for tests.
-    """
-    rev = addrs[::-1]
-    _, first = np.unique(rev, return_index=True)
-    pos = len(addrs) - 1 - first
-    pos.sort()
-    return pos
 
 
 class HostActivity:
@@ -178,16 +167,31 @@ class HostActivity:
             rng = self._rngs[cpu] = self.kernel.rng(f"host.cpu{cpu}")
         # one stretch between each two TLB-dropping events
         per = insns / (drops + 1)
-        counts = self.touches.counts(per)
-        run = self.executor.run
+        per_part, kdata = self.touches.counts(per)
+        ks = [*per_part, kdata]
+        off = np.zeros(len(ks) + 1, np.int64)
+        off[1:] = np.cumsum(ks)
+        touches = self.touches
+        parts = touches.zipf_parts()
+        owners = touches.part_owners
+        tlb = self.kernel.machine.tlb(cpu)
+        account = self.executor.account
         for seg in range(drops + 1):
             if seg:
                 self.drop(cpu)
+            # every part drawn, kept and looked up in one call; each part is
+            # then one owner's batch: the parts follow each other anyway
+            u = rng.random(int(off[-1]))
+            rows = tlb.lookup_zipf(parts, u, off, touches.cfg.zipf)
             insns = int(per)
-            for side, owner, a, s, pw in self.touches.draw(rng, counts, True):
-                # one owner per batch: the parts follow each other anyway
+            for p, k in enumerate(ks):
+                if not k:
+                    continue
+                side = "id"[parts.side[p]]
                 n, insns = (insns, 0) if side == "i" else (0, insns)
-                run(cpu, a, s, side, n, owner=owner, per_walk=pw)
+                m.inc("cpu.instructions", n)
+                stats = TlbStats(*rows[p].tolist())
+                account(side, owners[p], stats, touches.walk_costs(p))
 
     def _drops(self, cpu: int, elapsed: int) -> int:
         """Whole TLB-dropping events in ``elapsed`` ns, carrying fractions
