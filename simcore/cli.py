@@ -297,11 +297,14 @@ def _cmd_list(what: str, *, params: bool = False) -> int:
                     "\n"
                     + textwrap.fill(f"{n}: {cls.summary}", 80, subsequent_indent="  ")
                 )
+                print(
+                    textwrap.fill(f"  eras: {cls.eras()}", 80, subsequent_indent="    ")
+                )
                 print("\n".join(describe_params(cls.Params)))
             return EXIT_OK
         for n in strategy_names():
             cls = get_strategy(n)
-            rows.append((n, f"{cls.summary} [{cls.models}]"))
+            rows.append((n, f"{cls.summary} [{cls.models}]; eras: {cls.eras()}"))
     elif what == "profiles":
         import yaml
 

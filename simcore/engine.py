@@ -31,6 +31,7 @@ from simcore.hw.machine import Machine
 from simcore.kernel.main import Kernel
 from simcore.layout import DEFAULT_FOR_ARCH
 from simcore.metrics import Metrics, RunResult
+from simcore.metrics.catalog import WHAT_IF
 from simcore.registry import STRATEGIES
 
 # What a domain runs when the strategy under comparison is of the other one:
@@ -115,6 +116,9 @@ class Simulation:
         cls = STRATEGIES.load(ref.name if ref else strategy)
         params = resolved.strategy_params.get(strategy) if ref else None
         self.strategy = cls.create(self.kernel, params)
+        # no release up to the preset shipped it: metrics.json records the
+        # label, so that a summary rendered later can say so
+        self.what_if = cls.what_if(resolved.knobs.preset)
         self._domains[self.strategy.domain] = self.strategy
         # sim.trace_out: record the run's allocation events as a trace
         self.recorder = None
@@ -216,6 +220,7 @@ class Simulation:
         m.counters["sim.events"] = events
         out = m.snapshot(duration_ns=self.duration, cpus=self.nr_cpus)
         out.update(self.machine.export_locks())
+        out[WHAT_IF] = int(self.what_if)
         out = dict(sorted(out.items()))
         cdfs = {op: h.cdf() for op, h in sorted(m.hists.items())}
         return RunResult(

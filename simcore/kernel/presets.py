@@ -22,22 +22,38 @@ def preset_values(name: str) -> dict[str, object]:
     return {k: v["value"] for k, v in presets()[name].items()}
 
 
-def era_table() -> str:
-    """Markdown table: one row per knob, one column per preset, and below
-    it the source of each change between neighbouring eras."""
+def release_key(name: str) -> tuple[int, ...]:
+    """Orders preset names as releases: "5.4" < "5.10" < "6.1" < latest."""
+    if name == "latest":
+        return (10**6,)
+    return tuple(int(part) for part in name.split("."))
+
+
+def era_changes() -> list[tuple[str, str, str, str]]:
+    """(knob, older preset, newer preset, source of the newer value) for
+    every knob whose value differs between neighbouring presets."""
     eras = presets()
     names = list(eras)
-    knobs = [k for k in KNOBS if all(k in eras[e] for e in names)]
+    return [
+        (k, prev, cur, str(eras[cur][k]["source"]))
+        for k in KNOBS
+        for prev, cur in zip(names, names[1:], strict=False)
+        if eras[prev][k]["value"] != eras[cur][k]["value"]
+    ]
+
+
+def era_table() -> str:
+    """Markdown table: one row per knob, one column per preset, and below
+    it the source (the commit) of each change between neighbouring eras."""
+    eras = presets()
+    names = list(eras)
     out = ["| knob | " + " | ".join(names) + " |"]
     out.append("| --- |" + " --- |" * len(names))
-    for k in knobs:
+    for k in KNOBS:
         cells = [str(eras[e][k]["value"]) for e in names]
         out.append(f"| `{k}` | " + " | ".join(cells) + " |")
     out.append("")
     out.append("Where a knob changes between neighbouring presets:")
     out.append("")
-    for k in knobs:
-        for prev, cur in zip(names, names[1:], strict=False):
-            if eras[prev][k]["value"] != eras[cur][k]["value"]:
-                out.append(f"- `{k}` {prev} -> {cur}: {eras[cur][k]['source']}")
+    out += [f"- `{k}` {prev} -> {cur}: {src}" for k, prev, cur, src in era_changes()]
     return "\n".join(out) + "\n"

@@ -17,7 +17,19 @@ import re
 from simcore.metrics.catalog_arena import ARENA
 from simcore.metrics.info import MetricInfo
 
-__all__ = ["CATALOG", "HEADLINE", "MetricInfo", "label_of", "lookup", "rank"]
+__all__ = [
+    "CATALOG",
+    "HEADLINE",
+    "WHAT_IF",
+    "MetricInfo",
+    "label_of",
+    "lookup",
+    "rank",
+]
+
+# 1 for a strategy no release up to the run's preset shipped: a label the
+# summary puts in the column header rather than a row
+WHAT_IF = "strategy.what_if"
 
 
 CATALOG: tuple[MetricInfo, ...] = (
@@ -437,6 +449,13 @@ CATALOG: tuple[MetricInfo, ...] = (
         "test_vmalloc workers still running when the simulation ended",
     ),
     MetricInfo("workload.*", "count", "none", "work done by a workload generator"),
+    MetricInfo(
+        WHAT_IF,
+        "count",
+        "none",
+        "1 when no release up to the run's preset shipped the strategy"
+        " (a what-if; see `simcore list strategies`), else 0",
+    ),
     MetricInfo("sim.events", "count", "none", "SimPy events processed"),
     MetricInfo(
         "sim.wall_s", "s", "lower", "wall-clock time (timing.json, not metrics.json)"

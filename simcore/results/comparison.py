@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 
 from simcore.metrics import OWNERS
-from simcore.metrics.catalog import HEADLINE, label_of, lookup, rank
+from simcore.metrics.catalog import HEADLINE, WHAT_IF, label_of, lookup, rank
 from simcore.metrics.derived import RATIOS, derive
 from simcore.results.fmt import change_pct, format_change
 from simcore.results.stats import Interval, ci95, overlap
@@ -98,6 +98,9 @@ class Comparison:
     replications: int = 0
     hidden: int = 0  # all-zero rows the text forms leave out
     show_all: bool = False
+    # the columns no release of their run's preset shipped (metric
+    # WHAT_IF); the text form says so under their names
+    what_if: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -252,7 +255,9 @@ def build_comparison(
         s: {**derive(doc["strategies"][s]), **doc["strategies"][s]} for s in columns
     }
     ivs = {s: _intervals(doc, s) for s in columns}
-    present = {k for s in columns for k in values[s]}
+    # a label of the column, not a measurement: said in its header
+    what_if = [s for s in columns if values[s].get(WHAT_IF)]
+    present = {k for s in columns for k in values[s]} - {WHAT_IF}
     top = [n for n in HEADLINE if n in present]
     sections: list[Section] = []
     if top:
@@ -272,12 +277,13 @@ def build_comparison(
     return Comparison(
         title=_title([o.meta for o in origins]),
         columns=columns,
-        notes=_notes(columns, reps),
+        notes=_notes(columns, reps, what_if),
         sections=sections,
         footer=_footers(origins, reps, hidden),
         replications=reps,
         hidden=hidden,
         show_all=show_all,
+        what_if=what_if,
     )
 
 
@@ -304,8 +310,14 @@ def _title(metas: list[dict]) -> str:
     return f"{name}: {rest}" if rest else str(name)
 
 
-def _notes(columns: list[str], reps: int) -> list[str]:
+def _notes(columns: list[str], reps: int, what_if: list[str]) -> list[str]:
     notes = []
+    if what_if:
+        notes.append(
+            f"what-if: {', '.join(what_if)}: no release up to the kernel preset"
+            f" shipped {'it' if len(what_if) == 1 else 'them'}"
+            " (simcore list strategies)"
+        )
     if reps:
         notes.append(f"values: mean ± 95% CI half-width over {reps} replications")
     if len(columns) > 1:

@@ -47,6 +47,7 @@ __all__ = [
 ]
 
 NAME_MAX = 14  # widest a column grows to fit its strategy's name unwrapped
+WHAT_IF_MARK = "what-if"  # under the name of a strategy its era never shipped
 LABEL_MAX = 28
 
 
@@ -58,6 +59,7 @@ class _Col:
     half_w: int
     change_w: int
     mark_w: int
+    what_if: bool = False  # the header says "what-if" under the name
 
     @property
     def content_w(self) -> int:
@@ -72,7 +74,8 @@ class _Col:
 
     @property
     def width(self) -> int:
-        return max(self.content_w, min(len(self.name), NAME_MAX))
+        w = max(self.content_w, min(len(self.name), NAME_MAX))
+        return max(w, len(WHAT_IF_MARK)) if self.what_if else w
 
     def render(self, texts: tuple[str, str, str, str]) -> str:
         value, half, change, mark = texts
@@ -104,6 +107,7 @@ def _columns(comp: Comparison, sections: list[Section]) -> list[_Col]:
                 max([len(t[1]) for t in texts] + [0]),
                 max([len(t[2]) for t in texts] + [0]),
                 max([len(t[3]) for t in texts] + [0]),
+                name in comp.what_if,
             )
         )
     return cols
@@ -161,6 +165,12 @@ def _compact(comp: Comparison, shown: list[Section]) -> dict[str, list[str]]:
 def _header(tcols: list[_Col], label_w: int) -> list[str]:
     out = []
     heads = [wrap_name(c.name, c.width) for c in tcols]
+    if any(c.what_if for c in tcols):
+        # a line of its own under the names, blank for the shipped ones
+        heads = [
+            h + [WHAT_IF_MARK if c.what_if else ""]
+            for c, h in zip(tcols, heads, strict=True)
+        ]
     depth = max(len(h) for h in heads)
     for line_no in range(depth):
         line = " " * label_w

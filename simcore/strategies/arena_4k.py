@@ -15,5 +15,10 @@ from simcore.strategies.arena_base import ArenaStrategy
 
 class Arena4K(ArenaStrategy):
     name = "arena_4k"
+    first_release = "6.9"
+    release_source = (
+        "317460317a02 'bpf: Introduce bpf_arena.' (v6.9); kernel.arena_locking "
+        "and kernel.arena_fault follow later releases"
+    )
     summary = "kernel BPF arena: 4K kernel PTEs, each free flushed on all CPUs"
     models = "kernel/bpf/arena.c, Linux 6.9 to 2026 bpf-next (kernel.arena_locking)"

@@ -66,6 +66,10 @@ class _Queue:
 
 class ArenaBatchedFree(ArenaStrategy):
     name = "arena_batched_free"
+    first_release = None
+    release_source = (
+        "no series proposed batching arena frees: a what-if on kernel/bpf/arena.c"
+    )
     summary = "kernel arena with frees queued and flushed once per 32 spans"
     models = "batched arena frees (what-if on kernel/bpf/arena.c)"
     defer_range_free = True

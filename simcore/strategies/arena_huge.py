@@ -57,6 +57,11 @@ class _Regions:
 
 class ArenaHuge(ArenaStrategy):
     name = "arena_huge"
+    first_release = None
+    release_source = (
+        "no series proposed huge kernel pages for BPF arenas: a what-if on "
+        "kernel/bpf/arena.c"
+    )
     summary = "2M kernel pages for whole 2 MiB arena regions, 4K otherwise"
     models = "a huge-page BPF arena (what-if on kernel/bpf/arena.c)"
     prepopulate_ptes = False

@@ -31,13 +31,16 @@ from simcore.kernel.execmem import (
     Kind,
     bpf_jit_image_size,
 )
+from simcore.kernel.presets import release_key
 from simcore.strategies.params import StrategyParams
 
 if TYPE_CHECKING:
     from simcore.kernel.main import Kernel
 
 # the kernel's types, named here too for the strategy files
-__all__ = ["RO_KINDS", "TEXT_KINDS", "ExecAlloc", "Kind", "Strategy"]
+__all__ = ["ALWAYS", "RO_KINDS", "TEXT_KINDS", "ExecAlloc", "Kind", "Strategy"]
+
+ALWAYS = "always"  # first_release of a strategy older than every preset
 
 
 class Strategy:
@@ -49,9 +52,37 @@ class Strategy:
     name: ClassVar[str]
     summary: ClassVar[str]  # one line for `simcore list strategies`
     models: ClassVar[str]  # kernel version or RFC it models
+    # The first kernel release that shipped the strategy: a release as the
+    # presets name them ("5.18"), ALWAYS when it predates every preset, or
+    # None when no release ever shipped it. A run whose preset predates it
+    # is a what-if, and its summary says so. Every strategy file here
+    # declares both, the source naming the commit (or the unmerged series);
+    # a strategy from outside the project that does not is a what-if.
+    first_release: ClassVar[str | None] = None
+    release_source: ClassVar[str] = "not declared by the strategy"
     # what a workload may set under ``params:`` (see strategies/params.py)
     Params: ClassVar[type[StrategyParams]] = StrategyParams
     params: StrategyParams
+
+    @classmethod
+    def what_if(cls, preset: str) -> bool:
+        """Whether no release up to ``preset`` shipped this strategy."""
+        if cls.first_release is None:
+            return True
+        if cls.first_release == ALWAYS:
+            return False
+        return release_key(preset) < release_key(cls.first_release)
+
+    @classmethod
+    def eras(cls) -> str:
+        """The releases that shipped it, for `simcore list strategies`."""
+        if cls.first_release is None:
+            when = "never shipped, a what-if in every era"
+        elif cls.first_release == ALWAYS:
+            when = "every preset"
+        else:
+            when = f"{cls.first_release} and later, a what-if before"
+        return f"{when} ({cls.release_source})"
 
     @classmethod
     def create(cls, kernel: Kernel, params: StrategyParams | None = None) -> Strategy:

@@ -257,6 +257,12 @@ class PackImage:
 
 class BpfProgPack(ModuleAlloc):
     name = "bpf_prog_pack"
+    first_release = "5.18"
+    release_source = (
+        "57631054fae6 'bpf: Introduce bpf_prog_pack allocator' (v5.18). v5.18 "
+        "and v5.19 fell back to PAGE_SIZE packs; the 2M-per-node pack modelled "
+        "here is ea2babac63d4 (v6.0, release inferred)"
+    )
     summary = "BPF JIT images in 64 B chunks of shared 2M-per-node packs, 4K-mapped"
     models = (
         "kernel/bpf/core.c bpf_prog_pack, v6.0+ (57631054fae6, ea2babac63d4; "

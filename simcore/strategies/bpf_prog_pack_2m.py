@@ -29,6 +29,11 @@ from simcore.strategies.bpf_prog_pack import BpfProgPack
 
 class BpfProgPack2M(BpfProgPack):
     name = "bpf_prog_pack_2m"
+    first_release = None
+    release_source = (
+        "module_alloc_huge() (20220520235758.1858153-1-song@kernel.org) was "
+        "never merged: no release mapped packs with 2M pages"
+    )
     summary = "bpf_prog_pack with each pack on a 2M mapping (module_alloc_huge)"
     models = (
         "bpf_prog_pack of v5.18-rc (57631054fae6) with module_alloc_huge from "

@@ -106,10 +106,18 @@ class RoxSlice:
 
 class ExecmemRox(ModuleAlloc):
     name = "execmem_rox"
+    first_release = "6.15"
+    release_source = (
+        "x86 module text: 5185e7f9f3bd (merged for v6.13) was turned off before "
+        "the v6.13 release by a9bbe3413331 'x86: Disable EXECMEM_ROX support' "
+        "(x86_urgent_for_v6.13) and on again with 64f6a4e10c05 'x86: re-enable "
+        "EXECMEM_ROX support' (v6.15). No release put BPF images in the ROX "
+        "cache, which this strategy also does"
+    )
     summary = "EXECMEM_ROX_CACHE: text in page slices of shared 2M ROX areas"
     models = (
-        "mm/execmem.c EXECMEM_ROX_CACHE, x86 v6.13 (5185e7f9f3bd; "
-        "20241007062858.44248-1-rppt@kernel.org)"
+        "mm/execmem.c EXECMEM_ROX_CACHE for x86 module text, merged for v6.13 "
+        "(5185e7f9f3bd; 20241007062858.44248-1-rppt@kernel.org), shipped from v6.15"
     )
     Params = RoxParams
     params: RoxParams

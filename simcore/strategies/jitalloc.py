@@ -130,6 +130,10 @@ class JitCache:
 
 class JitAlloc(ModuleAlloc):
     name = "jitalloc"
+    first_release = None
+    release_source = (
+        "jit/text allocator RFC (ZGZZIM0qftr0T59b@moria.home.lan), never merged"
+    )
     summary = "power-of-two slots (16 B-2 KiB) in ROX pages, one mutex, text_poke"
     models = "jit/text allocator RFC, May 2023 (ZGZZIM0qftr0T59b@moria.home.lan)"
     text_poke_updates = True
@@ -296,6 +300,10 @@ class JitAlloc(ModuleAlloc):
 
 class JitAllocSetMemory(JitAlloc):
     name = "jitalloc_setmem"
+    first_release = None
+    release_source = (
+        "jit/text allocator RFC (ZGZZIM0qftr0T59b@moria.home.lan), never merged"
+    )
     summary = "jitalloc, updates by set_memory_rw/memcpy/set_memory_rox"
     models = (
         "jit/text allocator RFC, May 2023 (ZGZZIM0qftr0T59b@moria.home.lan), "

@@ -18,11 +18,17 @@ from __future__ import annotations
 
 from simcore.constants import PAGE, PAGE_SHIFT
 from simcore.kernel.vmalloc import VM_FLUSH_RESET_PERMS
-from simcore.strategies.base import ExecAlloc, Strategy
+from simcore.strategies.base import ALWAYS, ExecAlloc, Strategy
 
 
 class ModuleAlloc(Strategy):
     name = "module_alloc"
+    first_release = ALWAYS
+    release_source = (
+        "module_alloc() predates every preset (it is in v2.6.12, the first "
+        "release in git history, release inferred); execmem_alloc() (v6.10) "
+        "keeps its per-allocation vmalloc wherever no ROX cache is set up"
+    )
     summary = "per-allocation vmalloc in the module range, 4K pages"
     models = "module_alloc(), Linux <= 6.9; BPF JIT before 5.18"
     vm_flags = VM_FLUSH_RESET_PERMS

@@ -205,6 +205,10 @@ class TypeAllocParams(PackParams):
 
 class ModuleAllocType(BpfProgPack):
     name = "module_alloc_type"
+    first_release = None
+    release_source = (
+        "module_alloc_type RFC (20230526051529.3387103-1-song@kernel.org), never merged"
+    )
     summary = "per-type module_alloc_type(): ROX text and RO data at allocation"
     models = (
         "module_alloc_type RFC, May 2023 (20230526051529.3387103-1-song@kernel.org)"

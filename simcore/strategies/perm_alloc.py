@@ -103,6 +103,11 @@ class PermAllocation:
 
 class PermAlloc(Strategy):
     name = "perm_alloc"
+    first_release = None
+    release_source = (
+        "perm_alloc RFC (20201120202426.18009-1-rick.p.edgecombe@intel.com), "
+        "never merged"
+    )
     summary = "final-permission vmalloc over a cache of unmapped 2M blocks"
     models = (
         "perm_alloc RFC, Nov 2020 (20201120202426.18009-1-rick.p.edgecombe@intel.com)"

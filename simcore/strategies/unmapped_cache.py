@@ -71,6 +71,10 @@ class CacheParams(BlockParams):
 
 class UnmappedCache(ModuleAlloc):
     name = "unmapped_cache"
+    first_release = None
+    release_source = (
+        "__GFP_UNMAPPED RFC (20230308094106.227365-1-rppt@kernel.org), never merged"
+    )
     summary = "module_alloc() from a cache of direct-map-removed pages"
     models = "__GFP_UNMAPPED RFC, Mar 2023 (20230308094106.227365-1-rppt@kernel.org)"
     Params = CacheParams

@@ -76,6 +76,12 @@ def follow_mapping(kernel: Kernel, obj: ExecAlloc) -> None:
 
 class VmallocHugeModules(ModuleAlloc):
     name = "vmalloc_huge_modules"
+    first_release = None
+    release_source = (
+        "fac54e2bfb5b gave x86 huge vmalloc in v5.18-rc1, and 559089e0a93d "
+        "'vmalloc: replace VM_NO_HUGE_VMAP with VM_ALLOW_HUGE_VMAP' (v5.18-rc3) "
+        "took module_alloc() off it before v5.18: no release shipped it"
+    )
     summary = "module_alloc() with huge vmalloc mappings (2M per node or more)"
     models = (
         "x86 huge vmalloc for module_alloc(), v5.18-rc1 (fac54e2bfb5b, "
@@ -120,6 +126,12 @@ class VmallocHugeModules(ModuleAlloc):
 
 class VmallocHugeModulesNoHuge(VmallocHugeModules):
     name = "vmalloc_huge_modules_nohuge"
+    first_release = None
+    release_source = (
+        "on x86 never: module_alloc() with VM_NO_HUGE_VMAP under huge vmalloc "
+        "was proposed (20211227145903.187152-1-wangkefeng.wang@huawei.com) and "
+        "shipped on powerpc only (v5.13); the model is x86"
+    )
     summary = "huge vmalloc on, module_alloc() opting out with VM_NO_HUGE_VMAP"
     models = (
         "huge vmalloc by default, module_alloc() passing VM_NO_HUGE_VMAP: "

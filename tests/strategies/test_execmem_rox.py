@@ -1,4 +1,4 @@
-"""execmem_rox: EXECMEM_ROX_CACHE (mm/execmem.c, x86 v6.13).
+"""execmem_rox: EXECMEM_ROX_CACHE (mm/execmem.c; x86 module text, shipped from v6.15).
 
 Text of every kind comes in page slices of PMD-sized areas mapped ROX with
 2 MiB leaves and removed from the direct map once; writes go through
