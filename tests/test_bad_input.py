@@ -16,6 +16,25 @@ def _check(cli, path, *extra):
 
 CASES = [
     # (name, yaml text, expected fragments of the message)
+    (
+        "host share above one",
+        SMALL.replace(
+            "strategy: module_alloc", "strategy: module_alloc\nhost:\n  irqs_off: 2"
+        ),
+        ["w.yaml:10", "host.irqs_off", "less than or equal to 1"],
+    ),
+    (
+        "unknown host key",
+        SMALL.replace(
+            "strategy: module_alloc", "strategy: module_alloc\nhost: {syscall: 1/s}"
+        ),
+        ["w.yaml:9", "host.syscall", "did you mean 'syscalls'"],
+    ),
+    (
+        "pti word",
+        SMALL.replace("preset: latest", "preset: latest\n  pti: maybe"),
+        ["w.yaml:8", "kernel.pti"],
+    ),
     ("yaml syntax", SMALL.replace("seed: 1", "seed: [1"), ["w.yaml:", "YAML syntax"]),
     (
         "unknown top key",
