@@ -27,6 +27,7 @@ class KernelKnobs(BaseModel):
     lazy_max_pages: Pages
     page_alloc: Literal["single", "bulk", "high_order"]
     drain_in_workqueue: bool
+    lazy_purge: Literal["list", "tree"]
     direct_map_page: Literal["1G", "2M"]
     cpa_collapse: bool
     cpa_nx_alias: bool

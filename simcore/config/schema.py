@@ -45,6 +45,7 @@ class KernelConfig(Strict):
     lazy_max_pages: Pages | None = Field(default=None, ge=0)  # or a size: 32MiB
     page_alloc: Literal["single", "bulk", "high_order"] | None = None
     drain_in_workqueue: bool | None = None
+    lazy_purge: Literal["list", "tree"] | None = None
     direct_map_page: Literal["1G", "2M"] | None = None
     cpa_collapse: bool | None = None
     cpa_nx_alias: bool | None = None

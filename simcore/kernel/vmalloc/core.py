@@ -100,6 +100,11 @@ class Vmalloc(VmapAreaMixin, PurgeMixin, VmapBlockMixin, VreadMixin, SeedMixin):
             # purge tree under its own spinlock
             self.purge_area_lock = m.spinlock("purge_vmap_area_lock")
             self.lazy_tree = KvaSpace.empty(KVA_START, KVA_END)
+        # up to v5.10 the lazily freed areas were an unsorted llist, each
+        # merged into the free tree on its own at purge (kernel.lazy_purge);
+        # lazy_tree still keeps their spans for the bookkeeping
+        self.per_area_purge = k.lazy_purge == "list"
+        self.lazy_list: list[tuple[int, int]] = []
         self._preload = bytearray(self.nr_cpus)  # ne_fit_preload_node per CPU
         self._vbqs: dict[int, _Vbq] = {}
         self.lazy_nr = 0

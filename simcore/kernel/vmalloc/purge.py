@@ -46,6 +46,12 @@ class PurgeMixin:
             ns = self._touch_ns(cpu, vn.lazy_lock, _depth(len(vn.lazy)) - 1, 1)
             yield self.env.timeout(int(ns + extra))
             vn.lazy_lock.release(cpu)
+        elif self.per_area_purge:
+            # v5.10 and earlier: llist_add(&va->purge_list, &vmap_purge_list),
+            # one lockless cmpxchg; the tree below is bookkeeping only
+            self.lazy_tree.free(area.addr, area.size)
+            self.lazy_list.append((area.addr, area.size))
+            yield self.env.timeout(self.uncontended_ns)
         else:
             extra = yield from self.purge_area_lock.take(cpu)
             visits = self.lazy_tree.free(area.addr, area.size)
@@ -148,6 +154,8 @@ class PurgeMixin:
         """v5.11-v6.8: detach the purge tree, flush once, merge under the lock."""
         if len(self.lazy_tree) == 0:
             return False
+        if self.per_area_purge:
+            return (yield from self._purge_lazy_list(cpu, start, end, t0))
         extra = yield from self.purge_area_lock.take(cpu)
         blocks = self.lazy_tree.blocks()
         self.lazy_tree = KvaSpace.empty(KVA_START, KVA_END)
@@ -159,6 +167,25 @@ class PurgeMixin:
         # Held across the whole merge: cond_resched_lock() breaks it only
         # under CONFIG_PREEMPT contention (spin_needbreak()).
         ranges = [(s, e - s) for s, e in blocks]
+        pages = sum(size >> PAGE_SHIFT for _, size in ranges)
+        yield from self._reclaim_list_global(cpu, ranges, lazy_pages=pages)
+        self.metrics.inc("vmap.lazy_purges")
+        self.metrics.latency("vmap_purge", self.env.now - t0)
+        return True
+
+    def _purge_lazy_list(self, cpu: int, start: int, end: int, t0: int):
+        """v5.10 and earlier: llist_del_all(&vmap_purge_list), one walk for
+        the [start, end) the flush needs, the flush, then every area merged
+        into the free tree on its own (merge_or_add_vmap_area() per area)
+        under free_vmap_area_lock: O(n log n) with the lock held, the
+        latency 96e2db456135 'mm/vmalloc: rework the drain logic' (v5.11)
+        removed by merging at free time."""
+        ranges, self.lazy_list = self.lazy_list, []
+        self.lazy_tree = KvaSpace.empty(KVA_START, KVA_END)
+        start = min(start, min(s for s, _ in ranges))
+        end = max(end, max(s + size for s, size in ranges))
+        yield self.env.timeout(int(len(ranges) * self.visit_ns))
+        yield self.env.timeout(self._flush(cpu, start, end))
         pages = sum(size >> PAGE_SHIFT for _, size in ranges)
         yield from self._reclaim_list_global(cpu, ranges, lazy_pages=pages)
         self.metrics.inc("vmap.lazy_purges")
