@@ -57,8 +57,6 @@ class IdleState(_Sourced):
     name: str
     exit_ns: float
     residency_ns: float
-    # CPUIDLE_FLAG_TLB_FLUSHED: the core loses its TLB in this state
-    tlb_flushed: bool = False
 
 
 class Cpu(Strict):
@@ -69,8 +67,9 @@ class Cpu(Strict):
     # X86_BUG_CPU_MELTDOWN: page table isolation turns on by default
     # (pti_check_boottime_disable(), arch/x86/mm/pti.c)
     meltdown: SBool
-    # shallowest first; an idle CPU sits in the deepest whose target
-    # residency its idle time so far exceeds (the menu governor's choice)
+    # shallowest first; a CPU idle for a whole run has long passed every
+    # target residency, so the governor keeps it in the deepest state,
+    # whose exit an IPI to it waits for (simcore.workloads.host)
     idle_states: list[IdleState]
 
 

@@ -44,8 +44,7 @@ class Executor:
         # regions (simcore.hw.compiled.footprint)
         self._fp = np.zeros(7, dtype=np.int64)
         self._footprint = None  # simcore.hw.compiled.footprint, on first walk
-        # metric names by (side, owner), built once: formatting three names
-        # per quantum was a few per cent of an execution-heavy run
+        # attributed metric names by (side, owner) (_owner_names)
         self._names: dict[tuple[str, str], tuple[str, str, str]] = {}
         # the host's own code (simcore.workloads.host), caught up on a CPU
         # before each of its batches; None when a run has no host activity
@@ -74,32 +73,25 @@ class Executor:
         m.inc("cpu.instructions", instructions)
         if len(addrs) == 0:
             return 0
-        mixed = owner.__class__ is not str
         tlb = self.machine.tlb(cpu)
-        if mixed:
-            outcomes = np.empty(len(addrs), np.int8)
-            stats = tlb.lookup(addrs, shifts, side, outcomes=outcomes)
-        else:
+        if owner.__class__ is str:
             stats = tlb.lookup(addrs, shifts, side)
-        if not mixed:
             if stats.stlb_misses and per_walk is None:
                 per_walk = self._walk_cycles(addrs, shifts, stats)[1]
             return self.account(side, owner, stats, per_walk)
-        l1 = "itlb.misses" if side == "i" else "dtlb.misses"
-        m.inc(l1, stats.l1_misses)
-        m.inc("stlb.misses", stats.stlb_misses)
-        cycles = stats.stlb_hits * self.stlb_hit_cycles
+        # a mixed batch: each touch's outcome splits the counts by owner
+        outcomes = np.empty(len(addrs), np.int8)
+        stats = tlb.lookup(addrs, shifts, side, outcomes=outcomes)
         walk = 0.0
         if stats.stlb_misses:
             if per_walk is None:
                 walk, per_walk = self._walk_cycles(addrs, shifts, stats)
             else:
                 walk = self._walks(stats, per_walk)
-            m.inc("pagewalk.cycles", int(walk))
-            m.inc("pagewalk.walks", stats.stlb_misses)
+        l1 = self._totals(side, stats, walk)
         pw = per_walk if per_walk is not None else (0.0, 0.0, 0.0)
         self._attribute_mixed(l1, owner, shifts, outcomes, pw, int(walk))
-        return self._lost(side, cycles, walk)
+        return self._lost(side, stats, walk)
 
     def account(
         self,
@@ -112,29 +104,39 @@ class Executor:
         walks at ``per_walk`` cycles each by class; return the ns lost. The
         second half of :meth:`run`, for callers that did the lookup
         themselves (:meth:`simcore.hw.tlb.Tlb.lookup_zipf`)."""
+        walk = self._walks(stats, per_walk) if stats.stlb_misses else 0.0
+        self._totals(side, stats, walk)
+        names = self._owner_names(side, owner)
         m = self.metrics
+        m.inc(names[0], stats.l1_misses)
+        m.inc(names[1], stats.stlb_misses)
+        if stats.stlb_misses:
+            m.inc(names[2], int(walk))
+        return self._lost(side, stats, walk)
+
+    def _totals(self, side: str, stats: TlbStats, walk: float) -> str:
+        """The run-wide counts of a looked-up batch; its L1 metric's name."""
+        m = self.metrics
+        l1 = "itlb.misses" if side == "i" else "dtlb.misses"
+        m.inc(l1, stats.l1_misses)
+        m.inc("stlb.misses", stats.stlb_misses)
+        if stats.stlb_misses:
+            m.inc("pagewalk.cycles", int(walk))
+            m.inc("pagewalk.walks", stats.stlb_misses)
+        return l1
+
+    def _owner_names(self, side: str, owner: str) -> tuple[str, str, str]:
+        # built once per (side, owner): formatting three names per quantum
+        # was a few per cent of an execution-heavy run
         names = self._names.get((side, owner))
         if names is None:
             l1 = "itlb.misses" if side == "i" else "dtlb.misses"
             names = self._names[side, owner] = (
-                l1,
                 f"{l1}.{owner}",
                 f"stlb.misses.{owner}",
                 f"pagewalk.cycles.{owner}",
             )
-        m.inc(names[0], stats.l1_misses)
-        m.inc("stlb.misses", stats.stlb_misses)
-        cycles = stats.stlb_hits * self.stlb_hit_cycles
-        walk = 0.0
-        if stats.stlb_misses:
-            walk = self._walks(stats, per_walk)
-            m.inc("pagewalk.cycles", int(walk))
-            m.inc("pagewalk.walks", stats.stlb_misses)
-        m.inc(names[1], stats.l1_misses)
-        m.inc(names[2], stats.stlb_misses)
-        if stats.stlb_misses:
-            m.inc(names[3], int(walk))
-        return self._lost(side, cycles, walk)
+        return names
 
     @staticmethod
     def _walks(stats: TlbStats, per_walk) -> float:
@@ -144,8 +146,10 @@ class Executor:
             + stats.walks_1g * per_walk[2]
         )
 
-    def _lost(self, side: str, cycles: float, walk: float) -> int:
-        # data-side walks overlap up to the number of page walkers
+    def _lost(self, side: str, stats: TlbStats, walk: float) -> int:
+        # STLB hits cost their lookup; data-side walks overlap up to the
+        # number of page walkers
+        cycles = stats.stlb_hits * self.stlb_hit_cycles
         if side == "d":
             walk /= max(1, self.walker.walkers)
         self.metrics.cpu_time("pagewalk", int(walk / self.ghz))
@@ -168,17 +172,19 @@ class Executor:
         if outcome == L1_HIT:
             return 0
         m = self.metrics
-        l1 = "itlb.misses" if side == "i" else "dtlb.misses"
-        m.inc(l1, 1)
-        m.inc(f"{l1}.{owner}", 1)
+        names = self._owner_names(side, owner)
+        m.inc("itlb.misses" if side == "i" else "dtlb.misses", 1)
+        m.inc(names[0], 1)
         if outcome != WALK:
             return int(self.stlb_hit_cycles / self.ghz)
+        # one dependent walk, nothing to overlap with: its whole latency,
+        # after the STLB lookup that missed
         walk = self.walker.walk_cycles(shift, 1, 1)
         m.inc("stlb.misses", 1)
-        m.inc(f"stlb.misses.{owner}", 1)
+        m.inc(names[1], 1)
         m.inc("pagewalk.walks", 1)
         m.inc("pagewalk.cycles", int(walk))
-        m.inc(f"pagewalk.cycles.{owner}", int(walk))
+        m.inc(names[2], int(walk))
         ns = int((self.stlb_hit_cycles + walk) / self.ghz)
         m.cpu_time("pagewalk", int(walk / self.ghz))
         return ns

@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     from simcore.kernel.main import Kernel
 
 USER_END = 1 << 47
+KERNEL_HALF = 1 << 63  # the upper canonical half, as an unsigned address
 
 
 class HostConfig(Footprint):
@@ -101,8 +102,8 @@ class HostActivity:
         ghz = kernel.profile.clock_ghz.value
         self.pti_ns_per_ns = cfg.syscalls / 1e9 * 2 * cr3 / ghz if pti else 0.0
         self.keep_image = pti and not pcid and kernel.knobs.pti == "auto"
-        # the kernel image's mapping: its text up to the module area
-        # (__START_KERNEL_map .. MODULES_VADDR on x86-64)
+        # the kernel image's global mapping: from its text's 2M page up to
+        # the module area (MODULES_VADDR on x86-64)
         self.image = kernel_text_base(kernel.layout) & ~((1 << 21) - 1)
         self.image_end = kernel.layout.modules_vaddr
         self._residue: dict[int, float] = {}
@@ -183,12 +184,13 @@ class HostActivity:
             # then one owner's batch: the parts follow each other anyway
             u = rng.random(int(off[-1]))
             rows = tlb.lookup_zipf(parts, u, off, touches.cfg.zipf)
-            insns = int(per)
+            # the stretch's instructions go with its first code part
+            left = int(per)
             for p, k in enumerate(ks):
                 if not k:
                     continue
                 side = "id"[parts.side[p]]
-                n, insns = (insns, 0) if side == "i" else (0, insns)
+                n, left = (left, 0) if side == "i" else (0, left)
                 m.inc("cpu.instructions", n)
                 stats = TlbStats(*rows[p].tolist())
                 account(side, owners[p], stats, touches.walk_costs(p))
@@ -208,9 +210,8 @@ class HostActivity:
         tlb = self.kernel.machine.tlb(cpu)
         tlb.invalidate_range(0, USER_END)
         if self.drop_kernel:
-            lo = np.uint64(1) << np.uint64(63)
             if self.keep_image:
-                tlb.invalidate_range(int(lo), self.image)
+                tlb.invalidate_range(KERNEL_HALF, self.image)
                 tlb.invalidate_range(self.image_end, 1 << 64)
             else:
-                tlb.invalidate_range(int(lo), 1 << 64)
+                tlb.invalidate_range(KERNEL_HALF, 1 << 64)
