@@ -28,10 +28,11 @@ class KernelKnobs(BaseModel):
     page_alloc: Literal["single", "bulk", "high_order"]
     drain_in_workqueue: bool
     lazy_purge: Literal["list", "tree"]
-    direct_map_page: Literal["1G", "2M"]
-    cpa_collapse: bool
-    cpa_nx_alias: bool
-    cpa_rox: Literal["native", "ro_then_x"]
+    # x86 only (ARCH_OF): the direct map's leaf size and CPA's era choices
+    direct_map_page: Literal["1G", "2M"] | None
+    cpa_collapse: bool | None
+    cpa_nx_alias: bool | None
+    cpa_rox: Literal["native", "ro_then_x"] | None
     fragmentation: float
     buddyinfo: str | None
     # captures of a host whose state the run starts from (kernel/host_state.py)
@@ -40,7 +41,33 @@ class KernelKnobs(BaseModel):
     vmstat: str | None
     arena_locking: Literal["mutex", "spinlock"]
     arena_fault: Literal["fixup", "scratch_page"]
-    pti: Literal["auto", "on", "off"]
+    pti: Literal["auto", "on", "off"] | None
+    # arm64 only (ARCH_OF): the linear map and text patching
+    rodata: Literal["full", "on"] | None
+    linear_map_split: bool | None
+    jump_label_batch: bool | None
+    tlbi_range_kernel: bool | None
+
+
+# Knobs that exist on one architecture only. On the other they resolve to
+# None, are left out of the recorded config (and so of its hash), and a
+# workload that sets one there gets an input error naming it.
+ARCH_OF: dict[str, str] = {
+    "direct_map_page": "x86_64",
+    "cpa_collapse": "x86_64",
+    "cpa_nx_alias": "x86_64",
+    "cpa_rox": "x86_64",
+    "pti": "x86_64",
+    "rodata": "arm64",
+    "linear_map_split": "arm64",
+    "jump_label_batch": "arm64",
+    "tlbi_range_kernel": "arm64",
+}
+
+
+def applies(knob: str, arch: str) -> bool:
+    """Whether ``knob`` means anything on ``arch``."""
+    return ARCH_OF.get(knob, arch) == arch
 
 
 # every knob a preset sets, in the order presets.yaml and the README list them

@@ -71,6 +71,15 @@ class Cpu(Strict):
     # target residency, so the governor keeps it in the deepest state,
     # whose exit an IPI to it waits for (simcore.workloads.host)
     idle_states: list[IdleState]
+    # arm64 only (None on x86): CTR_EL0.IDC / DIC, whether the kernel may
+    # skip the D-cache clean / I-cache invalidate to the PoU when it writes
+    # code (caches_clean_inval_pou(), arch/arm64/mm/cache.S); BBML2_NOABORT,
+    # whether block mappings may be split live (the linear map's blocks
+    # under rodata=full, arch/arm64/mm/mmu.c); FEAT_TLBIRANGE
+    ctr_idc: SBool | None = None
+    ctr_dic: SBool | None = None
+    bbml2_noabort: SBool | None = None
+    tlbi_range: SBool | None = None
 
 
 class Topology(Strict):

@@ -35,6 +35,18 @@ CASES = [
         SMALL.replace("preset: latest", "preset: latest\n  pti: maybe"),
         ["w.yaml:8", "kernel.pti"],
     ),
+    (
+        "x86 knob on arm64",
+        SMALL.replace("profile: small-test", "profile: neoverse-n1").replace(
+            "preset: latest", "preset: latest\n  pti: on"
+        ),
+        ["w.yaml:8", "kernel.pti", "x86_64 only", "neoverse-n1 is arm64"],
+    ),
+    (
+        "arm64 knob on x86",
+        SMALL.replace("preset: latest", "preset: latest\n  rodata: full"),
+        ["w.yaml:8", "kernel.rodata", "arm64 only"],
+    ),
     ("yaml syntax", SMALL.replace("seed: 1", "seed: [1"), ["w.yaml:", "YAML syntax"]),
     (
         "unknown top key",

@@ -83,8 +83,8 @@ def test_a_knob_counted_in_pages_takes_a_size(write, cli):
 def test_a_preset_value_takes_units(write, monkeypatch):
     real = config_load.preset_values
 
-    def with_size(name):
-        return {**real(name), "lazy_max_pages": "64MiB"}
+    def with_size(name, arch="x86_64"):
+        return {**real(name, arch), "lazy_max_pages": "64MiB"}
 
     monkeypatch.setattr(config_load, "preset_values", with_size)
     r = load_workload(write(WORKLOAD.format(profile="small-test", kernel="")))
@@ -93,7 +93,7 @@ def test_a_preset_value_takes_units(write, monkeypatch):
     monkeypatch.setattr(
         config_load,
         "preset_values",
-        lambda name: {**real(name), "lazy_max_pages": "1000B"},
+        lambda name, arch="x86_64": {**real(name, arch), "lazy_max_pages": "1000B"},
     )
     with pytest.raises(ConfigError) as info:
         load_workload(write(WORKLOAD.format(profile="small-test", kernel=""), "b.yaml"))

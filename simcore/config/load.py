@@ -26,7 +26,7 @@ from simcore.config.schema import StrategyRef, WorkloadFile, strategy_list
 from simcore.context import find_capture
 from simcore.errors import CaptureError, ConfigError
 from simcore.kernel.presets import preset_values
-from simcore.knobs import KNOBS, KernelKnobs
+from simcore.knobs import ARCH_OF, KNOBS, KernelKnobs, applies
 from simcore.profile import (
     SHORTCUTS,
     HwProfile,
@@ -192,11 +192,11 @@ def _hashed_strategy(entry: Any) -> Any:
     return out
 
 
-def _preset_knobs(name: str) -> dict[str, Any]:
-    """A preset's knobs in their typed form, so that presets.yaml may write
-    a value with units (``lazy_max_pages: {value: 32MiB}``) and the
-    resolved config records the number."""
-    values = preset_values(name)
+def _preset_knobs(name: str, arch: str = "x86_64") -> dict[str, Any]:
+    """A preset's knobs on ``arch`` in their typed form, so that
+    presets.yaml may write a value with units (``lazy_max_pages: {value:
+    32MiB}``) and the resolved config records the number."""
+    values = preset_values(name, arch)
     try:
         knobs = KernelKnobs.model_validate({**values, "preset": name})
     except ValidationError as exc:
@@ -334,11 +334,22 @@ def resolve(located: Located) -> Resolved:
             line=located.line_of(("machine", "cpus")),
             expected=f"at most {total}, or raise machine.sockets",
         )
-    kernel = _preset_knobs(cfg.kernel.preset)
+    arch = profile.arch
+    kernel = _preset_knobs(cfg.kernel.preset, arch)
     for knob in KNOBS:
         val = getattr(cfg.kernel, knob)
-        if val is not None:
-            kernel[knob] = val
+        if val is None:
+            continue
+        if not applies(knob, arch):
+            raise ConfigError(
+                f"kernel.{knob} exists on {ARCH_OF[knob]} only, and profile "
+                f"{profile.name} is {arch}",
+                file=located.origin_of(("kernel", knob)) or located.file,
+                path=f"kernel.{knob}",
+                line=located.line_of(("kernel", knob)),
+                expected=f"no kernel.{knob} with an {arch} profile",
+            )
+        kernel[knob] = val
     kernel["preset"] = cfg.kernel.preset
     if kernel["vmap_nodes"] == 0:
         kernel["vmap_nodes"] = min(max(cpus, 1), 128)
@@ -359,7 +370,11 @@ def resolve(located: Located) -> Resolved:
         "cpus": cpus,
     }
     data["machine"].update(mach)
-    data["kernel"] = {"preset": kernel["preset"], **{k: kernel[k] for k in KNOBS}}
+    # a knob of the other architecture is not part of this machine's kernel
+    data["kernel"] = {
+        "preset": kernel["preset"],
+        **{k: kernel[k] for k in KNOBS if applies(k, arch)},
+    }
     captures = capture_digests(cfg, located.file)
     return Resolved(
         file=located.file,

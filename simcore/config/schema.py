@@ -58,11 +58,15 @@ class KernelConfig(Strict):
     arena_locking: Literal["mutex", "spinlock"] | None = None
     arena_fault: Literal["fixup", "scratch_page"] | None = None
     pti: Literal["auto", "on", "off"] | None = None
+    rodata: Literal["full", "on"] | None = None
+    linear_map_split: bool | None = None
+    jump_label_batch: bool | None = None
+    tlbi_range_kernel: bool | None = None
 
-    @field_validator("pti", mode="before")
+    @field_validator("pti", "rodata", mode="before")
     @classmethod
-    def _pti_words(cls, v: Any) -> Any:
-        # YAML reads a bare on/off as a boolean: pti=on and pti=off
+    def _on_off_words(cls, v: Any) -> Any:
+        # YAML reads a bare on/off as a boolean: pti=on, pti=off, rodata=on
         return {True: "on", False: "off"}.get(v, v) if isinstance(v, bool) else v
 
     @field_validator("preset", mode="before")

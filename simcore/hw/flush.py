@@ -17,7 +17,13 @@ INVLPGB counterparts, chosen by the profile's ``flush.broadcast``):
   section). The interrupt's exit is the responder's time only:
   csd_unlock() runs before it returns (kernel/smp.c);
 - INVLPGB / TLBI ...IS broadcast invalidations need no IPI: the cost grows
-  with pages, not with CPUs, and victims only pay the refill.
+  with the TLBI operations, not with CPUs, and victims only pay the refill.
+  On arm64 a kernel range is one TLBI VAALE1IS per page, and past
+  MAX_DVM_OPS pages flush_tlb_all(); from v6.13 (a923705c69f7) it goes
+  through __flush_tlb_range_op(): on a CPU with FEAT_TLBIRANGE a few range
+  TLBIs (:func:`tlbi_range_ops`), and without it flush_tlb_all() already
+  at MAX_DVM_OPS pages (``>=``). The kernel says which
+  (:meth:`FlushModel.use_range_ops`).
 
 Each responder loses ``remote_stolen_ns`` plus its own invalidation to the
 interrupt; that time is charged to CPU overhead (``shootdown``).
@@ -33,6 +39,27 @@ from simcore.constants import PAGE
 from simcore.hw.topology import Topology
 from simcore.metrics.registry import Metrics
 from simcore.profile import HwProfile
+
+# MAX_TLBI_RANGE_PAGES: __TLBI_RANGE_PAGES(31, 3), the most one range
+# operation covers (arch/arm64/include/asm/tlbflush.h)
+MAX_TLBI_RANGE_PAGES = 32 << 16
+
+
+def tlbi_range_ops(pages: int) -> int:
+    """TLBIs __flush_tlb_range_op() issues for ``pages`` 4K pages with
+    FEAT_TLBIRANGE: an odd page alone, then one range operation per
+    non-zero 5-bit digit of the rest at scales 3 down to 0, each covering
+    (num + 1) << (5 * scale + 1) pages."""
+    ops = 0
+    if pages % 2:
+        ops, pages = 1, pages - 1
+    for scale in (3, 2, 1, 0):
+        unit = 1 << (5 * scale + 1)
+        num = (pages // unit) & 0x1F
+        if num:
+            ops += 1
+            pages -= num * unit
+    return ops + pages  # single TLBIs for what no range covered (none)
 
 
 class FlushModel:
@@ -64,6 +91,26 @@ class FlushModel:
         # callable(initiator, target ids) -> extra ns per target, from what
         # each target is doing; None: every target busy, IRQs on
         self.target_delay = None
+        # arm64 kernel ranges through __flush_tlb_range_op() (v6.13+), and
+        # whether the CPU has range TLBIs; set by the kernel at boot
+        self.range_op = False
+        self.tlbi_range = False
+
+    def use_range_ops(self, on: bool, cpu_has_range: bool) -> None:
+        """flush_tlb_kernel_range() of a kernel from v6.13 on (arm64)."""
+        self.range_op = on
+        self.tlbi_range = on and cpu_has_range
+
+    def _kernel_ops(self, npages: int) -> tuple[bool, int]:
+        """(a full flush, TLBI operations) for a kernel range of npages."""
+        if not self.range_op:
+            full = npages > self.ceiling
+            return full, 1 if full else npages
+        if self.tlbi_range:
+            full = npages > MAX_TLBI_RANGE_PAGES
+            return full, 1 if full else tlbi_range_ops(npages)
+        full = npages >= self.ceiling
+        return full, 1 if full else npages
 
     def local_cost_ns(self, npages: int) -> float:
         """One CPU invalidating ``npages`` kernel pages (or flushing all)."""
@@ -78,7 +125,7 @@ class FlushModel:
         initiator's latency in ns (the caller spends it in a timeout).
         """
         npages = max(1, -(-(end - start) // PAGE))
-        full = npages > self.ceiling
+        full, ops = self._kernel_ops(npages)
         m = self.metrics
         n = self.topo.nr_cpus
         self._apply(start, end, full)
@@ -90,9 +137,8 @@ class FlushModel:
             latency = local
         elif self.broadcast != "none":
             m.inc("tlb.broadcast_flushes")
-            pages = 1 if full else npages
             latency = (
-                pages * self.bcast_page_ns
+                ops * self.bcast_page_ns
                 + self.bcast_sync_ns
                 + (self.global_ns if full else 0.0)
             )

@@ -49,6 +49,8 @@ if TYPE_CHECKING:
 
 # TP_VEC_MAX = PAGE_SIZE / sizeof(struct text_poke_loc) (24 bytes on x86-64)
 TP_VEC_MAX = PAGE // 24
+# JUMP_LABEL_NOP_SIZE on x86-64: a 5-byte jmp.d32 or nop
+JUMP_LABEL_NOP_SIZE = 5
 
 
 class TextPoke:
@@ -118,6 +120,23 @@ class TextPoke:
         yield from self.text_mutex.hold(cpu, ns)
         self.metrics.inc("text_poke.pokes", writes)
         self.metrics.inc("tlb.local_flushes", writes)
+
+    def flush_icache_range(self, cpu: int, addr: int, nbytes: int):
+        """flush_icache_range(): nothing on x86, whose instruction fetch
+        snoops stores (asm-generic/cacheflush.h's empty one); the
+        generator exists so that callers run one path on every arch."""
+        return
+        yield
+
+    def jump_label_update(self, cpu: int, sites: int, batched: bool | None = None):
+        """__jump_label_update() of one key over ``sites`` sites: one
+        text_poke_bp_batch() (v5.3+, every preset) or, unbatched, one
+        text_poke_bp() per site."""
+        if batched is None or batched:
+            yield from self.text_poke_bp(cpu, sites, JUMP_LABEL_NOP_SIZE)
+            return
+        for _ in range(sites):
+            yield from self.text_poke_bp(cpu, 1, JUMP_LABEL_NOP_SIZE)
 
     def text_poke_bp(self, cpu: int, sites: int, insn_len: int = 5):
         """text_poke_bp_batch() over ``sites`` live call sites, in batches."""

@@ -65,7 +65,11 @@ from simcore.metrics.registry import Metrics
 # the direct map
 # ---------------------------------------------------------------------------
 class DirectMap:
-    """The linear map of ``nr_pages`` of RAM, default leaf size 1G or 2M."""
+    """The linear map of ``nr_pages`` of RAM, default leaf size 1G or 2M,
+    or 4K: arm64 with ``rodata=full`` maps it page by page from boot
+    (``map_mem()`` passes NO_BLOCK_MAPPINGS | NO_CONT_MAPPINGS,
+    arch/arm64/mm/mmu.c), so nothing is ever split. A 4K-mapped map keeps
+    a 2 MiB region's PTE flags only once one of them changed."""
 
     def __init__(
         self,
@@ -75,11 +79,12 @@ class DirectMap:
         metrics: Metrics | None = None,
         page_offset: int = X86_64.page_offset,
     ) -> None:
-        if page_size not in ("1G", "2M"):
-            raise SimulationError(f"direct map page size {page_size!r}: 1G or 2M")
+        if page_size not in ("1G", "2M", "4K"):
+            raise SimulationError(f"direct map page size {page_size!r}: 1G, 2M or 4K")
         self.nr_pages = nr_pages
         self.page_offset = page_offset
         self.gbpages = page_size == "1G"
+        self.pages_only = page_size == "4K"
         self.metrics = metrics
         self.full_gb = nr_pages // PAGES_PER_PUD  # GiBs wholly backed by RAM
         self.pud: dict[int, int] = {}  # 1G leaves whose flags are not default
@@ -87,6 +92,12 @@ class DirectMap:
         self.pte: dict[int, np.ndarray] = {}  # 2 MiB index -> 512 PTE flags
         self.table_pfn: dict[tuple[int, int], int | None] = {}
         self.count = [0, 0, 0]  # direct_pages_count[PG_LEVEL_4K, 2M, 1G]
+        self.splits = [0, 0]  # level2 (2M->4K), level3 (1G->2M)
+        self.collapses = [0, 0]
+        if self.pages_only:
+            self.count[0] = nr_pages
+            self._publish()
+            return
         if self.gbpages:
             self.count[2] = self.full_gb
         else:
@@ -105,8 +116,6 @@ class DirectMap:
                 self.pte[self.full_gb * PTRS_PER_TABLE + n2m] = pte
                 self.count[0] += n4k
             self.pmd[self.full_gb] = t
-        self.splits = [0, 0]  # level2 (2M->4K), level3 (1G->2M)
-        self.collapses = [0, 0]
         self._publish()
 
     # -- addresses ---------------------------------------------------------------
@@ -126,6 +135,10 @@ class DirectMap:
     def lookup_pfn(self, pfn: int) -> Mapping | None:
         if not 0 <= pfn < self.nr_pages:
             return None
+        if self.pages_only:
+            ptes = self.pte.get(pfn >> 9)
+            f = PAGE_KERNEL if ptes is None else int(ptes[pfn & 511])
+            return None if f == _NONE else Mapping(LEVEL_4K, pfn, f)
         gb = pfn >> 18
         t = self.pmd.get(gb)
         if t is None:
@@ -159,6 +172,13 @@ class DirectMap:
                 self.pud[gb] = flags
         elif shift == LEVEL_2M:
             self._pmd_table(gb)[(pfn >> 9) & 511] = flags
+        elif self.pages_only:
+            ptes = self.pte.get(pfn >> 9)
+            if ptes is None:
+                ptes = self.pte[pfn >> 9] = np.full(
+                    PTRS_PER_TABLE, PAGE_KERNEL, np.uint8
+                )
+            ptes[pfn & 511] = flags
         else:
             self.pte[pfn >> 9][pfn & 511] = flags
 

@@ -25,6 +25,8 @@ from simcore.context import SimContext
 from simcore.hw.execute import Executor
 from simcore.hw.machine import Machine
 from simcore.kernel.alternative import TextPoke
+from simcore.kernel.arm64.pageattr import Arm64PageAttr
+from simcore.kernel.arm64.patching import Arm64Patching
 from simcore.kernel.bpf.core import BpfCore
 from simcore.kernel.execmem import ExecAllocator
 from simcore.kernel.host_state import HostState
@@ -59,10 +61,28 @@ class Kernel:
         self.page_alloc = PageAlloc(self)
         self.pagetables = KernelPageTables(self, self.page_alloc)
         self.vmalloc = Vmalloc(self)
-        self.cpa = Cpa(
-            self, self.pagetables, vm_unmap_aliases=self.vmalloc.vm_unmap_aliases
-        )
-        self.text_poke = TextPoke(self)
+        # the architecture's own: arch/x86/mm/pat/set_memory.c and
+        # arch/x86/kernel/alternative.c, or arch/arm64/mm/pageattr.c and
+        # arch/arm64/kernel/patching.c behind the same calls
+        self.cpa: Cpa | Arm64PageAttr
+        self.text_poke: TextPoke | Arm64Patching
+        if self.profile.arch == "arm64":
+            rng = self.profile.cpu.tlbi_range
+            machine.flush.use_range_ops(
+                bool(self.knobs.tlbi_range_kernel), bool(rng and rng.value)
+            )
+            self.cpa = Arm64PageAttr(
+                self,
+                self.pagetables,
+                find_vm_area=self.vmalloc.find_vm_area,
+                vm_unmap_aliases=self.vmalloc.vm_unmap_aliases,
+            )
+            self.text_poke = Arm64Patching(self)
+        else:
+            self.cpa = Cpa(
+                self, self.pagetables, vm_unmap_aliases=self.vmalloc.vm_unmap_aliases
+            )
+            self.text_poke = TextPoke(self)
         self.bpf = BpfCore(self)
         # the captured host's state, if the knobs name captures: time zero
         self.host = HostState(self)

@@ -221,6 +221,10 @@ class ModuleLoader:
             self._fail("module.load_failures")
             return None
         yield from self._apply_relocations(cpu, mod, reloc_writes)
+        # flush_module_icache(): flush_icache_range() of every memory
+        # region (nothing on x86; an I-cache sync and an IPI round on arm64)
+        for obj in mod.mem.values():
+            yield from self.kernel.text_poke.flush_icache_range(cpu, obj.addr, obj.size)
         yield from self._complete_formation(cpu, mod)
         yield env.timeout(SYSFS_NS)
         yield from self._do_init_module(cpu, mod)

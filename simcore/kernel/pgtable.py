@@ -50,6 +50,7 @@ from simcore.constants import (
     PUD_SHIFT,
 )
 from simcore.errors import SimulationError
+from simcore.kernel.arm64.mmu import linear_map_page
 from simcore.kernel.directmap import DirectMap
 from simcore.kernel.page_alloc import node_pages_from_profile
 from simcore.kernel.pgtable_types import (
@@ -245,6 +246,16 @@ class VmapPageTable:
 # ---------------------------------------------------------------------------
 # the simulated machine's kernel page tables
 # ---------------------------------------------------------------------------
+def direct_map_page(kernel: Kernel) -> str:
+    """The direct (linear) map's leaf size at boot: x86's
+    ``kernel.direct_map_page``, arm64's from ``rodata`` (arm64/mmu.py)."""
+    k = kernel.knobs
+    if kernel.profile.arch != "arm64":
+        return k.direct_map_page
+    bbml2 = kernel.profile.cpu.bbml2_noabort
+    return linear_map_page(k.rodata, k.linear_map_split, bool(bbml2 and bbml2.value))
+
+
 class KernelPageTables:
     """init_mm's page tables on the simulated machine: the structures above
     plus SimPy generators that allocate table pages (through ``page_alloc``
@@ -268,7 +279,7 @@ class KernelPageTables:
             total = sum(node_pages_from_profile(kernel.profile))
         self.direct = DirectMap(
             total,
-            page_size=kernel.knobs.direct_map_page,
+            page_size=direct_map_page(kernel),
             metrics=kernel.metrics,
             page_offset=kernel.layout.page_offset,
         )

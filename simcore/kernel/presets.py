@@ -1,4 +1,9 @@
-"""Kernel-era presets (``kernel.preset``) and their sourced knobs."""
+"""Kernel-era presets (``kernel.preset``) and their sourced knobs.
+
+A knob's entry in presets.yaml is ``{value, source}``. Knobs of one
+architecture only (:data:`simcore.knobs.ARCH_OF`) resolve to None on the
+other; the rest mean the same on both.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from simcore.knobs import KNOBS
+from simcore.knobs import ARCH_OF, KNOBS, applies
 
 _FILE = Path(__file__).with_name("presets.yaml")
 
@@ -18,8 +23,11 @@ def presets() -> dict[str, dict[str, dict]]:
         return yaml.safe_load(f)
 
 
-def preset_values(name: str) -> dict[str, object]:
-    return {k: v["value"] for k, v in presets()[name].items()}
+def preset_values(name: str, arch: str = "x86_64") -> dict[str, object]:
+    """The preset's knob values on ``arch`` (None: not on that arch)."""
+    return {
+        k: v["value"] if applies(k, arch) else None for k, v in presets()[name].items()
+    }
 
 
 def release_key(name: str) -> tuple[int, ...]:
@@ -43,15 +51,21 @@ def era_changes() -> list[tuple[str, str, str, str]]:
 
 
 def era_table() -> str:
-    """Markdown table: one row per knob, one column per preset, and below
-    it the source (the commit) of each change between neighbouring eras."""
-    eras = presets()
-    names = list(eras)
-    out = ["| knob | " + " | ".join(names) + " |"]
-    out.append("| --- |" + " --- |" * len(names))
+    """Markdown table: one row per knob, one column per preset, the
+    architectures a knob exists on, and below it the source (the commit)
+    of each change between neighbouring eras."""
+    names = list(presets())
+    out = ["| knob | arch | " + " | ".join(names) + " |"]
+    out.append("| --- | --- |" + " --- |" * len(names))
     for k in KNOBS:
-        cells = [str(eras[e][k]["value"]) for e in names]
-        out.append(f"| `{k}` | " + " | ".join(cells) + " |")
+        arch = ARCH_OF.get(k, "both")
+        cells = [str(presets()[e][k]["value"]) for e in names]
+        out.append(f"| `{k}` | {arch} | " + " | ".join(cells) + " |")
+    out.append("")
+    out.append(
+        "`arch` is where a knob exists: a knob of one architecture is left "
+        "out of the other's resolved config and may not be set there."
+    )
     out.append("")
     out.append("Where a knob changes between neighbouring presets:")
     out.append("")

@@ -78,6 +78,7 @@ from simcore.kernel.pgtable import (
     KernelPageTables,
     Mapping,
 )
+from simcore.kernel.set_memory_calls import SetMemoryCalls
 
 if TYPE_CHECKING:
     from simcore.kernel.main import Kernel
@@ -105,7 +106,7 @@ class CpaData:
     force_flush_all: bool = False
 
 
-class Cpa:
+class Cpa(SetMemoryCalls):
     """Page-attribute changes on the simulated machine.
 
     ``pfn_of(addr)`` gives the page behind a vmalloc address for alias
@@ -145,37 +146,7 @@ class Cpa:
         self.pgd_lock = pagetables.pgd_lock
         self._purge_lock = m.mutex("vmap_purge_lock")
 
-    # -- the set_memory_*() family ---------------------------------------------------
-    def set_memory_ro(self, cpu: int, addr: int, numpages: int):
-        """set_memory_ro(): clear RW (and Dirty)."""
-        return (
-            yield from self._timed("set_memory_ro", cpu, addr, numpages, 0, _PAGE_RW)
-        )
-
-    def set_memory_rw(self, cpu: int, addr: int, numpages: int):
-        return (
-            yield from self._timed("set_memory_rw", cpu, addr, numpages, _PAGE_RW, 0)
-        )
-
-    def set_memory_x(self, cpu: int, addr: int, numpages: int):
-        """set_memory_x(): clear NX (x86-64 always supports NX)."""
-        return (
-            yield from self._timed("set_memory_x", cpu, addr, numpages, 0, _PAGE_NX)
-        )
-
-    def set_memory_nx(self, cpu: int, addr: int, numpages: int):
-        return (
-            yield from self._timed("set_memory_nx", cpu, addr, numpages, _PAGE_NX, 0)
-        )
-
-    def set_memory_np(self, cpu: int, addr: int, numpages: int):
-        """set_memory_np(): clear Present."""
-        return (
-            yield from self._timed(
-                "set_memory_np", cpu, addr, numpages, 0, _PAGE_PRESENT
-            )
-        )
-
+    # -- the set_memory_*() family (set_memory_calls.py), x86's rox ---------------
     def set_memory_rox(self, cpu: int, addr: int, numpages: int):
         """set_memory_rox(): native one-call RO+X (v6.2+, with CPA_COLLAPSE
         in the collapse era), or set_memory_ro() then set_memory_x()."""

@@ -18,7 +18,9 @@ class Arena4K(ArenaStrategy):
     first_release = "6.9"
     release_source = (
         "317460317a02 'bpf: Introduce bpf_arena.' (v6.9); kernel.arena_locking "
-        "and kernel.arena_fault follow later releases"
+        "and kernel.arena_fault follow later releases. arm64: the JIT's "
+        "PROBE_MEM32 and addr_space_cast, 339af577ec05 and 4dd31243e308 (v6.10)"
     )
+    arch_releases = {"arm64": "6.10"}
     summary = "kernel BPF arena: 4K kernel PTEs, each free flushed on all CPUs"
     models = "kernel/bpf/arena.c, Linux 6.9 to 2026 bpf-next (kernel.arena_locking)"

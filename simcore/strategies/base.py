@@ -43,6 +43,14 @@ __all__ = ["ALWAYS", "RO_KINDS", "TEXT_KINDS", "ExecAlloc", "Kind", "Strategy"]
 ALWAYS = "always"  # first_release of a strategy older than every preset
 
 
+def _when(first: str | None) -> str:
+    if first is None:
+        return "never shipped, a what-if in every era"
+    if first == ALWAYS:
+        return "every preset"
+    return f"{first} and later, a what-if before"
+
+
 class Strategy:
     """Base of every strategy. ``domain`` says what it serves: ``exec``
     (executable memory, the interface below) or ``arena`` (BPF arenas,
@@ -60,28 +68,46 @@ class Strategy:
     # a strategy from outside the project that does not is a what-if.
     first_release: ClassVar[str | None] = None
     release_source: ClassVar[str] = "not declared by the strategy"
+    # Where an architecture shipped it later (or never: None), its own
+    # first release, e.g. {"arm64": "6.9"}; an arch not named here follows
+    # first_release. The source of each is in release_source.
+    arch_releases: ClassVar[dict[str, str | None]] = {}
     # what a workload may set under ``params:`` (see strategies/params.py)
     Params: ClassVar[type[StrategyParams]] = StrategyParams
     params: StrategyParams
 
     @classmethod
-    def what_if(cls, preset: str) -> bool:
-        """Whether no release up to ``preset`` shipped this strategy."""
-        if cls.first_release is None:
+    def release_on(cls, arch: str) -> str | None:
+        """The first release that shipped it on ``arch``. The per-arch
+        releases count only beside the first_release they qualify: a
+        subclass that declares its own first_release (a what-if built on a
+        shipped strategy) does not inherit its parent's."""
+        return cls._arch_releases().get(arch, cls.first_release)
+
+    @classmethod
+    def _arch_releases(cls) -> dict[str, str | None]:
+        for klass in cls.__mro__:
+            if "first_release" in vars(klass):
+                return vars(klass).get("arch_releases", {})
+        return {}
+
+    @classmethod
+    def what_if(cls, preset: str, arch: str = "x86_64") -> bool:
+        """Whether no release up to ``preset`` shipped this strategy on
+        ``arch``."""
+        first = cls.release_on(arch)
+        if first is None:
             return True
-        if cls.first_release == ALWAYS:
+        if first == ALWAYS:
             return False
-        return release_key(preset) < release_key(cls.first_release)
+        return release_key(preset) < release_key(first)
 
     @classmethod
     def eras(cls) -> str:
         """The releases that shipped it, for `simcore list strategies`."""
-        if cls.first_release is None:
-            when = "never shipped, a what-if in every era"
-        elif cls.first_release == ALWAYS:
-            when = "every preset"
-        else:
-            when = f"{cls.first_release} and later, a what-if before"
+        when = _when(cls.first_release)
+        for arch, first in sorted(cls._arch_releases().items()):
+            when += f"; on {arch}: {_when(first)}"
         return f"{when} ({cls.release_source})"
 
     @classmethod

@@ -261,8 +261,11 @@ class BpfProgPack(ModuleAlloc):
     release_source = (
         "57631054fae6 'bpf: Introduce bpf_prog_pack allocator' (v5.18). v5.18 "
         "and v5.19 fell back to PAGE_SIZE packs; the 2M-per-node pack modelled "
-        "here is ea2babac63d4 (v6.0, release inferred)"
+        "here is ea2babac63d4 (v6.0, release inferred). arm64: 1dad391daef1 "
+        "'bpf, arm64: use bpf_prog_pack for memory management' (v6.9, release "
+        "inferred), with aarch64_insn_copy() 451c3cab9a65"
     )
+    arch_releases = {"arm64": "6.9"}
     summary = "BPF JIT images in 64 B chunks of shared 2M-per-node packs, 4K-mapped"
     models = (
         "kernel/bpf/core.c bpf_prog_pack, v6.0+ (57631054fae6, ea2babac63d4; "

@@ -112,8 +112,10 @@ class ExecmemRox(ModuleAlloc):
         "the v6.13 release by a9bbe3413331 'x86: Disable EXECMEM_ROX support' "
         "(x86_urgent_for_v6.13) and on again with 64f6a4e10c05 'x86: re-enable "
         "EXECMEM_ROX support' (v6.15). No release put BPF images in the ROX "
-        "cache, which this strategy also does"
+        "cache, which this strategy also does. arm64 has no EXECMEM_ROX_CACHE "
+        "(its execmem_info sets no such flag, arch/arm64/mm/init.c)"
     )
+    arch_releases = {"arm64": None}
     summary = "EXECMEM_ROX_CACHE: text in page slices of shared 2M ROX areas"
     models = (
         "mm/execmem.c EXECMEM_ROX_CACHE for x86 module text, merged for v6.13 "

@@ -92,6 +92,9 @@ class BpfCore:
         strategy.shrink_request(image, proglen)
         yield from strategy.write(cpu, image, size)
         yield from strategy.finalize(cpu, image)
+        # bpf_flush_icache() at the end of the JIT: a no-op on x86, an
+        # I-cache sync of the image and an IPI to every CPU on arm64
+        yield from self.kernel.text_poke.flush_icache_range(cpu, image.addr, size)
         self.metrics.inc("bpf.progs_loaded")
         self.metrics.latency("bpf_prog_load", self.env.now - t0)
         return BpfProg(proglen, size, image)

@@ -100,6 +100,20 @@ class VmapAreaMixin:
         """The busy area starting at ``addr`` (no time charged)."""
         return self._addr_node(addr).busy.get(addr)
 
+    def find_vm_area(self, addr: int) -> VmArea | None:
+        """find_vm_area(): the busy area *containing* ``addr`` (no time
+        charged). Most callers pass an area's start, found in one lookup;
+        an address inside an area is looked for over every node's busy
+        areas, as __find_vmap_area() walks the tree."""
+        va = self.find_vmap_area(addr)
+        if va is not None:
+            return va
+        for vn in self.nodes:
+            for va in vn.busy.values():
+                if va.addr <= addr < va.end:
+                    return va
+        return None
+
     # -- alloc_vmap_area -----------------------------------------------------------
     def _alloc_vmap_area(
         self,

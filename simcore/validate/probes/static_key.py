@@ -7,8 +7,11 @@ site of the key (a 5-byte jump or nop) with the INT3 protocol of
 cover.1560325897.git.bristot@redhat.com) the sites are queued with
 ``arch_jump_label_transform_queue()`` and applied as one batch, three sync
 IPI rounds for the whole key; before, each site was a ``text_poke_bp()`` of
-its own with its own three rounds (``batched: false``). Each toggle's time
-goes to ``alloc.static_key_update.latency_ns``.
+its own with its own three rounds (``batched: false``). On arm64 each site
+is one instruction written through the fixmap, and from v6.11 the key
+ends in one ``kick_all_cpus_sync()`` (the kernel's ``jump_label_update``,
+simcore/kernel/arm64/patching.py). Each toggle's time goes to
+``alloc.static_key_update.latency_ns``.
 """
 
 from __future__ import annotations
@@ -23,14 +26,13 @@ from simcore.units import Duration
 if TYPE_CHECKING:
     from simcore.engine import Simulation
 
-# JUMP_LABEL_NOP_SIZE on x86-64: a 5-byte jmp.d32 or nop
-JUMP_LABEL_INSN = 5
-
 
 class StaticKey(Strict):
     type: Literal["static_key"]
     sites: int = Field(default=56, ge=1, le=100_000)
-    batched: bool = True
+    # None: as the era does it (x86: batched, every preset; arm64:
+    # kernel.jump_label_batch)
+    batched: bool | None = None
     toggles: int = Field(default=10, ge=1, le=1_000_000)
     interval: Duration = Field(default="500us", ge=0)
 
@@ -46,11 +48,7 @@ class StaticKey(Strict):
             extra = yield from lock.take(0)
             if extra:
                 yield env.timeout(int(extra))
-            if self.batched:
-                yield from poke.text_poke_bp(0, self.sites, JUMP_LABEL_INSN)
-            else:
-                for _ in range(self.sites):
-                    yield from poke.text_poke_bp(0, 1, JUMP_LABEL_INSN)
+            yield from poke.jump_label_update(0, self.sites, self.batched)
             lock.release(0)
             sim.metrics.latency("static_key_update", env.now - t0)
             yield env.timeout(self.interval)

@@ -1,0 +1,49 @@
+"""include/linux/set_memory.h: the ``set_memory_*()`` calls every
+architecture provides, each one change of permission bits over a range.
+
+:class:`SetMemoryCalls` names them once; an architecture's class
+(x86's CPA in :mod:`simcore.kernel.set_memory`, arm64's
+:mod:`simcore.kernel.arm64.pageattr`) supplies ``_timed(op, cpu, addr,
+numpages, mask_set, mask_clr)``, the change itself with its latency
+recorded under ``op``, and its own ``set_memory_rox()``.
+"""
+
+from __future__ import annotations
+
+from simcore.kernel.pgtable_types import _PAGE_NX, _PAGE_PRESENT, _PAGE_RW
+
+
+class SetMemoryCalls:
+    def _timed(self, op, cpu, addr, numpages, mask_set, mask_clr, flags=0):
+        raise NotImplementedError  # pragma: no cover - the architecture's
+
+    def set_memory_ro(self, cpu: int, addr: int, numpages: int):
+        """set_memory_ro(): clear write permission (x86 RW and Dirty;
+        arm64 PTE_WRITE, set PTE_RDONLY)."""
+        return (
+            yield from self._timed("set_memory_ro", cpu, addr, numpages, 0, _PAGE_RW)
+        )
+
+    def set_memory_rw(self, cpu: int, addr: int, numpages: int):
+        return (
+            yield from self._timed("set_memory_rw", cpu, addr, numpages, _PAGE_RW, 0)
+        )
+
+    def set_memory_x(self, cpu: int, addr: int, numpages: int):
+        """set_memory_x(): clear NX (x86-64 always supports NX) or PXN."""
+        return (
+            yield from self._timed("set_memory_x", cpu, addr, numpages, 0, _PAGE_NX)
+        )
+
+    def set_memory_nx(self, cpu: int, addr: int, numpages: int):
+        return (
+            yield from self._timed("set_memory_nx", cpu, addr, numpages, _PAGE_NX, 0)
+        )
+
+    def set_memory_np(self, cpu: int, addr: int, numpages: int):
+        """set_memory_np(): clear Present (arm64: set_memory_valid(.., 0))."""
+        return (
+            yield from self._timed(
+                "set_memory_np", cpu, addr, numpages, 0, _PAGE_PRESENT
+            )
+        )
