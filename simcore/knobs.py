@@ -47,6 +47,7 @@ class KernelKnobs(BaseModel):
     linear_map_split: bool | None
     jump_label_batch: bool | None
     tlbi_range_kernel: bool | None
+    pte_barriers: Literal["per_pte", "batched"] | None
 
 
 # Knobs that exist on one architecture only. On the other they resolve to
@@ -62,6 +63,7 @@ ARCH_OF: dict[str, str] = {
     "linear_map_split": "arm64",
     "jump_label_batch": "arm64",
     "tlbi_range_kernel": "arm64",
+    "pte_barriers": "arm64",
 }
 
 

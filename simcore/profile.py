@@ -223,6 +223,10 @@ class KernelCosts(Strict):
     bulk_page_factor: SFloat
     slab_alloc_ns: SFloat
     rb_node_visit_ns: SFloat
+    # arm64 only: the DSB ISHST + ISB that __set_pte() issues after writing
+    # a valid kernel PTE (once per PTE before 5fdd05efa1cd, v6.16; once per
+    # lazy-MMU batch after it: kernel.pte_barriers)
+    pte_barrier_ns: SFloat | None = None
 
 
 class HwProfile(Strict):

@@ -62,6 +62,7 @@ class KernelConfig(Strict):
     linear_map_split: bool | None = None
     jump_label_batch: bool | None = None
     tlbi_range_kernel: bool | None = None
+    pte_barriers: Literal["per_pte", "batched"] | None = None
 
     @field_validator("pti", "rodata", mode="before")
     @classmethod

@@ -397,7 +397,24 @@ CATALOG: tuple[MetricInfo, ...] = (
         "text_poke.pokes", "count", "lower", "__text_poke() calls", label="text pokes"
     ),
     MetricInfo(
-        "text_poke.sync_rounds", "count", "lower", "text_poke_bp sync IPI rounds"
+        "text_poke.sync_rounds",
+        "count",
+        "lower",
+        "text_poke_bp sync IPI rounds (arm64: kick_all_cpus_sync() rounds)",
+    ),
+    MetricInfo(
+        "text_poke.stop_machine",
+        "count",
+        "lower",
+        "stop_machine() rendezvous to patch text (arm64 aarch64_insn_patch_text())",
+        label="stop_machine patches",
+    ),
+    MetricInfo(
+        "pageattr.ptes_changed",
+        "count",
+        "lower",
+        "vmalloc PTEs whose permissions arm64 change_memory_common() changed",
+        label="arm64 PTE permission changes",
     ),
     MetricInfo(
         "text_poke.sync_ipis",

@@ -123,11 +123,14 @@ def test_one_instruction_is_priced_step_by_step():
     before = c.get("tlb.broadcast_flushes", 0)
     t = sim.env.now
     run(sim, tp.patch_insn_nosync(0, 0))
-    # vmalloc_to_page() walk, fixmap PTE set + clear, the 4 bytes, one
-    # broadcast TLBI of the fixmap page; N1 has IDC and DIC: no cache ops
+    # vmalloc_to_page() walk, fixmap PTE set (with its barrier pair) and
+    # clear, the 4 bytes, one broadcast TLBI of the fixmap page; N1 has IDC
+    # and DIC: no cache maintenance
+    barrier = sim.profile.kernel_costs.pte_barrier_ns.value
     want = (
         tp.walk_ns
         + 2 * tp.pte_ns
+        + barrier
         + AARCH64_INSN_SIZE * tp.byte_ns
         + f.bcast_page_ns
         + f.bcast_sync_ns
@@ -215,3 +218,29 @@ def test_strategy_eras_per_architecture():
     assert not get_strategy("execmem_rox").what_if("latest", "x86_64")
     # a what-if built on the pack does not inherit its arm64 release
     assert get_strategy("bpf_prog_pack_2m").what_if("latest", "arm64")
+
+
+# -- kernel PTE barriers --------------------------------------------------------------
+@pytest.mark.parametrize(("preset", "per_pte"), [("6.13", True), ("latest", False)])
+def test_vmalloc_pays_a_barrier_per_pte_before_6_16(preset, per_pte):
+    sim = arm_sim(kernel=f"{{preset: {preset}}}")
+    pt = sim.kernel.pagetables
+    barrier = sim.profile.kernel_costs.pte_barrier_ns.value
+    write = sim.profile.kernel_costs.pte_write_ns.value
+    if per_pte:
+        assert (pt.set_ns, pt.batch_ns) == (write + barrier, 0.0)
+    else:
+        assert (pt.set_ns, pt.batch_ns) == (write, barrier)
+    # 64 pages mapped: 64 barrier pairs, or one
+    t = sim.env.now
+    assert run(sim, pt.vmap_pages_range(0, 0xFFFF800090000000, list(range(64))))
+    took = sim.env.now - t
+    table = 2 * (sim.profile.kernel_costs.page_alloc_ns.value)  # PMD/PTE tables
+    assert took > 64 * write + (64 if per_pte else 1) * barrier
+    if not per_pte:
+        assert took < 64 * write + 2 * barrier + table + 5_000
+
+
+def test_x86_pte_writes_carry_no_barrier():
+    pt = make_sim().kernel.pagetables
+    assert pt.batch_ns == 0.0 and pt.set_ns == pt.pte_ns

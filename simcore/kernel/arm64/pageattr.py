@@ -89,7 +89,10 @@ class Arm64PageAttr(SetMemoryCalls):
         self.rodata_full = kernel.knobs.rodata == "full"
         m = kernel.machine
         self.flush = m.flush
-        self.pte_ns = kernel.profile.kernel_costs.pte_write_ns.value
+        # a valid PTE written: with its barriers before v6.16, and in v6.16+
+        # apply_to_pte_range()'s lazy-MMU batch closed by one barrier pair
+        self.pte_ns = pagetables.set_ns
+        self.batch_ns = pagetables.batch_ns
         ghz = kernel.profile.clock_ghz.value
         # apply_to_page_range() of one page: a walk from the pgd of hot tables
         self.walk_ns = kernel.executor.walker.walk_cycles(12, 1, 1) / ghz
@@ -155,7 +158,7 @@ class Arm64PageAttr(SetMemoryCalls):
                 )
         yield from self.vm_unmap_aliases(cpu)
         changed = self._apply(start, numpages, mask_set, mask_clr)
-        ns = self.walk_ns + numpages * self.pte_ns
+        ns = self.walk_ns + numpages * self.pte_ns + self.batch_ns
         if changed:
             self.metrics.inc("pageattr.ptes_changed", changed)
         yield self.env.timeout(int(ns) + self.flush.kernel_range(cpu, start, end))
@@ -195,7 +198,8 @@ class Arm64PageAttr(SetMemoryCalls):
             new = (m.flags & ~mask_clr) | mask_set
             if new != m.flags:
                 self.pt.set_leaf(a, LEVEL_4K, new)
-        yield self.env.timeout(int(numpages * (self.walk_ns + self.pte_ns)))
+        ns = numpages * (self.walk_ns + self.pte_ns + self.batch_ns)
+        yield self.env.timeout(int(ns))
 
     def _split_leaf(self, cpu: int, addr: int, m):
         """split_kernel_leaf_mapping(): a block leaf of the linear map
