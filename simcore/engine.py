@@ -29,7 +29,7 @@ from simcore.hooks import Hooks
 from simcore.hw.execute import Executor
 from simcore.hw.machine import Machine
 from simcore.kernel.main import Kernel
-from simcore.layout import DEFAULT_FOR_ARCH
+from simcore.layout import layout_for
 from simcore.metrics import Metrics, RunResult
 from simcore.metrics.catalog import WHAT_IF
 from simcore.registry import STRATEGIES
@@ -98,7 +98,7 @@ class Simulation:
             nr_cpus=self.nr_cpus,
             profile=self.profile,
             knobs=resolved.knobs,
-            layout=DEFAULT_FOR_ARCH[self.profile.arch],
+            layout=layout_for(self.profile.arch, resolved.knobs.va_layout),
             metrics=self.metrics,
             hooks=Hooks(),
             quantum=cfg.sim.quantum,

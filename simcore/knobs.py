@@ -48,6 +48,7 @@ class KernelKnobs(BaseModel):
     jump_label_batch: bool | None
     tlbi_range_kernel: bool | None
     pte_barriers: Literal["per_pte", "batched"] | None
+    va_layout: Literal["bpf_region", "modules_128m", "modules_2g"] | None
 
 
 # Knobs that exist on one architecture only. On the other they resolve to
@@ -64,6 +65,7 @@ ARCH_OF: dict[str, str] = {
     "jump_label_batch": "arm64",
     "tlbi_range_kernel": "arm64",
     "pte_barriers": "arm64",
+    "va_layout": "arm64",
 }
 
 

@@ -16,9 +16,19 @@ shares and which 2 MiB region it falls in follow from the address.
   ``kernel_randomize_memory()``) moves the direct-map and vmalloc bases
   per boot at PUD granularity: :func:`randomized` draws them.
 - ``arm64``: 48-bit VA with 4 KiB pages, ``Documentation/arch/arm64/memory.rst``
-  (v6.5+, after the module VA rework): linear map from
+  (v6.5+, after the module VA rework 3e35d303ab7d): linear map from
   ``ffff000000000000``, 2 GiB of modules at ``ffff800000000000``, vmalloc
   from ``ffff800080000000`` up to the fixmap at ``fffffbfff0000000``.
+- ``arm64_bpf_region`` (v5.0 to v5.16): 91fc957c9b1d gave BPF programs a
+  128 MiB ``BPF_JIT_REGION`` at the bottom of the kernel half
+  (``KASAN_SHADOW_END``, ``ffff800000000000`` without KASAN), the 128 MiB
+  module region (``MODULES_VSIZE``) right above it and vmalloc above
+  that; b89ddf4cca43 (v5.17) removed the BPF region.
+- ``arm64_modules_128m`` (v5.17 to v6.4): 128 MiB of modules at
+  ``ffff800000000000``, vmalloc from ``ffff800008000000``; BPF programs
+  come from vmalloc. Module PLTs let module_alloc() fall back to 2 GiB
+  from the module base, which is vmalloc space: the modules range here is
+  that 2 GiB (one free tree serves every range, as in the kernel).
 """
 
 from __future__ import annotations
@@ -37,14 +47,24 @@ class AddressLayout:
     vmalloc_end: int
     modules_vaddr: int
     modules_end: int
+    # arm64 v5.0-v5.16 BPF_JIT_REGION; 0, 0 where BPF has no range of its own
+    bpf_vaddr: int = 0
+    bpf_end: int = 0
+    # arm64: KIMAGE_VADDR, the kernel image inside the vmalloc range
+    # (MODULES_END, arch/arm64/include/asm/memory.h); 0 on x86, whose
+    # image has a range of its own
+    kimage_vaddr: int = 0
 
     @property
     def ranges(self) -> dict[str, tuple[int, int]]:
         """vmalloc ranges by name, as ``__vmalloc_node_range()`` callers pass them."""
-        return {
+        out = {
             "vmalloc": (self.vmalloc_start, self.vmalloc_end),
             "modules": (self.modules_vaddr, self.modules_end),
         }
+        if self.bpf_end:
+            out["bpf"] = (self.bpf_vaddr, self.bpf_end)
+        return out
 
 
 X86_64 = AddressLayout(
@@ -67,10 +87,46 @@ ARM64 = AddressLayout(
     vmalloc_end=0xFFFFFBFFF0000000,
     modules_vaddr=0xFFFF800000000000,
     modules_end=0xFFFF800080000000,
+    kimage_vaddr=0xFFFF800080000000,
 )
 
-LAYOUTS = {lay.name: lay for lay in (X86_64, X86_64_KASLR, ARM64)}
+ARM64_BPF_REGION = replace(
+    ARM64,
+    name="arm64_bpf_region",
+    bpf_vaddr=0xFFFF800000000000,
+    bpf_end=0xFFFF800008000000,
+    modules_vaddr=0xFFFF800008000000,
+    modules_end=0xFFFF800010000000,
+    vmalloc_start=0xFFFF800010000000,
+    kimage_vaddr=0xFFFF800010000000,
+)
+
+ARM64_MODULES_128M = replace(
+    ARM64,
+    name="arm64_modules_128m",
+    modules_end=0xFFFF800000000000 + (2 << 30),
+    vmalloc_start=0xFFFF800008000000,
+    kimage_vaddr=0xFFFF800008000000,
+)
+
+LAYOUTS = {
+    lay.name: lay
+    for lay in (X86_64, X86_64_KASLR, ARM64, ARM64_BPF_REGION, ARM64_MODULES_128M)
+}
 DEFAULT_FOR_ARCH = {"x86_64": X86_64, "arm64": ARM64}
+# arm64's layout by the era's kernel.va_layout
+ARM64_ERAS = {
+    "bpf_region": ARM64_BPF_REGION,
+    "modules_128m": ARM64_MODULES_128M,
+    "modules_2g": ARM64,
+}
+
+
+def layout_for(arch: str, va_layout: str | None) -> AddressLayout:
+    """The layout a kernel of this era lays out on ``arch``."""
+    if arch == "arm64" and va_layout is not None:
+        return ARM64_ERAS[va_layout]
+    return DEFAULT_FOR_ARCH[arch]
 
 
 TB_SHIFT = 40

@@ -63,6 +63,7 @@ class KernelConfig(Strict):
     jump_label_batch: bool | None = None
     tlbi_range_kernel: bool | None = None
     pte_barriers: Literal["per_pte", "batched"] | None = None
+    va_layout: Literal["bpf_region", "modules_128m", "modules_2g"] | None = None
 
     @field_validator("pti", "rodata", mode="before")
     @classmethod

@@ -36,6 +36,9 @@ from simcore.kernel.pgtable import KernelPageTables
 from simcore.kernel.set_memory import Cpa
 from simcore.kernel.vmalloc import Vmalloc
 
+# the execmem users that are BPF's (execmem_range())
+BPF_KINDS = frozenset({"bpf_prog", "bpf_trampoline"})
+
 
 class Kernel:
     def __init__(
@@ -111,6 +114,15 @@ class Kernel:
         if self.profile.arch != "x86_64" or mode == "off":
             return False
         return mode == "on" or self.profile.cpu.meltdown.value
+
+    def execmem_range(self, kind: str) -> str:
+        """The vmalloc range execmem_info gives ``kind``: module memory on
+        x86 (and arm64 modules); BPF programs and trampolines on arm64 in
+        BPF_JIT_REGION up to v5.16 and in the vmalloc range from v5.17
+        (b89ddf4cca43; EXECMEM_BPF from v6.10)."""
+        if self.profile.arch != "arm64" or kind not in BPF_KINDS:
+            return "modules"
+        return "bpf" if "bpf" in self.layout.ranges else "vmalloc"
 
     @cached_property
     def modules(self) -> ModuleLoader:

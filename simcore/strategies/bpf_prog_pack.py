@@ -304,7 +304,7 @@ class BpfProgPack(ModuleAlloc):
             yield from self.kernel.vmalloc.vmalloc(
                 cpu,
                 size,
-                range_="modules",
+                range_=self.kernel.execmem_range("bpf_prog"),
                 flags=self.pack_vm_flags,
                 caller="bpf_prog_pack",
             )

@@ -166,7 +166,11 @@ class JitAlloc(ModuleAlloc):
     def _module_alloc_rox(self, cpu: int, size: int, kind: str):
         """module_alloc(), set_vm_flush_reset_perms(), set_memory_rox()."""
         area = yield from self.kernel.vmalloc.vmalloc(
-            cpu, size, range_="modules", flags=VM_FLUSH_RESET_PERMS, caller=kind
+            cpu,
+            size,
+            range_=self.kernel.execmem_range(kind),
+            flags=VM_FLUSH_RESET_PERMS,
+            caller=kind,
         )
         if area is not None:
             yield from self.kernel.cpa.set_memory_rox(cpu, area.addr, area.nr_pages)

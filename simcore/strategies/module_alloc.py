@@ -36,7 +36,11 @@ class ModuleAlloc(Strategy):
     def alloc(self, cpu: int, size: int, kind: str):
         """module_alloc() / bpf_jit_binary_alloc()."""
         area = yield from self.kernel.vmalloc.vmalloc(
-            cpu, size, range_="modules", flags=self.vm_flags, caller=kind
+            cpu,
+            size,
+            range_=self.kernel.execmem_range(kind),
+            flags=self.vm_flags,
+            caller=kind,
         )
         if area is None:
             return None

@@ -101,7 +101,7 @@ class VmallocHugeModules(ModuleAlloc):
         if not huge_fits(self.kernel, size):
             flags &= ~VM_ALLOW_HUGE_VMAP
         area = yield from self.kernel.vmalloc.vmalloc(
-            cpu, size, range_="modules", flags=flags, caller=kind
+            cpu, size, range_=self.kernel.execmem_range(kind), flags=flags, caller=kind
         )
         if area is None:
             return None

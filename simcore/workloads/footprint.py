@@ -52,8 +52,8 @@ if TYPE_CHECKING:
 USER_TEXT = 0x555555554000
 USER_DATA = 0x7F0000000000
 # The kernel image: __START_KERNEL_map + CONFIG_PHYSICAL_START (16 MiB) on
-# x86-64 (Documentation/arch/x86/x86_64/mm.rst); on arm64 KIMAGE_VADDR is
-# MODULES_END (arch/arm64/include/asm/memory.h, v6.5+).
+# x86-64 (Documentation/arch/x86/x86_64/mm.rst); on arm64 KIMAGE_VADDR
+# (the layout's kimage_vaddr, MODULES_END in arch/arm64/include/asm/memory.h).
 X86_KERNEL_TEXT = 0xFFFFFFFF81000000
 M = 1 << 20
 K = 1 << 10
@@ -114,7 +114,7 @@ class Footprint(Strict):
 
 def kernel_text_base(layout) -> int:
     """Where the core kernel's text starts on ``layout``."""
-    return layout.modules_end if layout.arch == "arm64" else X86_KERNEL_TEXT
+    return layout.kimage_vaddr if layout.arch == "arm64" else X86_KERNEL_TEXT
 
 
 def _pages(base: int, size: int, shift: int) -> np.ndarray:

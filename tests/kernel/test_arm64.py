@@ -244,3 +244,28 @@ def test_vmalloc_pays_a_barrier_per_pte_before_6_16(preset, per_pte):
 def test_x86_pte_writes_carry_no_barrier():
     pt = make_sim().kernel.pagetables
     assert pt.batch_ns == 0.0 and pt.set_ns == pt.pte_ns
+
+
+# -- layout and executable memory per era ----------------------------------------------
+@pytest.mark.parametrize(
+    ("preset", "bpf_range", "modules_mib"),
+    [("5.10", "bpf", 128), ("6.1", "vmalloc", 2048), ("6.9", "vmalloc", 2048)],
+)
+def test_bpf_images_and_modules_by_era(preset, bpf_range, modules_mib):
+    sim = arm_sim(kernel=f'{{preset: "{preset}"}}')
+    k = sim.kernel
+    assert k.execmem_range("bpf_prog") == bpf_range
+    assert k.execmem_range("module_text") == "modules"
+    lo, hi = k.layout.ranges["modules"]
+    assert (hi - lo) >> 20 == modules_mib
+    # bpf_jit_limit: half of what the BPF range holds (64 MiB in the region)
+    lo, hi = k.layout.ranges[bpf_range]
+    assert k.bpf.limit == (hi - lo) // 2
+    # the kernel image is busy in the vmalloc range: nothing lands on it
+    area = vmalloc(sim, 1)
+    assert not k.layout.kimage_vaddr <= area.addr < k.layout.kimage_vaddr + (64 << 20)
+
+
+def test_x86_bpf_images_stay_in_the_module_range():
+    k = make_sim().kernel
+    assert k.execmem_range("bpf_prog") == "modules"

@@ -68,8 +68,11 @@ class BpfCore:
         self.env = kernel.env
         self.metrics = kernel.metrics
         self.hooks = kernel.hooks
-        lay = kernel.layout
-        self.limit = bpf_jit_limit(lay.modules_vaddr, lay.modules_end)
+        # bpf_jit_limit from bpf_jit_alloc_exec_limit(): the range BPF
+        # images come from (x86 modules; arm64 by era)
+        self.limit = bpf_jit_limit(
+            *kernel.layout.ranges[kernel.execmem_range("bpf_prog")]
+        )
         self.charged = 0
         self._dispatcher: ExecAlloc | None = None
 

@@ -29,6 +29,7 @@ from simcore.kernel.vmalloc.area import (
     VM_ALLOC,
     VM_ALLOW_HUGE_VMAP,
     VM_FLUSH_RESET_PERMS,
+    VM_MAP,
     VM_NO_GUARD,
     VM_NO_HUGE_VMAP,
     VmArea,
@@ -47,6 +48,12 @@ from simcore.kernel.vmalloc.vread import COPY_PAGE_FACTOR, PAGE_WALK_LOADS, Vrea
 
 if TYPE_CHECKING:
     from simcore.kernel.main import Kernel
+
+
+# The arm64 kernel image's share of the vmalloc range: estimate, a
+# distribution kernel's text, rodata, init, data and bss (_end - _text) are
+# 40-60 MiB; 64 MiB reserved.
+KIMAGE_RESERVE = 64 << 20
 
 
 class Vmalloc(VmapAreaMixin, PurgeMixin, VmapBlockMixin, VreadMixin, SeedMixin):
@@ -111,6 +118,22 @@ class Vmalloc(VmapAreaMixin, PurgeMixin, VmapBlockMixin, VreadMixin, SeedMixin):
         self.used_bytes = 0  # publishes vmap.used_bytes
         self.drain_pending = False
         self.seeded: list[VmallocSeed] = []  # captures seeded at time zero
+        if self.layout.kimage_vaddr and not k.vmallocinfo:
+            self._declare_kernel_vmas()
+
+    def _declare_kernel_vmas(self) -> None:
+        """declare_kernel_vmas() (arch/arm64/mm/mmu.c): the arm64 kernel
+        image's segments are busy areas at the start of the vmalloc range,
+        added with vm_area_add_early() before vmalloc_init(), so nothing is
+        ever allocated over the kernel's text. A captured vmallocinfo brings
+        its own."""
+        start = self.layout.kimage_vaddr
+        self.kva.reserve(start, KIMAGE_RESERVE)
+        area = VmArea(
+            start, KIMAGE_RESERVE, 0, -1, VM_MAP, "vmalloc", caller="paging_init"
+        )
+        self._addr_node(start).busy[start] = area
+        self.used_bytes += KIMAGE_RESERVE
 
     @property
     def used_bytes(self) -> int:
