@@ -42,6 +42,11 @@ class KernelKnobs(BaseModel):
     arena_locking: Literal["mutex", "spinlock"]
     arena_fault: Literal["fixup", "scratch_page"]
     pti: Literal["auto", "on", "off"] | None
+    # x86 only: kernel ranges flushed with INVLPGB + TLBSYNC where the CPU
+    # has it (v6.15)
+    invlpgb: bool | None
+    # vread_iter() (/proc/kcore) copies vm_map_ram areas (v6.3)
+    vread_vm_map_ram: bool
     # arm64 only (ARCH_OF): the linear map and text patching
     rodata: Literal["full", "on"] | None
     linear_map_split: bool | None
@@ -60,6 +65,7 @@ ARCH_OF: dict[str, str] = {
     "cpa_nx_alias": "x86_64",
     "cpa_rox": "x86_64",
     "pti": "x86_64",
+    "invlpgb": "x86_64",
     "rodata": "arm64",
     "linear_map_split": "arm64",
     "jump_label_batch": "arm64",

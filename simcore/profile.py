@@ -71,6 +71,9 @@ class Cpu(Strict):
     # target residency, so the governor keeps it in the deepest state,
     # whose exit an IPI to it waits for (simcore.workloads.host)
     idle_states: list[IdleState]
+    # x86: X86_FEATURE_INVLPGB (broadcast invalidation, AMD Zen 3+), which
+    # kernels from v6.15 use for kernel ranges (kernel.invlpgb)
+    invlpgb: SBool | None = None
     # arm64 only (None on x86): CTR_EL0.IDC / DIC, whether the kernel may
     # skip the D-cache clean / I-cache invalidate to the PoU when it writes
     # code (caches_clean_inval_pou(), arch/arm64/mm/cache.S); BBML2_NOABORT,

@@ -58,6 +58,8 @@ class KernelConfig(Strict):
     arena_locking: Literal["mutex", "spinlock"] | None = None
     arena_fault: Literal["fixup", "scratch_page"] | None = None
     pti: Literal["auto", "on", "off"] | None = None
+    invlpgb: bool | None = None
+    vread_vm_map_ram: bool | None = None
     rodata: Literal["full", "on"] | None = None
     linear_map_split: bool | None = None
     jump_label_batch: bool | None = None

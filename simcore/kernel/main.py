@@ -82,6 +82,10 @@ class Kernel:
             )
             self.text_poke = Arm64Patching(self)
         else:
+            inv = self.profile.cpu.invlpgb
+            if self.knobs.invlpgb and inv is not None and inv.value:
+                # flush_tlb_kernel_range() with INVLPGB + TLBSYNC (v6.15+)
+                machine.flush.broadcast = "invlpgb"
             self.cpa = Cpa(
                 self, self.pagetables, vm_unmap_aliases=self.vmalloc.vm_unmap_aliases
             )

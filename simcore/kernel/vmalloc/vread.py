@@ -100,7 +100,7 @@ class VreadMixin:
         None: the area is skipped (no vm_struct and no VMAP_RAM flag).
         """
         if area.va_flags & VMAP_RAM:
-            if not self.per_node:
+            if not self.kernel.knobs.vread_vm_map_ram:
                 return None  # before v6.3 vread skipped areas without a vm
             vb = self._block_of(area)
             if vb is None:

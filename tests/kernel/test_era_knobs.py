@@ -1,0 +1,31 @@
+"""Era knobs of both architectures' kernels that the presets cite:
+INVLPGB for kernel ranges (x86, v6.15) and vread of vm_map_ram areas (v6.3)."""
+
+from __future__ import annotations
+
+import pytest
+
+from simcore.constants import PAGE
+from tests.kernel import make_sim, pfns, run
+
+
+@pytest.mark.parametrize(
+    ("preset", "broadcast"), [("6.13", "none"), ("latest", "invlpgb")]
+)
+def test_invlpgb_for_kernel_ranges_from_6_15_on_cpus_that_have_it(preset, broadcast):
+    sim = make_sim(
+        machine="{profile: zen3-milan, cpus: 8}", kernel=f'{{preset: "{preset}"}}'
+    )
+    assert sim.machine.flush.broadcast == broadcast
+    # Intel has no INVLPGB: IPIs in every era
+    assert make_sim(kernel=f'{{preset: "{preset}"}}').machine.flush.broadcast == "none"
+
+
+@pytest.mark.parametrize(("preset", "copied"), [("6.1", 0), ("6.6", 2)])
+def test_vread_reads_vm_map_ram_areas_from_6_3(preset, copied):
+    sim = make_sim(kernel=f'{{preset: "{preset}"}}')
+    vm = sim.kernel.vmalloc
+    addr = run(sim, vm.vm_map_ram(0, pfns(2)))
+    r = run(sim, vm.vread(0, addr, 2 * PAGE))
+    assert r.copied == copied * PAGE
+    assert r.copied + r.zeroed == 2 * PAGE
