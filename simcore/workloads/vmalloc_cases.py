@@ -22,11 +22,21 @@ from simcore.constants import PAGE, PAGE_SHIFT
 from simcore.kernel.vmalloc import VM_ALLOW_HUGE_VMAP
 
 if TYPE_CHECKING:
+    from simcore.kernel.main import Kernel
     from simcore.workloads.vmalloc_stress import Worker
 
-# THREAD_ALIGN << 1 on x86-64 without KASAN: THREAD_SIZE = 16 KiB
-# (arch/x86/include/asm/page_64_types.h), so 32 KiB
-FIX_ALIGN = 32 << 10
+# THREAD_ALIGN per architecture, without KASAN and with 4 KiB pages; the
+# alignment of fix_align_alloc_test() is THREAD_ALIGN << 1.
+# - x86-64: THREAD_SIZE = PAGE_SIZE << THREAD_SIZE_ORDER, THREAD_SIZE_ORDER
+#   = 2 + KASAN_STACK_ORDER (arch/x86/include/asm/page_64_types.h), 16 KiB;
+#   x86 defines no THREAD_ALIGN, so include/linux/thread_info.h's fallback
+#   "#define THREAD_ALIGN THREAD_SIZE" applies: 16 KiB, aligned to 32 KiB.
+# - arm64: THREAD_SIZE = 1 << THREAD_SHIFT, MIN_THREAD_SHIFT = 14 +
+#   KASAN_THREAD_SHIFT, 16 KiB; "#ifdef CONFIG_VMAP_STACK #define
+#   THREAD_ALIGN (2 * THREAD_SIZE)" (arch/arm64/include/asm/memory.h), and
+#   VMAP_STACK is default y (arch/Kconfig) where the architecture selects
+#   HAVE_ARCH_VMAP_STACK, as arm64 does: 32 KiB, aligned to 64 KiB.
+THREAD_ALIGN = {"x86_64": 16 << 10, "arm64": 32 << 10}
 # long_busy_list_alloc_test(): 15,000 one-page areas kept busy
 BUSY_LIST_LEN = 15_000
 # full_fit_alloc_test(): fls(num_online_cpus()) * (32 MiB / PAGE_SIZE) pairs
@@ -146,8 +156,14 @@ def random_size_alloc_test(w: Worker):
     return (yield from _loop(w, lambda: _one(w, w.draw(1, 100) * PAGE)))
 
 
+def fix_align(kernel: Kernel) -> int:
+    """THREAD_ALIGN << 1 for the kernel's architecture."""
+    return THREAD_ALIGN[kernel.layout.arch] << 1
+
+
 def fix_align_alloc_test(w: Worker):
-    return (yield from _loop(w, lambda: _aligned(w, 5 * PAGE, FIX_ALIGN)))
+    align = fix_align(w.kernel)
+    return (yield from _loop(w, lambda: _aligned(w, 5 * PAGE, align)))
 
 
 def random_size_align_alloc_test(w: Worker):
