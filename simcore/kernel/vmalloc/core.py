@@ -117,6 +117,7 @@ class Vmalloc(VmapAreaMixin, PurgeMixin, VmapBlockMixin, VreadMixin, SeedMixin):
         self.lazy_nr = 0
         self.used_bytes = 0  # publishes vmap.used_bytes
         self.drain_pending = False
+        self.drain_running = False  # the drain work item is executing
         self.seeded: list[VmallocSeed] = []  # captures seeded at time zero
         if self.layout.kimage_vaddr and not k.vmallocinfo:
             self._declare_kernel_vmas()

@@ -64,9 +64,14 @@ class PurgeMixin:
         if nr_lazy > self.lazy_max_pages:
             if self.in_workqueue:
                 if not self.drain_pending:
-                    # schedule_work(&drain_vmap_work): a no-op while pending
+                    # schedule_work(&drain_vmap_work): a no-op while pending;
+                    # queued while it runs, it runs again once it is done,
+                    # never twice at once (workqueues are non-reentrant,
+                    # 'workqueue: make all workqueues non-reentrant', v3.7)
                     self.drain_pending = True
-                    self.env.process(self._drain_work(cpu))
+                    if not self.drain_running:
+                        self.drain_running = True
+                        self.env.process(self._drain_work(cpu))
             elif self.purge_lock.owner is None:
                 # try_purge_vmap_area_lazy(): mutex_trylock, skip if busy
                 self.purge_lock.acquire(cpu)
@@ -74,15 +79,19 @@ class PurgeMixin:
                 self.purge_lock.release(cpu)
 
     def _drain_work(self, cpu: int):
-        """drain_vmap_area_work() on this CPU's kworker."""
+        """drain_vmap_area_work() on this CPU's kworker, woken once; run
+        again by the same worker while it was queued meanwhile."""
         yield self.env.timeout(self.wakeup_ns)
-        self.drain_pending = False
-        while True:
-            yield from self.purge(cpu)
-            # v5.18-v6.8 re-checked and drained again while over the limit
-            # (20220119143540.601149-1-urezki@gmail.com); v6.9 drains once
-            if self.per_node or self.lazy_nr <= self.lazy_max_pages:
-                break
+        while self.drain_pending:
+            self.drain_pending = False  # cleared as the work starts to run
+            while True:
+                yield from self.purge(cpu)
+                # v5.18-v6.8 re-checked and drained again while over the
+                # limit (20220119143540.601149-1-urezki@gmail.com); v6.9
+                # drains once
+                if self.per_node or self.lazy_nr <= self.lazy_max_pages:
+                    break
+        self.drain_running = False
 
     # -- purge -------------------------------------------------------------------
     def purge(self, cpu: int, *, full_decay: bool = False):
