@@ -138,6 +138,19 @@ class TextPoke:
         for _ in range(sites):
             yield from self.text_poke_bp(cpu, 1, JUMP_LABEL_NOP_SIZE)
 
+    def kprobe_arm(self, cpu: int):
+        """arch_arm_kprobe() / arch_disarm_kprobe()
+        (arch/x86/kernel/kprobes/core.c): text_poke() of the one-byte INT3
+        (or the saved opcode back) under text_mutex, then text_poke_sync(),
+        one IPI round to every CPU."""
+        yield from self.text_poke_each(cpu, 0, 1, 1, sync=True)
+
+    def ftrace_update(self, cpu: int, sites: int):
+        """ftrace_replace_code() (arch/x86/kernel/ftrace.c, v5.6+):
+        text_poke_queue() of each 5-byte call/nop, applied as
+        text_poke_bp_batch()es of TP_VEC_MAX sites by text_poke_finish()."""
+        yield from self.text_poke_bp(cpu, sites, JUMP_LABEL_NOP_SIZE)
+
     def text_poke_bp(self, cpu: int, sites: int, insn_len: int = 5):
         """text_poke_bp_batch() over ``sites`` live call sites, in batches."""
         left = sites

@@ -24,6 +24,7 @@ for _name, _target in {
     "background": "simcore.workloads.background:Background",
     "readers": "simcore.workloads.readers:Readers",
     "trace": "simcore.workloads.trace:Trace",
+    "text_poke_users": "simcore.workloads.text_poke_users:TextPokeUsers",
 }.items():
     WORKLOADS.register(_name, _target)
 

@@ -213,6 +213,20 @@ class Arm64Patching:
         ns = self.caches_clean_inval_pou_ns(nbytes) + self.kick_all_cpus_sync_ns(cpu)
         yield self.env.timeout(int(ns))
 
+    def kprobe_arm(self, cpu: int):
+        """arch_arm_kprobe() / arch_disarm_kprobe()
+        (arch/arm64/kernel/probes/kprobes.c): aarch64_insn_patch_text() of
+        the one BRK (or the saved instruction back), under stop_machine()."""
+        yield from self.patch_text(cpu, 1)
+
+    def ftrace_update(self, cpu: int, sites: int):
+        """ftrace_replace_code() -> ftrace_modify_code() per site
+        (arch/arm64/kernel/ftrace.c): aarch64_insn_patch_text_nosync() of
+        each NOP or BL, no stop_machine() (arch_ftrace_update_code()
+        calls ftrace_modify_all_code() directly), no IPI."""
+        for _ in range(sites):
+            yield from self.patch_insn_nosync(cpu, 0)
+
     def patch_text(self, cpu: int, addrs: int):
         """aarch64_insn_patch_text() of ``addrs`` instructions: under
         stop_machine(), the first CPU patches each with
@@ -220,5 +234,7 @@ class Arm64Patching:
         ns = self.stop_machine_ns(cpu)
         per, _ = self._write_pages(cpu, 0, AARCH64_INSN_SIZE)
         ns += addrs * (per + self.caches_clean_inval_pou_ns(AARCH64_INSN_SIZE))
+        # every other CPU spins in multi_cpu_stop() for the whole of it
+        self.metrics.cpu_time("stop_machine", int((self.nr_cpus - 1) * ns))
         yield self.env.timeout(int(ns))
         self.metrics.inc("text_poke.pokes", addrs)
