@@ -26,6 +26,8 @@ class KernelKnobs(BaseModel):
     # write it as a size (32MiB = 8192 pages), as a workload may
     lazy_max_pages: Pages
     page_alloc: Literal["single", "bulk", "high_order"]
+    # per-CPU page lists for orders 1..3 and THP as well as 0 (v5.14)
+    pcp_high_order: bool
     drain_in_workqueue: bool
     lazy_purge: Literal["list", "tree"]
     # x86 only (ARCH_OF): the direct map's leaf size and CPA's era choices

@@ -44,6 +44,7 @@ class KernelConfig(Strict):
     vmap_nodes: int | None = Field(default=None, ge=0, le=1024)
     lazy_max_pages: Pages | None = Field(default=None, ge=0)  # or a size: 32MiB
     page_alloc: Literal["single", "bulk", "high_order"] | None = None
+    pcp_high_order: bool | None = None
     drain_in_workqueue: bool | None = None
     lazy_purge: Literal["list", "tree"] | None = None
     direct_map_page: Literal["1G", "2M"] | None = None

@@ -39,7 +39,14 @@ import numpy as np
 from simcore.errors import CaptureError, SimulationError
 from simcore.kernel.buddy_seed import BuddySeed
 from simcore.kernel.buddyinfo import MAX_PAGE_ORDER, NR_ORDERS
-from simcore.kernel.mmzone import MAX_ORDER_NR_PAGES, Zone
+from simcore.kernel.mmzone import MAX_ORDER_NR_PAGES, PAGEBLOCK_ORDER, Zone
+
+# PAGE_ALLOC_COSTLY_ORDER: orders 1..3 and the THP order have per-CPU lists
+# of their own from 44042b449872 (v5.14)
+PAGE_ALLOC_COSTLY_ORDER = 3
+# the per-CPU lists in pindex order (order 0, 1..3, then THP), as
+# free_pcppages_bulk() walks them round robin
+PCP_ORDERS = (0, 1, 2, 3, PAGEBLOCK_ORDER)
 
 
 class BuddyAllocator(BuddySeed):
@@ -122,6 +129,9 @@ class BuddyAllocator(BuddySeed):
             self.nr_free_pages += free
         self.nr_reserved_pages = sum(z.reserved for z in self.zones)
         self._initial = [list(z.nr_free) for z in self.zones]
+        # kernel.pcp_high_order: the v5.14+ per-CPU lists of orders 1..3 and
+        # THP (pcp_allowed_order()); order 0 only before
+        self.pcp_orders = False
 
     # -- free-list primitives --------------------------------------------------
     def _pop(self, zone: Zone, order: int) -> int:
@@ -232,20 +242,103 @@ class BuddyAllocator(BuddySeed):
         pcp = self._pcp(zone, cpu)
         pcp.append(pfn)
         self.nr_pcp_pages += 1
-        return len(pcp) >= zone.high
+        return len(pcp) + zone.pcp_hi_pages.get(cpu, 0) >= zone.high
 
     def pcp_free_bulk(self, node: int, cpu: int, count: int | None = None) -> int:
         """free_pcppages_bulk(): the oldest ``count`` pages (default
         pcp->batch) back to the buddy; caller holds zone->lock. Returns the
-        number of blocks moved plus merges done (the list work)."""
+        number of blocks moved plus merges done (the list work). With
+        high-order lists holding blocks, the lists are visited round robin
+        from where the last call stopped, each drained from its tail until
+        ``count`` pages went or it is empty."""
         zone = self.zones[node]
         pcp = self._pcp(zone, cpu)
-        n = min(len(pcp), zone.batch if count is None else count)
+        if not zone.pcp_hi_pages.get(cpu):
+            n = min(len(pcp), zone.batch if count is None else count)
+            work = 0
+            for _ in range(n):
+                work += 1 + self.free_one(pcp.popleft(), 0)
+            self.nr_pcp_pages -= n
+            return work
+        return self._pcp_free_round_robin(
+            zone, cpu, zone.batch if count is None else count
+        )
+
+    def _pcp_free_round_robin(self, zone: Zone, cpu: int, count: int) -> int:
+        lists = [self._pcp(zone, cpu)] + [
+            zone.pcp_hi[cpu].setdefault(o, deque()) for o in PCP_ORDERS[1:]
+        ]
+        pindex = zone.pcp_pindex.get(cpu, 0)
         work = 0
-        for _ in range(n):
-            work += 1 + self.free_one(pcp.popleft(), 0)
-        self.nr_pcp_pages -= n
+        while count > 0 and any(lists):
+            pindex = (pindex + 1) % len(lists)
+            lst = lists[pindex]
+            order = PCP_ORDERS[pindex]
+            while lst and count > 0:
+                work += 1 + self.free_one(lst.popleft(), order)
+                count -= 1 << order
+                self.nr_pcp_pages -= 1 << order
+                if order:
+                    zone.pcp_hi_pages[cpu] -= 1 << order
+        zone.pcp_pindex[cpu] = pindex
         return work
+
+    # -- high-order per-CPU lists (v5.14+) -------------------------------------------
+    def pcp_allowed_order(self, order: int) -> bool:
+        """pcp_allowed_order(): orders 1..PAGE_ALLOC_COSTLY_ORDER and THP's
+        have per-CPU lists in the high-order era (order 0 always does)."""
+        return self.pcp_orders and (
+            0 < order <= PAGE_ALLOC_COSTLY_ORDER or order == PAGEBLOCK_ORDER
+        )
+
+    def _pcp_order(self, zone: Zone, cpu: int, order: int) -> deque[int]:
+        lists = zone.pcp_hi.get(cpu)
+        if lists is None:
+            lists = zone.pcp_hi[cpu] = {}
+        lst = lists.get(order)
+        if lst is None:
+            lst = lists[order] = deque()
+        return lst
+
+    def pcp_pop_order(self, node: int, cpu: int, order: int) -> int | None:
+        """rmqueue_pcplist() for an order > 0: the head of its list."""
+        zone = self.zones[node]
+        lst = self._pcp_order(zone, cpu, order)
+        if not lst:
+            return None
+        pfn = lst.pop()
+        self.nr_pcp_pages -= 1 << order
+        zone.pcp_hi_pages[cpu] -= 1 << order
+        self.prep_new_page(pfn, order)
+        return pfn
+
+    def pcp_refill_order(self, node: int, cpu: int, order: int) -> int:
+        """rmqueue_bulk(zone, order, batch): the batch scaled down by the
+        order (max(pcp->batch >> order, 2)); caller holds zone->lock.
+        Returns blocks moved."""
+        zone = self.zones[node]
+        lst = self._pcp_order(zone, cpu, order)
+        batch = max(zone.batch >> order, 2) if zone.batch > 1 else 1
+        moved = 0
+        for _ in range(batch):
+            got = self.rmqueue(node, order)
+            if got is None:
+                break
+            lst.appendleft(got[0])
+            moved += 1
+        self.nr_pcp_pages += moved << order
+        zone.pcp_hi_pages[cpu] = zone.pcp_hi_pages.get(cpu, 0) + (moved << order)
+        return moved
+
+    def pcp_push_order(self, pfn: int, cpu: int, order: int) -> bool:
+        """free_unref_page() of an order > 0 block with a list of its own.
+        True when the CPU's lists together reached pcp->high."""
+        self.free_pages_prepare(pfn, order)
+        zone = self.zone_of(pfn)
+        self._pcp_order(zone, cpu, order).append(pfn)
+        self.nr_pcp_pages += 1 << order
+        zone.pcp_hi_pages[cpu] = zone.pcp_hi_pages.get(cpu, 0) + (1 << order)
+        return len(self._pcp(zone, cpu)) + zone.pcp_hi_pages[cpu] >= zone.high
 
     # -- whole calls (no time) ---------------------------------------------------
     def alloc_pages(
@@ -259,6 +352,12 @@ class BuddyAllocator(BuddySeed):
                 pfn = self.pcp_pop(n, cpu)
                 if pfn is None and self.pcp_refill(n, cpu):
                     pfn = self.pcp_pop(n, cpu)
+                if pfn is not None:
+                    return pfn
+            elif self.pcp_allowed_order(order):
+                pfn = self.pcp_pop_order(n, cpu, order)
+                if pfn is None and self.pcp_refill_order(n, cpu, order):
+                    pfn = self.pcp_pop_order(n, cpu, order)
                 if pfn is not None:
                     return pfn
             else:
@@ -291,6 +390,9 @@ class BuddyAllocator(BuddySeed):
         if order == 0:
             if self.pcp_push(pfn, cpu):
                 self.pcp_free_bulk(self.zone_of(pfn).node, cpu)
+        elif self.pcp_allowed_order(order):
+            if self.pcp_push_order(pfn, cpu, order):
+                self.pcp_free_bulk(self.zone_of(pfn).node, cpu)
         else:
             self.free_pages_prepare(pfn, order)
             self.free_one(pfn, order)
@@ -310,9 +412,10 @@ class BuddyAllocator(BuddySeed):
     def drain_pages(self) -> None:
         """drain_all_pages(): empty every CPU's list back to the buddy."""
         for zone in self.zones:
-            for cpu, pcp in zone.pcp.items():
-                if pcp:
-                    self.pcp_free_bulk(zone.node, cpu, len(pcp))
+            for cpu in set(zone.pcp) | set(zone.pcp_hi):
+                held = len(zone.pcp.get(cpu, ())) + zone.pcp_hi_pages.get(cpu, 0)
+                if held:
+                    self.pcp_free_bulk(zone.node, cpu, held)
 
     # -- bookkeeping -------------------------------------------------------------
     def fallback_nodes(self, node: int, thisnode: bool = False) -> list[int]:
@@ -408,6 +511,13 @@ class BuddyAllocator(BuddySeed):
                     )
             free += zone.free_pages()
             pcp += sum(len(p) for p in zone.pcp.values())
+            for cpu, lists in zone.pcp_hi.items():
+                held = sum(len(lst) << o for o, lst in lists.items())
+                if held != zone.pcp_hi_pages.get(cpu, 0):
+                    raise SimulationError(
+                        f"node {zone.node} CPU {cpu}: pcp pages out of step"
+                    )
+                pcp += held
         split = sum(bin(m).count("1") for _, m in self.split.values())
         whole = sum(1 << k for k in self.allocated.values())
         if free != self.nr_free_pages or pcp != self.nr_pcp_pages:
@@ -433,6 +543,9 @@ class BuddyAllocator(BuddySeed):
                 spans.append((pfn, pfn + (1 << k)))
             for p in zone.pcp.values():
                 spans += [(pfn, pfn + 1) for pfn in p]
+            for lists in zone.pcp_hi.values():
+                for o, lst in lists.items():
+                    spans += [(pfn, pfn + (1 << o)) for pfn in lst]
         spans += [(pfn, pfn + (1 << k)) for pfn, k in self.allocated.items()]
         for (head, k), (_, mask) in self.split.items():
             spans += [(head + i, head + i + 1) for i in range(1 << k) if mask >> i & 1]

@@ -50,6 +50,9 @@ class Zone:
         "lazy",
         "lazy_nr",
         "pcp",
+        "pcp_hi",
+        "pcp_hi_pages",
+        "pcp_pindex",
         "batch",
         "high",
         "reserved",
@@ -69,6 +72,12 @@ class Zone:
         self.lazy: _Lazy | None = None
         self.lazy_nr = [0] * NR_ORDERS
         self.pcp: dict[int, deque[int]] = {}  # per CPU; head = right end
+        # v5.14+ high-order per-CPU lists: per CPU, order -> blocks (head =
+        # right end), the pages they hold, and free_pcppages_bulk()'s
+        # round-robin position
+        self.pcp_hi: dict[int, dict[int, deque[int]]] = {}
+        self.pcp_hi_pages: dict[int, int] = {}
+        self.pcp_pindex: dict[int, int] = {}
         self.batch = zone_batchsize(nr_pages)
         self.high = PCP_HIGH_BATCHES * self.batch
         self.reserved = 0  # pages in use from the start, never freed here

@@ -22,9 +22,14 @@ Kernel functions modelled here, with the same steps (``__rmqueue_smallest()``,
 - ``split_page()``: an order-k block becomes 2^k order-0 pages that are
   freed one by one later; ``drain_all_pages()``.
 
+- the per-CPU lists of orders 1..3 and THP (44042b449872, v5.14;
+  ``kernel.pcp_high_order``): an order with a list of its own is taken from
+  it and freed to it, refilled with ``max(pcp->batch >> order, 2)`` blocks,
+  and every list of the CPU counts toward ``pcp->high``.
+
 Not modelled: migratetypes and pageblock stealing, watermarks, reclaim and
 compaction (an allocation fails only when no free block of the order exists
-on any allowed node), high-order pcp lists (v5.15+), the DMA/DMA32/Normal
+on any allowed node), the DMA/DMA32/Normal
 split (one zone per node; a capture's DMA, DMA32 and Normal rows are summed,
 its Movable rows ignored), memory holes.
 """
@@ -120,6 +125,7 @@ class PageAlloc:
         self.zero_ns = c.page_zero_ns.value
         self.store_ns = c.pte_write_ns.value
         self.buddy = buddy if buddy is not None else self._build(kernel)
+        self.buddy.pcp_orders = bool(kernel.knobs.pcp_high_order)
         # pages of a captured host's state at time zero: from the memory a
         # /proc/buddyinfo capture leaves in use, else from the free lists
         self.boot = BootPages(
@@ -186,6 +192,10 @@ class PageAlloc:
         moved = self.buddy.pcp_refill(node, cpu)
         return moved, max(1, moved)
 
+    def _refill_order(self, node: int, cpu: int, order: int):
+        moved = self.buddy.pcp_refill_order(node, cpu, order)
+        return moved, max(1, moved)
+
     def _rmqueue(self, node: int, order: int):
         got = self.buddy.rmqueue(node, order)
         if got is None:
@@ -220,6 +230,16 @@ class PageAlloc:
                     moved = yield from self._locked(cpu, n, self._refill, n, cpu)
                     if moved:
                         pfn = b.pcp_pop(n, cpu)
+            elif b.pcp_allowed_order(order):
+                # v5.14+: orders 1..3 and THP from this CPU's list of the
+                # order, refilled in a batch under zone->lock when empty
+                pfn = b.pcp_pop_order(n, cpu, order)
+                if pfn is None:
+                    moved = yield from self._locked(
+                        cpu, n, self._refill_order, n, cpu, order
+                    )
+                    if moved:
+                        pfn = b.pcp_pop_order(n, cpu, order)
             else:
                 pfn = yield from self._locked(cpu, n, self._rmqueue, n, order)
                 if pfn is not None:
@@ -279,6 +299,9 @@ class PageAlloc:
         node = b.zone_of(pfn).node
         if order == 0:
             if b.pcp_push(pfn, cpu):
+                yield from self._locked(cpu, node, self._drain, node, cpu)
+        elif b.pcp_allowed_order(order):
+            if b.pcp_push_order(pfn, cpu, order):
                 yield from self._locked(cpu, node, self._drain, node, cpu)
         else:
             b.free_pages_prepare(pfn, order)

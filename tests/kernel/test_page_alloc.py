@@ -114,6 +114,31 @@ def test_per_cpu_lists_refill_by_batch_and_drain_at_high():
     assert b.buddyinfo(0) == b.initial_buddyinfo(0)
 
 
+def test_high_order_per_cpu_lists_from_5_14():
+    b = fresh(1 << 18)
+    b.pcp_orders = True
+    zone = b.zones[0]
+    assert zone.batch == 63
+    pfn = b.alloc_pages(0, 2, cpu=1)
+    # refilled with max(batch >> 2, 2) order-2 blocks, one handed out
+    kept = max(zone.batch >> 2, 2) - 1
+    assert b.nr_pcp_pages == kept << 2
+    assert len(zone.pcp_hi[1][2]) == kept
+    b.free_pages(pfn, 2, cpu=1)  # back to the CPU's order-2 list
+    assert len(zone.pcp_hi[1][2]) == kept + 1
+    # order 4 has no list: straight to the buddy
+    big = b.alloc_pages(0, 4, cpu=1)
+    assert 4 not in zone.pcp_hi[1]
+    b.free_pages(big, 4, cpu=1)
+    b.drain_pages()
+    b.check(full=True)
+    assert b.nr_pcp_pages == 0
+    # before v5.14 an order-2 request goes to the buddy under zone->lock
+    old = fresh(1 << 18)
+    old.alloc_pages(0, 2, cpu=1)
+    assert old.nr_pcp_pages == 0 and not old.zones[0].pcp_hi
+
+
 def test_bulk_takes_from_the_local_node_only():
     b = fresh(2048, 2048)
     got = b.alloc_pages_bulk(0, 100)
@@ -216,9 +241,10 @@ def _start(kind):
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(kind=START, ops=OPS)
-def test_no_page_twice_everything_accounted_no_leak(kind, ops):
+@given(kind=START, ops=OPS, pcp_orders=st.booleans())
+def test_no_page_twice_everything_accounted_no_leak(kind, ops, pcp_orders):
     b = _start(kind)
+    b.pcp_orders = pcp_orders  # the v5.14+ high-order per-CPU lists
     initial = [b.free_blocks(n) for n in range(2)]
     live: dict[int, int] = {}  # handed-out blocks: pfn -> order
     pages: set[int] = set()
@@ -301,9 +327,10 @@ def test_zone_lock_is_contended_by_concurrent_refills():
     pa = PageAlloc(sim.kernel)
 
     def worker(cpu):
+        # order 5: no per-CPU list in any era, every call under zone->lock
         for _ in range(20):
-            pfn = yield from pa.alloc_pages(cpu, 9)
-            yield from pa.free_pages(cpu, pfn, 9)
+            pfn = yield from pa.alloc_pages(cpu, 5)
+            yield from pa.free_pages(cpu, pfn, 5)
 
     locked0 = sim.machine.lock_stats["zone_lock"].acquisitions
     procs = [sim.env.process(worker(cpu)) for cpu in range(4)]
