@@ -20,6 +20,7 @@ QUICK = {
     "test-vmalloc.yaml": "alloc.vmalloc.count",
     "mixed-host.yaml": "bpf.progs_loaded",
     "trace-replay.yaml": "workload.trace.events",
+    "text-patching.yaml": "bpf.progs_loaded",
 }
 
 
