@@ -14,6 +14,7 @@ from numba import njit
 # 1G, as simcore.hw.tlb counts walks) and the page size each class's
 # footprint is counted in. numba freezes this into the disk-cached kernel.
 _CLASS_SHIFT = (12, 21, 30)
+_TO_UNIT = 1.0 / 9007199254740992.0  # 2**-53: numpy's random() scale
 
 
 @njit(cache=True)
@@ -142,3 +143,38 @@ def zipf_last(u, n, s):
         for i in range(k):
             ranks[i] = min(np.int64((1.0 + u[i] * span) ** (1.0 / a)) - 1, n - 1)
     return ranks[last_positions(ranks, n)]
+
+
+# Zipf ranks through a bucket table, for simcore.hw.tlb_kernels.host_kernel.
+# A rank is min(int(exp(u * log(n + 1))) - 1, n - 1) (or the pow form for
+# s != 1): an exp per draw, most of the draw's cost. The uniforms' top bits
+# pick one of 2**lb buckets; a bucket all of whose uniforms give one rank
+# holds it and the draw needs no exp. Whether a bucket is such is decided
+# from its two ends with a margin of 2**-40 either way: the rank is a
+# monotone function of u computed with a few roundings and one libm call,
+# each off by well under 2**-50, so a uniform inside the bucket lands
+# between the widened ends, and equal ranks there mean equal ranks inside.
+# Other buckets hold -1 and their draws take the exp, as zipf_last does.
+BUCKET_MARGIN = 2.0**-40
+
+
+@njit(cache=True)
+def _zipf_value(u, n, s):
+    if s == 1.0:
+        return np.exp(u * np.log(n + 1.0))
+    a = 1.0 - s
+    span = (n + 1.0) ** a - 1.0
+    return (1.0 + u * span) ** (1.0 / a)
+
+
+@njit(cache=True)
+def zipf_buckets(n, s, lb, out):
+    """``out[b]``: the rank of every uniform whose top ``lb`` bits are b,
+    or -1 where they differ (see above)."""
+    per = np.int64(1) << (53 - lb)
+    for b in range(np.int64(1) << lb):
+        lo = _zipf_value(np.float64(b * per) * _TO_UNIT, n, s)
+        hi = _zipf_value(np.float64((b + 1) * per - 1) * _TO_UNIT, n, s)
+        r_lo = min(np.int64(lo * (1.0 - BUCKET_MARGIN)) - 1, n - 1)
+        r_hi = min(np.int64(hi * (1.0 + BUCKET_MARGIN)) - 1, n - 1)
+        out[b] = r_lo if r_lo == r_hi else -1

@@ -14,7 +14,9 @@ holds a copy of it as it was at the last sync. A gather first checks that
 the picked positions still hold the same objects and the list has the same
 length (C-level ``map`` over the picks, no Python per pick); if not, it
 syncs: positions are re-read from the live list, and only images not seen
-before have their touches copied in. Images are keyed by the identity of
+before have their touches copied in. A :class:`LiveList` counts its own
+changes, so the check is then one compare instead of one per pick (a few
+microseconds a quantum at a hundred picks). Images are keyed by the identity of
 the object owning them (a ``BpfProg``), which the table keeps a reference
 to, so an ``id`` is never reused while its row exists.
 
@@ -37,6 +39,41 @@ import numpy as np
 SLACK_ROWS = 256
 
 
+class LiveList(list):
+    """A list that counts its changes (``version``): a :class:`TouchTable`
+    gathering from it checks one number instead of every pick."""
+
+    __slots__ = ("version",)
+
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
+        self.version = 0
+
+    def _changed(name):  # noqa: N805 - builds the methods below
+        method = getattr(list, name)
+
+        def changed(self, *args):
+            self.version += 1
+            return method(self, *args)
+
+        changed.__name__ = name
+        return changed
+
+    append = _changed("append")
+    extend = _changed("extend")
+    insert = _changed("insert")
+    pop = _changed("pop")
+    remove = _changed("remove")
+    clear = _changed("clear")
+    sort = _changed("sort")
+    reverse = _changed("reverse")
+    __setitem__ = _changed("__setitem__")
+    __delitem__ = _changed("__delitem__")
+    __iadd__ = _changed("__iadd__")
+    __imul__ = _changed("__imul__")
+    del _changed
+
+
 class TouchTable:
     """Touches of ``image_of(owner)`` for the owners of a live list.
 
@@ -50,6 +87,8 @@ class TouchTable:
         self._gather = gather
         self._image_of = image_of
         self._snap: list = []  # the live list as of the last sync
+        # the LiveList and its version at the last sync, if gathered from one
+        self._synced: tuple[object, int] | None = None
         self._clear_rows()
         self._pos_first = self._first
         self._pos_count = self._count
@@ -95,6 +134,8 @@ class TouchTable:
         self._pos_shift = self._shift[rows]
         self._pos_size = self._size[rows]
         self._snap = list(live)
+        version = getattr(live, "version", None)
+        self._synced = None if version is None else (live, version)
 
     def gather(
         self, live: list, picks: np.ndarray
@@ -102,7 +143,10 @@ class TouchTable:
         """Touches and page shifts of ``live[i]`` for each ``i`` in
         ``picks`` (int64), concatenated in order, and the images' bytes."""
         snap = self._snap
-        if len(live) != len(snap):
+        synced = self._synced
+        if synced is not None and synced[0] is live and synced[1] == live.version:
+            pass  # unchanged since the last sync
+        elif len(live) != len(snap):
             self._sync(live)
         else:
             at = picks.tolist()

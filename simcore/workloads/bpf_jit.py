@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 from pydantic import Field
 
 from simcore.dists import LogNormal, Popularity, SizeDist
-from simcore.hw.touchtable import TouchTable
+from simcore.hw.touchtable import LiveList, TouchTable
 from simcore.strict import Strict
 from simcore.units import Duration, Rate
 from simcore.workloads.execution import INSN_BYTES, Picker, exec_cpus
@@ -85,7 +85,8 @@ class _Run:
         self.cfg = cfg
         self.kernel = kernel
         self.tag = f"workload.{index}.bpf_jit"
-        self.live: list[BpfProg] = []
+        # counts its changes: the touch table checks one number a quantum
+        self.live: list[BpfProg] = LiveList()
         self.picker = Picker(cfg.exec.popularity)
         self._attach_rng = kernel.rng(self.tag + ".attach")
         self._xdp = 0

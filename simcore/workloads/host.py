@@ -31,10 +31,13 @@ as the page was not evicted between its touches (true of the hot pages
 that make most repeats), and the misses of a page evicted and touched again
 within the segment are not counted. That cuts the host's touches by the
 repeat factor of the Zipf draws, about 40x for the ``syscall`` code
-footprint, and :meth:`simcore.hw.tlb.Tlb.lookup_zipf` draws, keeps and
-looks up all the parts in one call. CPUs that run no workload code run no
-host code,
-so an allocator-only workload pays nothing for it. Host touches are
+footprint. With the ``fast`` TLB model a CPU's whole catch-up (every
+segment's draws, kept pages, lookups, drops and counts) is one compiled
+call (:func:`simcore.hw.tlb_kernels.host_kernel`), drawing from the CPU's
+generator inside the kernel (:class:`simcore.hw.zipf_touch.Pcg64Stream`);
+the ``exact`` model takes the generic path, part by part, that the kernel
+is tested against. CPUs that run no workload code run no host code, so an
+allocator-only workload pays nothing for it. Host touches are
 counted as ``user`` and ``kernel`` in the attributed TLB metrics and their
 instructions in ``cpu.instructions``, as ``perf stat -a`` counts the whole
 machine; the time their misses cost is the host's, not the workload's.
@@ -47,9 +50,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 from pydantic import Field
 
-from simcore.hw.tlb import TlbStats
+from simcore.hw.tlb import TlbStats, range_bounds, to_i64
+from simcore.hw.zipf_touch import HostDraws, Pcg64Stream
 from simcore.units import Duration, Rate
-from simcore.workloads.footprint import Footprint, Touches, kernel_text_base
+from simcore.workloads.footprint import (
+    OWNER_NAMES,
+    Footprint,
+    Touches,
+    kernel_text_base,
+)
 
 if TYPE_CHECKING:
     from simcore.kernel.main import Kernel
@@ -106,8 +115,34 @@ class HostActivity:
         # the module area (MODULES_VADDR on x86-64)
         self.image = kernel_text_base(kernel.layout) & ~((1 << 21) - 1)
         self.image_end = kernel.layout.modules_vaddr
+        # what a drop invalidates: user space, and under PTI the kernel
+        # half (but the image while it stays global)
+        self._drop_ranges = [(0, USER_END)]
+        if self.drop_kernel:
+            if self.keep_image:
+                self._drop_ranges += [(KERNEL_HALF, self.image)]
+                self._drop_ranges += [(self.image_end, 1 << 64)]
+            else:
+                self._drop_ranges += [(KERNEL_HALF, 1 << 64)]
+        # the same as int64 bit patterns of their first and last byte
+        bounds = (range_bounds(lo, hi) for lo, hi in self._drop_ranges)
+        self._ranges = [[to_i64(a), to_i64(b)] for a, b in filter(None, bounds)]
         self._residue: dict[int, float] = {}
-        self._rngs: dict[int, np.random.Generator] = {}
+        self._streams: dict[int, Pcg64Stream] = {}
+        # touches per part by instructions per stretch: the same figure
+        # nearly every quantum
+        self._counts: dict[float, tuple[tuple[int, ...], bool]] = {}
+        # which parts are data (the kernel data, a table part, last)
+        self._data = [p[3] == "d" for p in self.touches.parts] + [True]
+        self._draws: HostDraws | None = None
+        self._ks: tuple[int, ...] | None = None
+        # where host_kernel's counts go, in its order (see the kernel)
+        self._keys = ["itlb.misses", "dtlb.misses", "stlb.misses"]
+        self._keys += ["pagewalk.cycles", "pagewalk.walks", None]
+        for owner in OWNER_NAMES:
+            self._keys += [f"itlb.misses.{owner}", f"dtlb.misses.{owner}"]
+            self._keys += [f"stlb.misses.{owner}", f"pagewalk.cycles.{owner}"]
+        self._out = np.zeros(2 * len(self._keys), dtype=np.int64)
         n = kernel.nr_cpus
         self.busy = n if cfg.busy_cpus is None else min(cfg.busy_cpus, n)
         states = kernel.profile.cpu.idle_states
@@ -163,35 +198,90 @@ class HostActivity:
             m.cpu_time("pti", int((now - last) * self.pti_ns_per_ns))
         if drops:
             m.inc("host.tlb_drops", drops)
-        rng = self._rngs.get(cpu)
-        if rng is None:
-            rng = self._rngs[cpu] = self.kernel.rng(f"host.cpu{cpu}")
+        stream = self._streams.get(cpu)
+        if stream is None:
+            rng = self.kernel.rng(f"host.cpu{cpu}")
+            stream = self._streams[cpu] = Pcg64Stream(rng)
         # one stretch between each two TLB-dropping events
         per = insns / (drops + 1)
-        per_part, kdata = self.touches.counts(per)
-        ks = [*per_part, kdata]
+        got = self._counts.get(per)
+        if got is None:
+            if len(self._counts) > 64:
+                self._counts.clear()
+            per_part, kdata = self.touches.counts(per)
+            ks = (*per_part, kdata)
+            # the stretch's instructions go with its first code part
+            code = any(k and not d for k, d in zip(ks, self._data, strict=True))
+            got = self._counts[per] = (ks, code)
+        ks, code = got
+        if not any(ks):
+            return
+        m.inc("cpu.instructions", int(per) * (drops + 1) if code else 0)
+        tlb = self.kernel.machine.tlb(cpu)
+        if tlb.model == "fast":
+            self._fast(tlb, stream, ks, drops + 1)
+        else:
+            self._generic(cpu, tlb, stream, ks, drops + 1)
+
+    def _fast(self, tlb, stream, ks, nseg: int) -> None:
+        """Every stretch drawn, kept, looked up and counted in one compiled
+        call (simcore.hw.tlb_kernels.host_kernel): _generic()'s numpy
+        draws, per-part calls and accounting cost more than the lookups."""
+        touches = self.touches
+        zp = touches.zipf_parts()
+        draws = self._draws
+        if draws is None or draws.zp is not zp:
+            draws = self._host_draws(zp)
+        if self._ks is not ks:
+            draws.set_counts(ks)
+            self._ks = ks
+        out = self._out
+        tlb.host_stretch(stream.state, draws, nseg, out)
+        m = self.kernel.metrics
+        vals = out.tolist()
+        half = len(vals) // 2
+        for i, key in enumerate(self._keys):
+            if vals[half + i]:
+                if key is None:
+                    m.cpu_time("pagewalk", vals[i])
+                else:
+                    m.inc(key, vals[i])
+
+    def _host_draws(self, zp):
+        """The kernel's view of the parts (made once, then updated when the
+        direct map's page sizes change): pages, walk costs (the same
+        Touches.walk_costs the generic path charges) and the drops."""
+        if self._draws is None:
+            owners = [OWNER_NAMES.index(o) for o in self.touches.part_owners]
+            self._draws = HostDraws(zp, owners, self.touches.cfg.zipf, self._ranges)
+        draws = self._draws
+        draws.set_parts(zp)
+        ex = self.executor
+        for p, d in enumerate(zp.side.tolist()):
+            divisor = float(max(1, ex.walker.walkers)) if d else 1.0
+            draws.set_costs(p, self.touches.walk_costs(p), divisor, ex.ghz)
+        return draws
+
+    def _generic(self, cpu: int, tlb, stream, ks, nseg: int) -> None:
+        """The reference path (any TLB model): each stretch drawn, kept
+        and looked up part by part, counted by Executor.account."""
         off = np.zeros(len(ks) + 1, np.int64)
         off[1:] = np.cumsum(ks)
         touches = self.touches
         parts = touches.zipf_parts()
         owners = touches.part_owners
-        tlb = self.kernel.machine.tlb(cpu)
         account = self.executor.account
-        for seg in range(drops + 1):
+        for seg in range(nseg):
             if seg:
                 self.drop(cpu)
             # every part drawn, kept and looked up in one call; each part is
             # then one owner's batch: the parts follow each other anyway
-            u = rng.random(int(off[-1]))
+            u = stream.random(int(off[-1]))
             rows = tlb.lookup_zipf(parts, u, off, touches.cfg.zipf)
-            # the stretch's instructions go with its first code part
-            left = int(per)
             for p, k in enumerate(ks):
                 if not k:
                     continue
                 side = "id"[parts.side[p]]
-                n, left = (left, 0) if side == "i" else (0, left)
-                m.inc("cpu.instructions", n)
                 stats = TlbStats(*rows[p].tolist())
                 account(side, owners[p], stats, touches.walk_costs(p))
 
@@ -208,10 +298,5 @@ class HostActivity:
     def drop(self, cpu: int) -> None:
         """One CR3 write's worth of dropped entries on ``cpu`` (see module)."""
         tlb = self.kernel.machine.tlb(cpu)
-        tlb.invalidate_range(0, USER_END)
-        if self.drop_kernel:
-            if self.keep_image:
-                tlb.invalidate_range(KERNEL_HALF, self.image)
-                tlb.invalidate_range(self.image_end, 1 << 64)
-            else:
-                tlb.invalidate_range(KERNEL_HALF, 1 << 64)
+        for start, end in self._drop_ranges:
+            tlb.invalidate_range(start, end)

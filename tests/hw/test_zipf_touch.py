@@ -1,4 +1,4 @@
-"""Tlb.lookup_zipf: the compiled kernel against the plain-Python reference,
+"""Tlb.lookup_zipf (the generic host path) on the fast and exact models,
 and against drawing, keeping and looking up each part by hand."""
 
 from __future__ import annotations
