@@ -5,7 +5,7 @@ import json
 import pytest
 import yaml
 
-from simcore.results import writer
+from simcore.results import charts
 from tests.conftest import SMALL
 
 FILES = [
@@ -84,7 +84,8 @@ def test_failed_write_leaves_existing_folder(cli, write, tmp_path, monkeypatch):
     def boom(*a, **k):
         raise OSError("disk full")
 
-    monkeypatch.setattr(writer, "render_charts", boom)
+    # the writer imports the charts when it draws them: patch them there
+    monkeypatch.setattr(charts, "render_charts", boom)
     code, _, err = cli("run", str(write(SMALL)), "-o", str(out), "--quiet")
     assert code == 1
     assert (out / "precious.txt").read_text() == "old results"

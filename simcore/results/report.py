@@ -17,7 +17,6 @@ import tempfile
 from pathlib import Path
 
 from simcore.errors import ConfigError
-from simcore.results.charts import render_charts
 from simcore.results.html import RunInfo, find_validation, render_html
 from simcore.results.markdown import render_markdown
 from simcore.results.summary import (
@@ -172,6 +171,8 @@ def render_folders(
 
 def _redraw(folder: Path, doc: dict, cfg: dict) -> None:
     """summary.txt and the charts of one folder, from its files."""
+    from simcore.results.charts import render_charts
+
     render_charts(
         doc,
         folder,
@@ -238,6 +239,8 @@ def _write_html(
     else:
         merged, _, names = _merge(folders, loaded)
         docs = [d for d, _ in loaded]
+        from simcore.results.charts import render_charts
+
         with tempfile.TemporaryDirectory() as tmp:
             render_charts(
                 merged,

@@ -23,7 +23,6 @@ import yaml
 from simcore._version import __version__
 from simcore.config.load import Resolved
 from simcore.metrics import RunResult
-from simcore.results.charts import render_charts
 from simcore.results.replicate import Replicated
 from simcore.results.summary import render_summary
 from simcore.units import format_duration
@@ -188,6 +187,9 @@ def write_results(
         if any(r.kmsg for r in results):
             (tmp / "dmesg.txt").write_text(dmesg_text(results), encoding="utf-8")
         # charts from the files just written, as `simcore report` draws them
+        # (matplotlib is imported here, when drawing, not with this module)
+        from simcore.results.charts import render_charts
+
         render_charts(
             doc,
             tmp,

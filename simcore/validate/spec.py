@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import functools
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -516,7 +517,7 @@ def _resolve_run(
     if probe is None:
         return resolved, None
     try:
-        cfg = TypeAdapter(ProbeConfig).validate_python(probe)
+        cfg = _probe_adapter().validate_python(probe)
     except ValidationError as exc:
         err = exc.errors(include_url=False)[0]
         field_path = tuple(str(p) for p in err["loc"][1:])
@@ -532,6 +533,13 @@ def _resolve_run(
         resolved, data=data, config_hash=config_hash(data, resolved.captures)
     )
     return resolved, cfg
+
+
+@functools.cache
+def _probe_adapter() -> TypeAdapter:
+    """Built once: a TypeAdapter builds its validator when made, and every
+    run of every case validates a probe."""
+    return TypeAdapter(ProbeConfig)
 
 
 def _set_probe(probe: dict, key: str, value: Any) -> None:

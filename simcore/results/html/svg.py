@@ -14,7 +14,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from simcore.results.charts import CHARTS
 from simcore.results.html.page import esc
 
 _PROLOG = re.compile(r"^.*?(?=<svg\b)", re.S)
@@ -37,6 +36,10 @@ def inline_svg(text: str, prefix: str) -> str:
 def charts_html(folder: Path) -> str:
     """Every chart of a results folder, in the order the folder lists
     them, as figures with the chart's description as caption."""
+    # the chart list lives with the drawing code: imported here, so that
+    # loading the HTML report module does not load matplotlib
+    from simcore.results.charts import CHARTS
+
     figs = []
     for i, (stem, what) in enumerate(CHARTS.items()):
         path = folder / f"{stem}.svg"
