@@ -62,3 +62,36 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# -- the issue's figure: 64 arenas, as a user runs them -------------------------
+ARENAS = 64
+TARGET_MB = 1000.0
+
+
+def table(repeat: int = 1):
+    """Peak resident memory of ``simcore run`` on 64 sparse 4 GiB arenas
+    (the shipped 16-arena workload with ``arenas`` set to 64): the whole
+    command's, interpreter and charts included. Target: < 1 GB."""
+    import tempfile
+
+    from bench_workloads import _timed
+    from common import Table, median
+
+    t = Table(
+        f"Sparse arenas: `simcore run arena-sparse-16x4g.yaml --set "
+        f"workloads[0].arenas={ARENAS}`, median of {repeat}",
+        ["arenas", "CPU s", "wall s", "peak MB"],
+        note="peak: the command's peak resident memory (MB = 10^6 bytes)",
+    )
+    runs = []
+    for _ in range(repeat):
+        with tempfile.TemporaryDirectory() as d:
+            cmd = ["run", str(WORKLOAD), "-o", f"{d}/out", "--quiet"]
+            runs.append(_timed([*cmd, "--set", f"workloads[0].arenas={ARENAS}"]))
+    peak = median(r[2] for r in runs) / 1e6
+    t.add(ARENAS, f"{median(r[0] for r in runs):.2f}",
+          f"{median(r[1] for r in runs):.2f}", f"{peak:.0f}")  # fmt: skip
+    t.figures = {"arena_64x4g_peak_mb": round(peak, 1)}
+    t.verdict(f"peak < {TARGET_MB:.0f} MB", peak < TARGET_MB, f"{peak:.0f} MB")
+    return t

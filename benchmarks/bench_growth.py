@@ -114,6 +114,7 @@ def measure(repeat: int = 3) -> Table:
                 f"{unit:.2f}",
                 mib(peak),
             )
+    t.figures["growth_per_unit_max_deviation"] = round(worst, 3)
     t.verdict(
         f"linear within {TOLERANCE:.0%}",
         worst <= TOLERANCE,
@@ -121,6 +122,7 @@ def measure(repeat: int = 3) -> Table:
     )
     if peaks.get("1x") is not None:
         grew = peaks["4x"] / peaks["1x"] - 1.0
+        t.figures["growth_memory_4x_over_1x"] = round(grew, 3)
         t.verdict(
             "memory flat with duration",
             grew <= TOLERANCE,

@@ -34,18 +34,45 @@ QUICKSTART_S = 5.0
 SWEEP = "sweep-quick.yaml"
 
 
+# Runs ``python -m simcore ARGS`` and, as the interpreter exits, writes the
+# process's own peak resident size (VmHWM) to the file named by
+# SIMCORE_BENCH_PEAK. wait4()'s ru_maxrss cannot say it: Linux carries the
+# high-water mark over fork and exec, so a child started by this process
+# (which has simcore, numba and the benchmarks' state loaded) never reports
+# less than this process's own size.
+_PEAK_WRAPPER = """
+import atexit, os, runpy, sys
+
+def _peak():
+    with open("/proc/self/status") as f:
+        kib = next((ln.split()[1] for ln in f if ln.startswith("VmHWM:")), "0")
+    with open(os.environ["SIMCORE_BENCH_PEAK"], "w") as out:
+        out.write(kib)
+
+atexit.register(_peak)
+sys.argv[0] = "simcore"
+runpy.run_module("simcore", run_name="__main__", alter_sys=True)
+"""
+
+
 def _timed(cmd: list[str]) -> tuple[float, float, int]:
     """(CPU s, wall s, peak RSS bytes) of a simcore command run to its end,
-    on the simcore this benchmark imported."""
+    on the simcore this benchmark imported. CPU s counts the command's
+    children too (sweep workers); the peak is the command's own process."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
         [str(Path(simcore.__file__).resolve().parent.parent)]
         + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
     )
-    with tempfile.TemporaryDirectory() as cwd, tempfile.TemporaryFile() as err:
+    with (
+        tempfile.TemporaryDirectory() as cwd,
+        tempfile.TemporaryFile() as err,
+    ):
+        peak_file = Path(cwd) / "peak_kib"
+        env["SIMCORE_BENCH_PEAK"] = str(peak_file)
         t0 = time.perf_counter()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "simcore", *cmd],
+            [sys.executable, "-c", _PEAK_WRAPPER, *cmd],
             cwd=cwd,
             env=env,
             stdout=subprocess.DEVNULL,
@@ -57,8 +84,8 @@ def _timed(cmd: list[str]) -> tuple[float, float, int]:
             err.seek(0)
             tail = err.read().decode(errors="replace").strip().splitlines()[-1:]
             raise RuntimeError(tail[0] if tail else f"exit status {status}")
-    # ru_maxrss is in KiB on Linux; wait4 counts the child's own children
-    return usage.ru_utime + usage.ru_stime, wall, usage.ru_maxrss * 1024
+        peak = int(peak_file.read_text() or 0) * 1024 if peak_file.exists() else 0
+    return usage.ru_utime + usage.ru_stime, wall, peak
 
 
 def _sim_seconds(folder: Path) -> float:

@@ -217,6 +217,8 @@ class Table:
         self.note = note
         self.rows: list[list[str]] = []
         self.verdicts: list[str] = []
+        # the figures `run.py --json` writes, under stable keys
+        self.figures: dict[str, float | None] = {}
 
     def add(self, *cells) -> None:
         self.rows.append([str(c) for c in cells])
