@@ -35,6 +35,7 @@ from simcore.kernel.page_alloc import PageAlloc
 from simcore.kernel.pgtable import KernelPageTables
 from simcore.kernel.set_memory import Cpa
 from simcore.kernel.vmalloc import Vmalloc
+from simcore.kernel.vmscan import Shrinkers
 
 # the execmem users that are BPF's (execmem_range())
 BPF_KINDS = frozenset({"bpf_prog", "bpf_trampoline"})
@@ -61,6 +62,7 @@ class Kernel:
         self.machine = machine
         self.executor = executor
         self._policy = policy
+        self.shrinkers = Shrinkers(self)
         self.page_alloc = PageAlloc(self)
         self.pagetables = KernelPageTables(self, self.page_alloc)
         self.vmalloc = Vmalloc(self)

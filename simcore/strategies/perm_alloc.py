@@ -50,6 +50,7 @@ from simcore.errors import SimulationError
 from simcore.kernel.pgtable import PAGE_KERNEL, PAGE_KERNEL_RO, PAGE_KERNEL_ROX
 from simcore.kernel.set_memory import CPA_NO_CHECK_ALIAS, CpaData
 from simcore.kernel.vmalloc import VM_MAP, VmArea
+from simcore.kernel.vmscan import Shrinker
 from simcore.strategies.base import RO_KINDS, TEXT_KINDS, ExecAlloc, Strategy
 from simcore.strategies.params import param
 from simcore.strategies.unmapped_blocks import (
@@ -125,6 +126,10 @@ class PermAlloc(Strategy):
         self.pages_lock = kernel.machine.spinlock("pages_lock")
         self.pages: list[int] = []  # the list; its head is the end
         self.mapped: set[int] = set()  # DIRECTMAP_UNPROTECTED pages
+        # perm_alloc's shrinker: the cached pages, freed by shrink()
+        kernel.shrinkers.register(
+            Shrinker("perm_alloc", lambda: len(self.pages), self.shrink)
+        )
 
     # -- the page cache ------------------------------------------------------
     def _replenish(self, cpu: int):

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING
 
 from simcore.constants import PAGE, PAGE_SHIFT, PMD_SIZE
 from simcore.kernel.vmalloc import VM_ALLOC, VM_FLUSH_RESET_PERMS, VmArea
+from simcore.kernel.vmscan import Shrinker
 from simcore.strategies.base import ExecAlloc
 from simcore.strategies.module_alloc import ModuleAlloc
 from simcore.strategies.params import param
@@ -92,6 +93,10 @@ class UnmappedCache(ModuleAlloc):
         self.step_ns = pa.locked_ns
         self.page_ns = pa.page_ns
         self.slab_ns = kernel.profile.kernel_costs.slab_alloc_ns.value
+        # unmapped_alloc_shrinker: the cached free pages, freed by shrink()
+        kernel.shrinkers.register(
+            Shrinker("unmapped_alloc", lambda: self.nr_free_pages, self.shrink)
+        )
 
     # -- mm/unmapped-alloc.c -------------------------------------------------
     def _add(self, pfn: int, order: int) -> None:

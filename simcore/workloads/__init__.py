@@ -25,6 +25,7 @@ for _name, _target in {
     "readers": "simcore.workloads.readers:Readers",
     "trace": "simcore.workloads.trace:Trace",
     "text_poke_users": "simcore.workloads.text_poke_users:TextPokeUsers",
+    "reclaim": "simcore.workloads.reclaim:Reclaim",
 }.items():
     WORKLOADS.register(_name, _target)
 

@@ -45,6 +45,7 @@ from simcore.kernel.vmalloc.vmap_area import (
 )
 from simcore.kernel.vmalloc.vmap_block import VMAP_BBMAP_BITS, VmapBlockMixin, _Vbq
 from simcore.kernel.vmalloc.vread import COPY_PAGE_FACTOR, PAGE_WALK_LOADS, VreadMixin
+from simcore.kernel.vmscan import SHRINK_STOP, Shrinker
 
 if TYPE_CHECKING:
     from simcore.kernel.main import Kernel
@@ -121,6 +122,22 @@ class Vmalloc(VmapAreaMixin, PurgeMixin, VmapBlockMixin, VreadMixin, SeedMixin):
         self.seeded: list[VmallocSeed] = []  # captures seeded at time zero
         if self.layout.kimage_vaddr and not k.vmallocinfo:
             self._declare_kernel_vmas()
+        if self.per_node:
+            # vmap_init_nodes(): the vmap-node shrinker (7679ba6b36db, v6.9)
+            kernel.shrinkers.register(
+                Shrinker("vmap_node", self._pool_count, self._pool_shrink_scan)
+            )
+
+    def _pool_count(self) -> int:
+        """vmap_node_shrink_count(): the areas waiting in every node's pools."""
+        return sum(len(p) for vn in self.nodes for p in vn.pools.values())
+
+    def _pool_shrink_scan(self, cpu: int, nr_to_scan: int):
+        """vmap_node_shrink_scan(): every node's pools decayed whole
+        (decay_va_pool_node(vn, true)), then SHRINK_STOP."""
+        for vn in self.nodes:
+            yield from self._decay_va_pool_node(cpu, vn, True)
+        return SHRINK_STOP
 
     def _declare_kernel_vmas(self) -> None:
         """declare_kernel_vmas() (arch/arm64/mm/mmu.c): the arm64 kernel
