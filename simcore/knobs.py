@@ -30,6 +30,8 @@ class KernelKnobs(BaseModel):
     pcp_high_order: bool
     drain_in_workqueue: bool
     lazy_purge: Literal["list", "tree"]
+    # BPF_PROG_PACK_SIZE of the era: a page (v5.18, v5.19) or 2M per node
+    bpf_prog_pack_size: Literal["4K", "2M"]
     # x86 only (ARCH_OF): the direct map's leaf size and CPA's era choices
     direct_map_page: Literal["1G", "2M"] | None
     cpa_collapse: bool | None

@@ -47,6 +47,7 @@ class KernelConfig(Strict):
     pcp_high_order: bool | None = None
     drain_in_workqueue: bool | None = None
     lazy_purge: Literal["list", "tree"] | None = None
+    bpf_prog_pack_size: Literal["4K", "2M"] | None = None
     direct_map_page: Literal["1G", "2M"] | None = None
     cpa_collapse: bool | None = None
     cpa_nx_alias: bool | None = None

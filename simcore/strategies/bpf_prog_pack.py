@@ -97,7 +97,8 @@ class PackParams(StrategyParams):
     pack_size: Size | None = param(
         None,
         help="bytes of one pack, whole 4 KiB pages and whole chunks, at most 1G; "
-        "null: PMD_SIZE (2 MiB) per possible NUMA node, as the kernel sizes it",
+        "null: as the era's kernel sizes it (kernel.bpf_prog_pack_size: a page "
+        "in v5.18-v5.19, PMD_SIZE (2 MiB) per possible NUMA node from v6.0)",
         source="kernel/bpf/core.c BPF_PROG_PACK_SIZE, PMD_SIZE * "
         "num_possible_nodes() since ea2babac63d4 (v6.0)",
     )
@@ -280,7 +281,7 @@ class BpfProgPack(ModuleAlloc):
         super().__init__(kernel)
         c = kernel.profile.kernel_costs
         self.pack_mutex = kernel.machine.mutex("pack_mutex")
-        self.pack_size = self.params.pack_size or PMD_SIZE * nr_numa_nodes(kernel)
+        self.pack_size = self.params.pack_size or self.default_pack_size(kernel)
         self.chunk = self.params.chunk_size
         self.chunks = self.pack_size // self.chunk
         self.packs: list[Pack] = []  # pack_list, in list_add_tail() order
@@ -288,6 +289,16 @@ class BpfProgPack(ModuleAlloc):
         self.word_ns = BITMAP_WORD_CYCLES / kernel.profile.clock_ghz.value
         self.visit_ns = c.rb_node_visit_ns.value
         self.slab_ns = c.slab_alloc_ns.value
+
+    def default_pack_size(self, kernel: Kernel) -> int:
+        """BPF_PROG_PACK_SIZE of the era (kernel.bpf_prog_pack_size): in
+        v5.18 and v5.19 select_bpf_prog_pack_size() kept PAGE_SIZE packs
+        when module_alloc() did not return a huge mapping, which on x86 it
+        never did after 559089e0a93d (v5.18-rc3); PMD_SIZE per possible
+        node from ea2babac63d4 (v6.0)."""
+        if kernel.knobs.bpf_prog_pack_size == "4K":
+            return PAGE
+        return PMD_SIZE * nr_numa_nodes(kernel)
 
     # -- sizing ----------------------------------------------------------------
     def bpf_image_size(self, proglen: int) -> int:

@@ -23,8 +23,14 @@ Everything else (chunks, ``pack_mutex``, the RW shadow and
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from simcore.constants import PMD_SIZE
 from simcore.kernel.vmalloc import VM_ALLOW_HUGE_VMAP, VmArea
-from simcore.strategies.bpf_prog_pack import BpfProgPack
+from simcore.strategies.bpf_prog_pack import BpfProgPack, nr_numa_nodes
+
+if TYPE_CHECKING:
+    from simcore.kernel.main import Kernel
 
 
 class BpfProgPack2M(BpfProgPack):
@@ -41,6 +47,11 @@ class BpfProgPack2M(BpfProgPack):
     )
     # module_alloc_huge(); no VM_FLUSH_RESET_PERMS
     pack_vm_flags = VM_ALLOW_HUGE_VMAP
+
+    def default_pack_size(self, kernel: Kernel) -> int:
+        """Huge packs in every era: PMD_SIZE per node, as
+        select_bpf_prog_pack_size() chose when module_alloc() was huge."""
+        return PMD_SIZE * nr_numa_nodes(kernel)
 
     def _exec_free(self, cpu: int, area: VmArea):
         """set_memory_nx() + set_memory_rw(), then module_memfree()."""

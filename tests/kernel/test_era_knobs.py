@@ -29,3 +29,16 @@ def test_vread_reads_vm_map_ram_areas_from_6_3(preset, copied):
     r = run(sim, vm.vread(0, addr, 2 * PAGE))
     assert r.copied == copied * PAGE
     assert r.copied + r.zeroed == 2 * PAGE
+
+
+@pytest.mark.parametrize(
+    ("preset", "strategy", "pack"),
+    [
+        ("5.18", "bpf_prog_pack", PAGE),
+        ("6.1", "bpf_prog_pack", 2 << 20),
+        ("5.18", "bpf_prog_pack_2m", 2 << 20),
+    ],
+)
+def test_bpf_prog_pack_size_by_era(preset, strategy, pack):
+    sim = make_sim(kernel=f'{{preset: "{preset}"}}', strategy=strategy)
+    assert sim.strategy.pack_size == pack
