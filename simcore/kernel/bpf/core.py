@@ -1,11 +1,16 @@
 """kernel/bpf/core.c: the memory side of loading and freeing a JIT image.
 
-``bpf_prog_load`` here covers what the JIT does with memory once the
-verifier is done: size the image (the strategy's rounding: whole pages for
+``bpf_prog_load`` here covers what a load does with memory: first
+``bpf_prog_alloc()``, the ``struct bpf_prog`` with its instructions, a
+``__vmalloc()`` of whole pages (``bpf_prog_size(insn_cnt)`` rounded up)
+that lives as long as the program; then, once the verifier is done, the
+JIT image: sized (the strategy's rounding: whole pages for
 ``bpf_jit_binary_alloc``, 64-byte chunks for ``bpf_jit_binary_pack_alloc``),
-charge it against ``bpf_jit_limit`` (``bpf_jit_charge_modmem``), allocate,
-write and finalize it through the strategy. Verification and JIT passes are
-not modelled: they cost the same whatever the allocator.
+charged against ``bpf_jit_limit`` (``bpf_jit_charge_modmem``), allocated,
+written and finalized through the strategy. ``bpf_prog_free`` gives the
+image back, then ``__bpf_prog_free()`` vfree()s the struct. Verification and
+JIT passes, and the verifier's own (kvmalloc'ed) state, are not modelled:
+they cost the same whatever the allocator.
 
 Trampolines (kernel/bpf/trampoline.c ``bpf_trampoline_update()``) and the
 XDP dispatcher (kernel/bpf/dispatcher.c ``bpf_dispatcher_change_prog()``)
@@ -52,6 +57,20 @@ def bpf_jit_limit(modules_vaddr: int, modules_end: int) -> int:
 
 
 EPERM = 1
+# sizeof(struct bpf_prog) before its insnsi[] (include/linux/bpf.h, 6.x on
+# x86-64: about 80 bytes) and sizeof(struct bpf_insn)
+BPF_PROG_HEADER = 80
+BPF_INSN_SIZE = 8
+# Estimate: the x86-64 and arm64 JITs emit about 5 bytes of machine code per
+# BPF instruction (x86 instructions of 3-7 bytes, arm64 one or two 4-byte
+# ones), so a program's instruction count is its image size / 5.
+JIT_BYTES_PER_INSN = 5
+
+
+def bpf_prog_pages(proglen: int) -> int:
+    """bpf_prog_alloc()'s pages: round_up(bpf_prog_size(insn_cnt), PAGE_SIZE)."""
+    insns = max(1, proglen // JIT_BYTES_PER_INSN)
+    return -(-(BPF_PROG_HEADER + insns * BPF_INSN_SIZE) // PAGE)
 
 
 @dataclass(slots=True)
@@ -60,6 +79,7 @@ class BpfProg:
     charged: int
     image: ExecAlloc
     trampoline: ExecAlloc | None = None
+    struct: object = None  # the vmalloc'ed struct bpf_prog (a VmArea)
 
 
 class BpfCore:
@@ -82,14 +102,25 @@ class BpfCore:
         strategy = self.kernel.exec_alloc
         t0 = self.env.now
         size = strategy.bpf_image_size(proglen)
-        # bpf_jit_charge_modmem(): atomic add, undo and fail past the limit
+        # bpf_prog_alloc(): the program struct and its instructions, first
+        vm = self.kernel.vmalloc
+        struct = yield from vm.vmalloc(
+            cpu, bpf_prog_pages(proglen) * PAGE, caller="bpf_prog_alloc"
+        )
+        if struct is None:
+            self.metrics.inc("bpf.load_failures")
+            return None
+        # at JIT time, bpf_jit_charge_modmem(): atomic add, undo and fail
+        # past the limit (the struct is freed with the failed load)
         if self.charged + size > self.limit and not privileged:
+            yield from vm.vfree(cpu, struct)
             self.metrics.inc("bpf.jit_limit_failures")
             return -EPERM
         self.charged += size
         image = yield from strategy.alloc(cpu, size, "bpf_prog")
         if image is None:
             self.charged -= size
+            yield from vm.vfree(cpu, struct)
             self.metrics.inc("bpf.load_failures")
             return None
         strategy.shrink_request(image, proglen)
@@ -100,7 +131,7 @@ class BpfCore:
         yield from self.kernel.text_poke.flush_icache_range(cpu, image.addr, size)
         self.metrics.inc("bpf.progs_loaded")
         self.metrics.latency("bpf_prog_load", self.env.now - t0)
-        return BpfProg(proglen, size, image)
+        return BpfProg(proglen, size, image, struct=struct)
 
     @tracepoint("bpf_prog_free")
     def prog_free(self, cpu: int, prog: BpfProg):
@@ -110,6 +141,8 @@ class BpfCore:
             yield from self.trampoline_detach(cpu, prog)
         yield from self.kernel.exec_alloc.free(cpu, prog.image)
         self.charged -= prog.charged
+        if prog.struct is not None:  # __bpf_prog_free(): vfree(fp)
+            yield from self.kernel.vmalloc.vfree(cpu, prog.struct)
         self.metrics.inc("bpf.progs_freed")
         self.metrics.latency("bpf_prog_free", self.env.now - t0)
 
