@@ -47,6 +47,13 @@ CASES = [
         SMALL.replace("preset: latest", "preset: latest\n  rodata: full"),
         ["w.yaml:8", "kernel.rodata", "arm64 only"],
     ),
+    (
+        "x86-only strategy on arm64",
+        SMALL.replace("profile: small-test", "profile: neoverse-n1").replace(
+            "strategy: module_alloc", "strategy: [module_alloc, bpf_prog_pack_2m]"
+        ),
+        ["w.yaml:", "strategy bpf_prog_pack_2m cannot run on arm64", "huge"],
+    ),
     ("yaml syntax", SMALL.replace("seed: 1", "seed: [1"), ["w.yaml:", "YAML syntax"]),
     (
         "unknown top key",

@@ -132,14 +132,29 @@ def promote_strategy(data: Any, path: tuple) -> None:
         data[key] = {"name": val.strip()}
 
 
-def _strategy_params(cfg: WorkloadFile, located: Located) -> dict[str, StrategyParams]:
+def _strategy_params(
+    cfg: WorkloadFile, located: Located, arch: str = "x86_64"
+) -> dict[str, StrategyParams]:
     """Each strategy's ``params`` checked against its own model; an error
-    points at the parameter's line."""
+    points at the parameter's line. A strategy that cannot exist on the
+    machine's architecture is an error at its entry."""
     key = "strategies" if "strategies" in located.data else "strategy"
     raw = located.data.get(key)
     out = {}
     for i, ref in enumerate(cfg.strategy):
-        model = getattr(get_strategy(ref.name), "Params", StrategyParams)
+        cls = get_strategy(ref.name)
+        where = (key, i) if isinstance(raw, list) else (key,)
+        arches = getattr(cls, "arches", ("x86_64", "arm64"))
+        if arch not in arches:
+            raise ConfigError(
+                f"strategy {ref.name} cannot run on {arch}: "
+                f"{getattr(cls, 'arch_reason', 'not modelled there')}",
+                file=located.origin_of(where) or located.file,
+                path=".".join(str(p) for p in where),
+                line=located.line_of(where),
+                expected=f"a strategy of {arch} (`simcore list strategies`)",
+            )
+        model = getattr(cls, "Params", StrategyParams)
         try:
             out[str(ref.label)] = model.model_validate(ref.params)
         except ValidationError as exc:
@@ -357,7 +372,7 @@ def resolve(located: Located) -> Resolved:
         # lazy_max_pages(): fls(num_online_cpus()) * (32 MiB / PAGE_SIZE)
         kernel["lazy_max_pages"] = cpus.bit_length() * ((32 << 20) >> 12)
 
-    strategy_params = _strategy_params(cfg, located)
+    strategy_params = _strategy_params(cfg, located, arch)
     data = cfg.model_dump(mode="json")
     data["strategy"] = [
         recorded_strategy(r, strategy_params[str(r.label)]) for r in cfg.strategy

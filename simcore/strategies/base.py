@@ -72,6 +72,9 @@ class Strategy:
     # first release, e.g. {"arm64": "6.9"}; an arch not named here follows
     # first_release. The source of each is in release_source.
     arch_releases: ClassVar[dict[str, str | None]] = {}
+    # the architectures it can run on at all, and why not elsewhere
+    arches: ClassVar[tuple[str, ...]] = ("x86_64", "arm64")
+    arch_reason: ClassVar[str] = ""
     # what a workload may set under ``params:`` (see strategies/params.py)
     Params: ClassVar[type[StrategyParams]] = StrategyParams
     params: StrategyParams
@@ -108,6 +111,8 @@ class Strategy:
         when = _when(cls.first_release)
         for arch, first in sorted(cls._arch_releases().items()):
             when += f"; on {arch}: {_when(first)}"
+        if len(cls.arches) == 1:
+            when += f"; {cls.arches[0]} only ({cls.arch_reason})"
         return f"{when} ({cls.release_source})"
 
     @classmethod

@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 
 class BpfProgPack2M(BpfProgPack):
     name = "bpf_prog_pack_2m"
+    arches = ("x86_64",)
+    arch_reason = "arm64 change_memory_common() refuses to change the permissions of a huge (PMD) mapping, which set_memory_rox() of a 2M pack asks for"
     first_release = None
     release_source = (
         "module_alloc_huge() (20220520235758.1858153-1-song@kernel.org) was "

@@ -205,6 +205,8 @@ class TypeAllocParams(PackParams):
 
 class ModuleAllocType(BpfProgPack):
     name = "module_alloc_type"
+    arches = ("x86_64",)
+    arch_reason = "arm64 change_memory_common() refuses to change the permissions of a huge (PMD) mapping, which its ROX text regions ask for"
     first_release = None
     release_source = (
         "module_alloc_type RFC (20230526051529.3387103-1-song@kernel.org), never merged"
