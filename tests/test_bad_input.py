@@ -54,6 +54,16 @@ CASES = [
         ),
         ["w.yaml:", "strategy bpf_prog_pack_2m cannot run on arm64", "huge"],
     ),
+    (
+        "reclaim priority past DEF_PRIORITY",
+        SMALL + "  - {type: reclaim, priority: 13}\n",
+        ["w.yaml:12", "priority", "less than or equal to 12"],
+    ),
+    (
+        "negative kprobe rate",
+        SMALL + "  - {type: text_poke_users, kprobes: {rate: -5/s}}\n",
+        ["w.yaml:12", "kprobes.rate"],
+    ),
     ("yaml syntax", SMALL.replace("seed: 1", "seed: [1"), ["w.yaml:", "YAML syntax"]),
     (
         "unknown top key",
