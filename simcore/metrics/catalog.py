@@ -410,6 +410,14 @@ CATALOG: tuple[MetricInfo, ...] = (
         label="stop_machine patches",
     ),
     MetricInfo(
+        "pageattr.einval",
+        "count",
+        "lower",
+        "arm64 set_memory_*() calls refused with -EINVAL (not one page-mapped "
+        "VM_ALLOC area): the memory kept its permissions",
+        label="arm64 set_memory -EINVAL",
+    ),
+    MetricInfo(
         "pageattr.ptes_changed",
         "count",
         "lower",

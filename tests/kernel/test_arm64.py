@@ -269,3 +269,17 @@ def test_bpf_images_and_modules_by_era(preset, bpf_range, modules_mib):
 def test_x86_bpf_images_stay_in_the_module_range():
     k = make_sim().kernel
     assert k.execmem_range("bpf_prog") == "modules"
+
+
+def test_change_memory_common_refuses_what_is_not_one_page_mapped_vm_alloc_area():
+    sim = arm_sim()
+    vm = sim.kernel.vmalloc
+    area = vmalloc(sim, 2)
+    c = counters(sim)
+    # past the area (the guard page is part of vm->size, one more is not)
+    assert run(sim, sim.kernel.cpa.set_memory_ro(0, area.addr, 4)) == -22
+    # an area without VM_ALLOC (get_vm_area(VM_MAP))
+    mapped = run(sim, vm.get_vm_area(0, 2 * PAGE_SIZE))
+    assert run(sim, sim.kernel.cpa.set_memory_ro(0, mapped.addr, 1)) == -22
+    assert c["pageattr.einval"] == 2
+    assert sim.kernel.pagetables.lookup(area.addr).flags & _PAGE_RW

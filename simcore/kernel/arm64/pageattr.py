@@ -9,7 +9,8 @@ into page mappings may cause TLB conflicts", the comment above
 ``change_memory_common(addr, numpages, set, clear)``:
 
 1. ``find_vm_area(addr)``: the range must lie inside one ``VM_ALLOC``
-   area, which vmalloc maps with pages; anything else is -EINVAL;
+   area, which vmalloc maps with pages; anything else is -EINVAL and
+   changes nothing (``pageattr.einval``);
 2. with ``rodata=full`` and a change of ``PTE_RDONLY``: the linear-map
    alias of *every* page of the area (``area->pages[i]``, the whole area,
    not only the range) gets the same change, one
@@ -60,10 +61,12 @@ from simcore.kernel.pgtable import (
     KernelPageTables,
 )
 from simcore.kernel.set_memory_calls import SetMemoryCalls
+from simcore.kernel.vmalloc.area import VM_ALLOC
 
 if TYPE_CHECKING:
     from simcore.kernel.main import Kernel
 
+EINVAL = 22
 # The model's permission bits stand for arm64's: _PAGE_RW is !PTE_RDONLY
 # (with PTE_WRITE), _PAGE_NX is PTE_PXN, _PAGE_PRESENT is PTE_VALID.
 UnmapAliasesHook = Callable[[int], Generator[Any, Any, Any]]
@@ -141,11 +144,20 @@ class Arm64PageAttr(SetMemoryCalls):
         start = addr & ~(PAGE_SIZE - 1)  # the kernel warns and aligns
         end = start + numpages * PAGE_SIZE
         area = self.find_vm_area(start)
-        if area is None or end > area.addr + area.size - PAGE_SIZE:
-            raise SimulationError(
-                f"change_memory_common({start:#x}, {numpages}): not inside one "
-                "VM_ALLOC area (the kernel returns -EINVAL)"
-            )
+        # vm->size counts the guard page, and so does the kernel's check
+        # a huge-mapped area is refused too (VM_ALLOW_HUGE_VMAP in the check
+        # of later kernels; splitting a live block is what arm64 avoids)
+        if (
+            area is None
+            or end > area.addr + area.size
+            or not area.flags & VM_ALLOC
+            or area.page_shift > PAGE_SHIFT
+        ):
+            # -EINVAL: nothing changes (callers of set_memory_*() mostly
+            # ignore it); counted, since the memory keeps its permissions
+            self.metrics.inc("pageattr.einval")
+            yield self.env.timeout(int(self.walk_ns))
+            return -EINVAL
         if numpages <= 0 or not (mask_set or mask_clr):
             return 0
         if self.rodata_full and (mask_set | mask_clr) == _PAGE_RW:
