@@ -28,6 +28,9 @@ class KernelKnobs(BaseModel):
     page_alloc: Literal["single", "bulk", "high_order"]
     # per-CPU page lists for orders 1..3 and THP as well as 0 (v5.14)
     pcp_high_order: bool
+    # HAVE_ARCH_HUGE_VMALLOC: vmalloc honours VM_ALLOW_HUGE_VMAP (x86 v5.18,
+    # arm64 v6.1); before, every vmalloc mapping is 4K
+    huge_vmalloc: bool
     drain_in_workqueue: bool
     lazy_purge: Literal["list", "tree"]
     # BPF_PROG_PACK_SIZE of the era: a page (v5.18, v5.19) or 2M per node

@@ -45,6 +45,7 @@ class KernelConfig(Strict):
     lazy_max_pages: Pages | None = Field(default=None, ge=0)  # or a size: 32MiB
     page_alloc: Literal["single", "bulk", "high_order"] | None = None
     pcp_high_order: bool | None = None
+    huge_vmalloc: bool | None = None
     drain_in_workqueue: bool | None = None
     lazy_purge: Literal["list", "tree"] | None = None
     bpf_prog_pack_size: Literal["4K", "2M"] | None = None

@@ -72,13 +72,21 @@ def profile_values(name: str) -> tuple[SourcedValue, ...]:
 
 @cache
 def preset_sourced(name: str) -> tuple[SourcedValue, ...]:
-    return tuple(
-        SourcedValue(
-            f"preset {name}: {knob}",
-            str(entry.get("source", "")),
-            tuple(entry.get("fitted_to") or ()),
-            entry.get("value"),
-            str(entry.get("confidence", "")),
-        )
-        for knob, entry in presets()[name].items()
+    """Every knob of the preset with its source; a knob's arm64 value of
+    its own (``arm64:`` in presets.yaml) as ``knob (arm64)``."""
+    out = []
+    for knob, entry in presets()[name].items():
+        out.append(_sourced(f"preset {name}: {knob}", entry))
+        if "arm64" in entry:
+            out.append(_sourced(f"preset {name}: {knob} (arm64)", entry["arm64"]))
+    return tuple(out)
+
+
+def _sourced(where: str, entry: dict) -> SourcedValue:
+    return SourcedValue(
+        where,
+        str(entry.get("source", "")),
+        tuple(entry.get("fitted_to") or ()),
+        entry.get("value"),
+        str(entry.get("confidence", "")),
     )

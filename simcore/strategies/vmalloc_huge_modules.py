@@ -27,6 +27,11 @@ npiggin@gmail.com) and Kefeng Wang proposed for x86 and arm64
 Allocations smaller than a PMD per node are 4K-mapped either way: BPF
 programs and most modules (Rik van Riel in the module_alloc_huge thread:
 no module on his system was large enough to use a whole huge page).
+
+Huge mappings need a kernel with HAVE_ARCH_HUGE_VMALLOC
+(``kernel.huge_vmalloc``, presets 5.18 and later on x86): on an older
+preset set ``huge_vmalloc: true`` beside it for the v5.18-rc1 kernel this
+models, or every mapping is 4K.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from simcore.constants import PAGE
+from simcore.kernel.vmalloc import VM_ALLOW_HUGE_VMAP
 from tests.kernel import make_sim, pfns, run
 
 
@@ -42,3 +43,18 @@ def test_vread_reads_vm_map_ram_areas_from_6_3(preset, copied):
 def test_bpf_prog_pack_size_by_era(preset, strategy, pack):
     sim = make_sim(kernel=f'{{preset: "{preset}"}}', strategy=strategy)
     assert sim.strategy.pack_size == pack
+
+
+@pytest.mark.parametrize(
+    ("machine", "preset", "huge"),
+    [
+        ("{profile: small-test}", "5.17", False),
+        ("{profile: small-test}", "5.18", True),
+        ("{profile: neoverse-n1, cpus: 4}", "5.18", False),  # arm64 from v6.1
+        ("{profile: neoverse-n1, cpus: 4}", "6.1", True),
+    ],
+)
+def test_huge_vmalloc_by_era_and_architecture(machine, preset, huge):
+    sim = make_sim(machine=machine, kernel=f'{{preset: "{preset}"}}')
+    area = run(sim, sim.kernel.vmalloc.vmalloc(0, 2 << 20, flags=VM_ALLOW_HUGE_VMAP))
+    assert (area.page_shift == 21) is huge

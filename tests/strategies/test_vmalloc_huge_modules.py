@@ -25,8 +25,9 @@ from tests.strategies.exec_checks import (
 )
 
 HUGE, NOHUGE = "vmalloc_huge_modules", "vmalloc_huge_modules_nohuge"
-# the era the strategy models: set_memory_ro() then set_memory_x()
-ERA = "{preset: '5.17'}"
+# the era the strategy models: set_memory_ro() then set_memory_x(), with
+# the huge vmalloc of v5.18-rc1 (fac54e2bfb5b), which no release shipped
+ERA = "{preset: '5.17', huge_vmalloc: true}"
 
 
 def sim_of(strategy, machine="{profile: small-test}"):

@@ -95,6 +95,7 @@ class Vmalloc(VmapAreaMixin, PurgeMixin, VmapBlockMixin, VreadMixin, SeedMixin):
         self.pt = kernel.pagetables
         self.bulk = k.page_alloc != "single"
         self.high_order_first = k.page_alloc == "high_order"
+        self.huge_era = k.huge_vmalloc
         self.layout = kernel.layout
         self.ranges = dict(self.layout.ranges)
         if ranges:
@@ -270,7 +271,10 @@ class Vmalloc(VmapAreaMixin, PurgeMixin, VmapBlockMixin, VreadMixin, SeedMixin):
             self.hooks.enter("vmalloc", cpu, args, kw)
         t0 = self.env.now
         shift = PAGE_SHIFT
-        huge = flags & VM_ALLOW_HUGE_VMAP and not flags & VM_NO_HUGE_VMAP
+        # HAVE_ARCH_HUGE_VMALLOC of the era (kernel.huge_vmalloc)
+        huge = (
+            self.huge_era and flags & VM_ALLOW_HUGE_VMAP and not flags & VM_NO_HUGE_VMAP
+        )
         if huge and size >= PMD_SIZE:
             shift = PMD_SHIFT
         while True:
