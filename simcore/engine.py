@@ -118,7 +118,10 @@ class Simulation:
         self.strategy = cls.create(self.kernel, params)
         # no release up to the preset shipped it: metrics.json records the
         # label, so that a summary rendered later can say so
-        self.what_if = cls.what_if(resolved.knobs.preset, self.profile.arch)
+        self.what_if = (
+            cls.what_if(resolved.knobs.preset, self.profile.arch)
+            or self.strategy.params_what_if()
+        )
         self._domains[self.strategy.domain] = self.strategy
         # sim.trace_out: record the run's allocation events as a trace
         self.recorder = None

@@ -115,6 +115,11 @@ class Strategy:
             when += f"; {cls.arches[0]} only ({cls.arch_reason})"
         return f"{when} ({cls.release_source})"
 
+    def params_what_if(self) -> bool:
+        """Whether the parameters make a strategy its releases shipped into
+        one they did not (a what-if whatever the era)."""
+        return False
+
     @classmethod
     def create(cls, kernel: Kernel, params: StrategyParams | None = None) -> Strategy:
         """The strategy with ``params`` (None: every default).

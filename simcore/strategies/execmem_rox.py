@@ -1,11 +1,15 @@
 """``execmem_rox``: EXECMEM_ROX_CACHE, text in page slices of 2 MiB ROX areas.
 
 Models mm/execmem.c's ROX cache as x86 first enabled it for module text
-in v6.13 (5185e7f9f3bd; series 20241007062858.44248-1-rppt@kernel.org),
-here serving every text kind: module text and init text, BPF programs,
-trampolines, kprobes, ftrace. Data and read-only data kinds come from
-``execmem_alloc(EXECMEM_MODULE_DATA)``, a plain vmalloc in the module range,
-as :class:`ModuleAlloc` serves them.
+in v6.13 (5185e7f9f3bd; series 20241007062858.44248-1-rppt@kernel.org):
+module text and init text, kprobes and ftrace come from the cache. BPF
+programs and trampolines come from bpf_prog_pack, as in every release:
+x86's ``execmem_info`` gives ``EXECMEM_BPF`` no ``EXECMEM_ROX_CACHE`` flag,
+and the packs are ``execmem_alloc(EXECMEM_BPF)`` areas
+(:class:`~simcore.strategies.bpf_prog_pack.BpfProgPack`); ``params: {bpf:
+rox}`` puts them in the cache too, a what-if no release shipped. Data and
+read-only data kinds come from ``execmem_alloc(EXECMEM_MODULE_DATA)``, a
+plain vmalloc in the module range, as :class:`ModuleAlloc` serves them.
 
 - ``execmem_alloc()`` page-aligns the size; ``__execmem_cache_alloc()``
   takes ``execmem_cache.mutex`` and walks ``free_areas`` (a maple tree, here
@@ -39,7 +43,7 @@ cleaner frees an area only when all of it is free. The 2025 rework
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import field_validator
 
@@ -50,7 +54,9 @@ from simcore.kernel.vmalloc import VM_ALLOW_HUGE_VMAP, VmArea
 from simcore.strategies.base import TEXT_KINDS, ExecAlloc
 from simcore.strategies.bpf_prog_pack import (
     PACK_KINDS,
+    BpfProgPack,
     FreeRuns,
+    PackImage,
     drop_shadow,
     pack_image_size,
     place_bpf_image,
@@ -78,6 +84,13 @@ def _mt_depth(n: int) -> int:
 
 
 class RoxParams(StrategyParams):
+    bpf: Literal["pack", "rox"] = param(
+        "pack",
+        help="where BPF programs and trampolines go: pack (bpf_prog_pack, as "
+        "every release did) or rox (the ROX cache too: a what-if)",
+        source="arch/x86/mm/init.c execmem_arch_setup() (v6.13+): "
+        "EXECMEM_ROX_CACHE on EXECMEM_MODULE_TEXT only",
+    )
     area_size: Size = param(
         PMD_SIZE,
         help="granule of the cache: a miss populates round_up(size, area_size) "
@@ -111,9 +124,10 @@ class ExecmemRox(ModuleAlloc):
         "x86 module text: 5185e7f9f3bd (merged for v6.13) was turned off before "
         "the v6.13 release by a9bbe3413331 'x86: Disable EXECMEM_ROX support' "
         "(x86_urgent_for_v6.13) and on again with 64f6a4e10c05 'x86: re-enable "
-        "EXECMEM_ROX support' (v6.15). No release put BPF images in the ROX "
-        "cache, which this strategy also does. arm64 has no EXECMEM_ROX_CACHE "
-        "(its execmem_info sets no such flag, arch/arm64/mm/init.c)"
+        "EXECMEM_ROX support' (v6.15); BPF stays in bpf_prog_pack (params bpf: "
+        "rox, BPF in the cache, is a what-if in every era). arm64 has no "
+        "EXECMEM_ROX_CACHE (its execmem_info sets no such flag, "
+        "arch/arm64/mm/init.c)"
     )
     arch_releases = {"arm64": None}
     summary = "EXECMEM_ROX_CACHE: text in page slices of shared 2M ROX areas"
@@ -135,9 +149,29 @@ class ExecmemRox(ModuleAlloc):
         self.wakeup_ns = int(round(prof.locks.mutex_wakeup_ns.value))
         self.clean_pending = False
         self.rng = kernel.rng(f"strategy.{self.name}")
+        self._bpf_pack: BpfProgPack | None = None
+
+    @property
+    def _pack(self) -> BpfProgPack | None:
+        """BPF's own allocator beside the cache (params.bpf), as the kernel
+        has bpf_prog_pack beside execmem_cache; set up on first use, so a
+        run without BPF has no pack_mutex."""
+        if self.params.bpf != "pack":
+            return None
+        if self._bpf_pack is None:
+            self._bpf_pack = BpfProgPack(self.kernel)
+        return self._bpf_pack
+
+    def params_what_if(self) -> bool:
+        return self.params.bpf == "rox"
+
+    def _packed(self, obj: ExecAlloc) -> bool:
+        return isinstance(obj.handle, PackImage) and self._pack is not None
 
     def bpf_image_size(self, proglen: int) -> int:
         """The JIT writing into ROX memory is bpf_jit_binary_pack_alloc()."""
+        if self._pack is not None:
+            return self._pack.bpf_image_size(proglen)
         return pack_image_size(proglen)
 
     def _tree_ns(self, n: int, ops: int = 1) -> float:
@@ -261,7 +295,10 @@ class ExecmemRox(ModuleAlloc):
 
     # -- the strategy interface ------------------------------------------------
     def alloc(self, cpu: int, size: int, kind: str):
-        """execmem_alloc(): text from the cache, the rest plain vmalloc."""
+        """execmem_alloc(): text from the cache, the rest plain vmalloc;
+        BPF from bpf_prog_pack unless params.bpf is rox."""
+        if kind in PACK_KINDS and self._pack is not None:
+            return (yield from self._pack.alloc(cpu, size, kind))
         if kind not in TEXT_KINDS:
             return (yield from super().alloc(cpu, size, kind))
         asize = round_up(size, PAGE)
@@ -277,6 +314,9 @@ class ExecmemRox(ModuleAlloc):
         return ExecAlloc(addr, size, kind, shift, asize, handle=RoxSlice(addr, size))
 
     def shrink_request(self, obj: ExecAlloc, nbytes: int) -> None:
+        if self._packed(obj):
+            self._pack.shrink_request(obj, nbytes)
+            return
         super().shrink_request(obj, nbytes)
         sl = obj.handle
         if isinstance(sl, RoxSlice) and obj.kind == "bpf_prog":
@@ -285,6 +325,9 @@ class ExecmemRox(ModuleAlloc):
     def write(self, cpu: int, obj: ExecAlloc, nbytes: int, writes: int = 1):
         """Staged in a writable copy, or (``writes`` > 1) one text_poke()
         per write straight into the ROX slice."""
+        if self._packed(obj):
+            yield from self._pack.write(cpu, obj, nbytes, writes)
+            return
         sl = obj.handle
         if not isinstance(sl, RoxSlice):
             yield from super().write(cpu, obj, nbytes, writes)
@@ -313,6 +356,9 @@ class ExecmemRox(ModuleAlloc):
     def finalize(self, cpu: int, obj: ExecAlloc):
         """execmem_update_copy() / bpf_arch_text_copy() of the staged copy;
         the slice is read-only and executable already."""
+        if self._packed(obj):
+            yield from self._pack.finalize(cpu, obj)
+            return
         sl = obj.handle
         if not isinstance(sl, RoxSlice):
             yield from super().finalize(cpu, obj)
@@ -323,6 +369,9 @@ class ExecmemRox(ModuleAlloc):
 
     def free(self, cpu: int, obj: ExecAlloc):
         """execmem_free()."""
+        if self._packed(obj):
+            yield from self._pack.free(cpu, obj)
+            return
         sl = obj.handle
         if not isinstance(sl, RoxSlice):
             yield from super().free(cpu, obj)

@@ -1,7 +1,8 @@
 """execmem_rox: EXECMEM_ROX_CACHE (mm/execmem.c; x86 module text, shipped from v6.15).
 
-Text of every kind comes in page slices of PMD-sized areas mapped ROX with
-2 MiB leaves and removed from the direct map once; writes go through
+Text comes in page slices of PMD-sized areas mapped ROX with 2 MiB leaves
+and removed from the direct map once (these tests put BPF text there too,
+``params: {bpf: rox}``; as shipped BPF goes to bpf_prog_pack); writes go through
 text_poke (local flushes only); a freed slice is refilled with INT3 and
 merged back; wholly free areas are handed back by the cleaner. Data kinds
 are plain vmalloc, as module_alloc serves them.
@@ -14,9 +15,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as hs
 
 from simcore.constants import PAGE
+from simcore.strategies.bpf_prog_pack import PackImage
 from simcore.strategies.execmem_rox import RoxSlice
 from simcore.workloads.captures.module_split import TEXT_BYTES_PER_RELOC
-from tests.kernel import make_sim, run
+from tests.kernel import SETTLE_NS, WORKLOAD, make_sim, run, sim_from_text
 from tests.strategies.exec_checks import (
     PMD,
     assert_pages_returned,
@@ -33,8 +35,22 @@ from tests.strategies.exec_checks import (
 AVG_MODULE_TEXT = 62_868
 
 
-def rox_sim(**kw):
-    return make_sim(strategy="execmem_rox", **kw)
+def rox_sim(machine="{profile: small-test}", kernel="{preset: latest}", bpf="rox"):
+    """The ROX cache serving BPF too (``bpf: rox``) unless ``bpf`` says pack."""
+    text = WORKLOAD.format(machine=machine, kernel=kernel, seed=1)
+    text += f"strategy: [{{name: execmem_rox, params: {{bpf: {bpf}}}}}]\n"
+    sim = sim_from_text(text, strategy="execmem_rox")
+    sim.env.run(until=SETTLE_NS)
+    return sim
+
+
+def test_as_shipped_bpf_goes_to_bpf_prog_pack_and_rox_is_a_what_if():
+    shipped = rox_sim(bpf="pack")
+    img = text(shipped, 3000, "bpf_prog")
+    assert isinstance(img.handle, PackImage)
+    assert isinstance(text(shipped, 3 * PAGE).handle, RoxSlice)
+    assert shipped.what_if is False
+    assert rox_sim().what_if is True
 
 
 def settle(sim) -> None:
