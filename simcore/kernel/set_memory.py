@@ -56,9 +56,9 @@ one is given; flushes from the flush model. Locks: ``cpa_lock``,
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from simcore.constants import (
     PAGE_SHIFT,
@@ -78,7 +78,7 @@ from simcore.kernel.pgtable import (
     KernelPageTables,
     Mapping,
 )
-from simcore.kernel.set_memory_calls import SetMemoryCalls
+from simcore.kernel.set_memory_calls import SetMemoryCalls, UnmapAliasesHook
 
 if TYPE_CHECKING:
     from simcore.kernel.main import Kernel
@@ -88,8 +88,6 @@ CPA_ARRAY = 2
 CPA_PAGES_ARRAY = 4
 CPA_NO_CHECK_ALIAS = 8
 CPA_COLLAPSE = 16
-
-UnmapAliasesHook = Callable[[int], Generator[Any, Any, Any]]
 
 
 @dataclass
@@ -126,25 +124,16 @@ class Cpa(SetMemoryCalls):
         pfn_of: Callable[[int], int | None] | None = None,
         vm_unmap_aliases: UnmapAliasesHook | None = None,
     ) -> None:
-        self.kernel = kernel
-        self.env = kernel.env
-        self.metrics = kernel.metrics
-        self.pt = pagetables
+        super().__init__(kernel, pagetables, vm_unmap_aliases)
         self.pfn_of = pfn_of
-        self.vm_unmap_aliases: UnmapAliasesHook = (
-            vm_unmap_aliases or self._vm_unmap_aliases_idle
-        )
         k = kernel.knobs
         self.collapse_era = k.cpa_collapse
         self.nx_alias = k.cpa_nx_alias
         self.native_rox = k.cpa_rox == "native"
-        m = kernel.machine
-        self.flush = m.flush
-        self.ceiling = m.flush.ceiling
+        self.ceiling = self.flush.ceiling
         self.pte_ns = kernel.profile.kernel_costs.pte_write_ns.value
-        self.cpa_lock = m.spinlock("cpa_lock")
+        self.cpa_lock = kernel.machine.spinlock("cpa_lock")
         self.pgd_lock = pagetables.pgd_lock
-        self._purge_lock = m.mutex("vmap_purge_lock")
 
     # -- the set_memory_*() family (set_memory_calls.py), x86's rox ---------------
     def set_memory_rox(self, cpu: int, addr: int, numpages: int):
@@ -205,12 +194,6 @@ class Cpa(SetMemoryCalls):
         if c.flags & CPA_FLUSHTLB:
             yield from self._cpa_flush(cpu, c)
         return 0
-
-    def _vm_unmap_aliases_idle(self, cpu: int):
-        """vm_unmap_aliases() with nothing lazily freed and no vmap blocks:
-        _vm_unmap_aliases() takes vmap_purge_lock, finds nothing to purge
-        or flush, and drops it."""
-        yield from self._purge_lock.hold(cpu, 0)
 
     def _set_clr(self, cpu: int, c: CpaData, *, primary: bool):
         """__change_page_attr_set_clr()."""

@@ -5,15 +5,52 @@ architecture provides, each one change of permission bits over a range.
 (x86's CPA in :mod:`simcore.kernel.set_memory`, arm64's
 :mod:`simcore.kernel.arm64.pageattr`) supplies ``_timed(op, cpu, addr,
 numpages, mask_set, mask_clr)``, the change itself with its latency
-recorded under ``op``, and its own ``set_memory_rox()``.
+recorded under ``op``, and its own ``set_memory_rox()``. The state both
+keep (the page tables, the flush model, the ``vm_unmap_aliases()`` hook)
+is set up here too.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING, Any
+
 from simcore.kernel.pgtable_types import _PAGE_NX, _PAGE_PRESENT, _PAGE_RW
+
+if TYPE_CHECKING:
+    from simcore.kernel.main import Kernel
+    from simcore.kernel.pgtable import KernelPageTables
+
+UnmapAliasesHook = Callable[[int], Generator[Any, Any, Any]]
 
 
 class SetMemoryCalls:
+    def __init__(
+        self,
+        kernel: Kernel,
+        pagetables: KernelPageTables,
+        vm_unmap_aliases: UnmapAliasesHook | None,
+    ) -> None:
+        self.kernel = kernel
+        self.env = kernel.env
+        self.metrics = kernel.metrics
+        self.pt = pagetables
+        m = kernel.machine
+        self.flush = m.flush
+        # mm/vmalloc.c's vm_unmap_aliases() plugged in by the kernel; the
+        # default stands for it with nothing lazily freed: its own
+        # vmap_purge_lock, reported under the same name, excluding nothing
+        self.vm_unmap_aliases: UnmapAliasesHook = (
+            vm_unmap_aliases or self._vm_unmap_aliases_idle
+        )
+        self._purge_lock = m.mutex("vmap_purge_lock")
+
+    def _vm_unmap_aliases_idle(self, cpu: int):
+        """vm_unmap_aliases() with nothing lazily freed and no vmap blocks:
+        _vm_unmap_aliases() takes vmap_purge_lock, finds nothing to purge
+        or flush, and drops it."""
+        yield from self._purge_lock.hold(cpu, 0)
+
     def _timed(self, op, cpu, addr, numpages, mask_set, mask_clr, flags=0):
         raise NotImplementedError  # pragma: no cover - the architecture's
 

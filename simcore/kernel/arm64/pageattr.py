@@ -48,7 +48,7 @@ the default ``vm_unmap_aliases()``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from simcore.constants import PAGE_SHIFT, PAGE_SIZE, PAGES_PER_PMD
@@ -60,7 +60,7 @@ from simcore.kernel.pgtable import (
     LEVEL_4K,
     KernelPageTables,
 )
-from simcore.kernel.set_memory_calls import SetMemoryCalls
+from simcore.kernel.set_memory_calls import SetMemoryCalls, UnmapAliasesHook
 from simcore.kernel.vmalloc.area import VM_ALLOC
 
 if TYPE_CHECKING:
@@ -69,7 +69,6 @@ if TYPE_CHECKING:
 EINVAL = 22
 # The model's permission bits stand for arm64's: _PAGE_RW is !PTE_RDONLY
 # (with PTE_WRITE), _PAGE_NX is PTE_PXN, _PAGE_PRESENT is PTE_VALID.
-UnmapAliasesHook = Callable[[int], Generator[Any, Any, Any]]
 
 
 class Arm64PageAttr(SetMemoryCalls):
@@ -83,15 +82,11 @@ class Arm64PageAttr(SetMemoryCalls):
         find_vm_area: Callable[[int], Any],
         vm_unmap_aliases: UnmapAliasesHook | None = None,
     ) -> None:
-        self.kernel = kernel
-        self.env = kernel.env
-        self.metrics = kernel.metrics
-        self.pt = pagetables
+        super().__init__(kernel, pagetables, vm_unmap_aliases)
         self.find_vm_area = find_vm_area
-        self.vm_unmap_aliases = vm_unmap_aliases or self._vm_unmap_aliases_idle
         self.rodata_full = kernel.knobs.rodata == "full"
-        m = kernel.machine
-        self.flush = m.flush
+        # split_kernel_leaf_mapping() serialises on a global mutex
+        self.split_lock = kernel.machine.mutex("pgtable_split_lock")
         # a valid PTE written: with its barriers before v6.16, and in v6.16+
         # apply_to_pte_range()'s lazy-MMU batch closed by one barrier pair
         self.pte_ns = pagetables.set_ns
@@ -99,7 +94,6 @@ class Arm64PageAttr(SetMemoryCalls):
         ghz = kernel.profile.clock_ghz.value
         # apply_to_page_range() of one page: a walk from the pgd of hot tables
         self.walk_ns = kernel.executor.walker.walk_cycles(12, 1, 1) / ghz
-        self._purge_lock = m.mutex("vmap_purge_lock")
 
     # -- the set_memory_*() family (set_memory_calls.py), arm64's rox -------------
     def set_memory_rox(self, cpu: int, addr: int, numpages: int):
@@ -214,9 +208,12 @@ class Arm64PageAttr(SetMemoryCalls):
         yield self.env.timeout(int(ns))
 
     def _split_leaf(self, cpu: int, addr: int, m):
-        """split_kernel_leaf_mapping(): a block leaf of the linear map
-        becomes a table of the next size, without break-before-make and so
-        without a flush (BBML2_NOABORT), down to the page at ``addr``."""
+        """split_kernel_leaf_mapping() under pgtable_split_lock: a block
+        leaf of the linear map becomes a table of the next size, without
+        break-before-make and so without a flush (BBML2_NOABORT), down to
+        the page at ``addr``."""
+        extra = yield from self.split_lock.take(cpu)
+        yield self.env.timeout(int(extra))
         while m.shift != LEVEL_4K:
             page = yield from self.pt.alloc_table_page(cpu, zero=False)
             if page is False:
@@ -224,8 +221,4 @@ class Arm64PageAttr(SetMemoryCalls):
             self.pt.split(addr, m.shift, page)
             yield self.env.timeout(int((1 + PAGES_PER_PMD) * self.pte_ns))
             m = self.pt.lookup(addr)
-
-    def _vm_unmap_aliases_idle(self, cpu: int):
-        """vm_unmap_aliases() with nothing to purge: vmap_purge_lock taken
-        and dropped."""
-        yield from self._purge_lock.hold(cpu, 0)
+        self.split_lock.release(cpu)

@@ -161,25 +161,22 @@ class Arm64Patching:
             return
         yield from self.patch_insn_nosync(cpu, addr)
 
-    def patch_insn_nosync(self, cpu: int, addr: int, *, maintain: bool = True):
+    def patch_insn_nosync(self, cpu: int, addr: int):
         """aarch64_insn_patch_text_nosync(): one 4-byte write through the
-        fixmap under patch_lock, then caches_clean_inval_pou() of it
-        (``maintain``; the batched jump-label write leaves it to the kick)."""
+        fixmap under patch_lock, then caches_clean_inval_pou() of it."""
         ns, _ = self._write_pages(cpu, addr, AARCH64_INSN_SIZE)
         yield from self.patch_lock.hold(cpu, ns)
-        if maintain:
-            yield self.env.timeout(
-                int(self.caches_clean_inval_pou_ns(AARCH64_INSN_SIZE))
-            )
+        yield self.env.timeout(int(self.caches_clean_inval_pou_ns(AARCH64_INSN_SIZE)))
         self.metrics.inc("text_poke.pokes")
 
     def text_poke_each(
         self, cpu: int, addr: int, writes: int, nbytes: int, *, sync: bool = False
     ):
         """``writes`` separate instruction writes (aarch64_insn_write()) of
-        ``nbytes`` each under text_mutex; ``sync`` ends with a kick."""
-        per, _ = self._write_pages(cpu, addr, nbytes)
-        ns = writes * (per + self.caches_clean_inval_pou_ns(nbytes))
+        ``nbytes`` each under text_mutex; ``sync`` ends with a kick. Each
+        write maps, copies and unmaps (with its own broadcast TLBI)."""
+        maint = self.caches_clean_inval_pou_ns(nbytes)
+        ns = sum(self._write_pages(cpu, addr, nbytes)[0] + maint for _ in range(writes))
         if sync:
             ns += self.kick_all_cpus_sync_ns(cpu)
         yield from self.text_mutex.hold(cpu, ns)
@@ -191,8 +188,11 @@ class Arm64Patching:
         aarch64_insn_patch_text_nosync() per site, a branch or a NOP: no
         breakpoint, no IPI. ``insn_len`` is ignored: every arm64
         instruction is 4 bytes."""
+        extra = yield from self.text_mutex.take(cpu)
+        yield self.env.timeout(int(extra))
         for _ in range(sites):
             yield from self.patch_insn_nosync(cpu, 0)
+        self.text_mutex.release(cpu)
 
     def jump_label_update(self, cpu: int, sites: int, batched: bool | None = None):
         """__jump_label_update() of one key: each site by
@@ -232,8 +232,9 @@ class Arm64Patching:
         stop_machine(), the first CPU patches each with
         aarch64_insn_patch_text_nosync(), the others wait and ISB."""
         ns = self.stop_machine_ns(cpu)
-        per, _ = self._write_pages(cpu, 0, AARCH64_INSN_SIZE)
-        ns += addrs * (per + self.caches_clean_inval_pou_ns(AARCH64_INSN_SIZE))
+        maint = self.caches_clean_inval_pou_ns(AARCH64_INSN_SIZE)
+        for _ in range(addrs):
+            ns += self._write_pages(cpu, 0, AARCH64_INSN_SIZE)[0] + maint
         # every other CPU spins in multi_cpu_stop() for the whole of it
         self.metrics.cpu_time("stop_machine", int((self.nr_cpus - 1) * ns))
         yield self.env.timeout(int(ns))
