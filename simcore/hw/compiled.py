@@ -79,11 +79,13 @@ def footprint(addrs, shifts, out):
 
 
 @njit(cache=True)
-def gather(picks, first, count, shift, size, flat):
+def gather(picks, first, count, size, flat, flat_shift):
     """For each pick ``p``: ``count[p]`` touches of ``flat`` from
-    ``first[p]``, each with page shift ``shift[p]``; returns (addresses,
-    shifts, sum of ``size[p]``). :class:`simcore.hw.touchtable.TouchTable`'s
-    gather.
+    ``first[p]``, with their page shifts from ``flat_shift``; returns
+    (addresses, shifts, sum of ``size[p]``).
+    :class:`simcore.hw.touchtable.TouchTable`'s gather. The shift is kept
+    per touch, not per image, because an image may sit partly under a
+    demoted (4K) PMD and partly under huge ones.
 
     One compiled pass instead of the eight numpy calls a ragged gather
     takes (count, cumsum, repeat, arange, ...): at ~100 picks a quantum
@@ -98,10 +100,9 @@ def gather(picks, first, count, shift, size, flat):
     nbytes = 0
     for p in picks:
         f = first[p]
-        s = shift[p]
         for j in range(count[p]):
             addrs[k] = flat[f + j]
-            shifts[k] = s
+            shifts[k] = flat_shift[f + j]
             k += 1
         nbytes += size[p]
     return addrs, shifts, nbytes

@@ -254,8 +254,8 @@ def _warm_compiled() -> None:
     addrs = np.array([0, 1 << 21], dtype=np.int64)
     footprint(addrs, np.array([12, 21], np.uint8), np.zeros(7, np.int64))
     one = np.ones(1, np.int64)
-    gather(np.zeros(1, np.int64), one - 1, one, np.full(1, 12, np.uint8), one,
-           addrs.view(np.uint64))  # fmt: skip
+    gather(np.zeros(1, np.int64), one - 1, one, one, addrs.view(np.uint64),
+           np.full(2, 12, np.uint8))  # fmt: skip
     zipf_last(np.array([0.5]), 4, 1.0)
 
 

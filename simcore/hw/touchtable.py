@@ -77,8 +77,9 @@ class LiveList(list):
 class TouchTable:
     """Touches of ``image_of(owner)`` for the owners of a live list.
 
-    An image has ``touches()`` (its page addresses, uint64), ``page_shift``
-    and ``size`` (bytes), as :class:`simcore.kernel.execmem.ExecAlloc`.
+    An image has ``touches()`` (its page addresses, uint64),
+    ``touch_shifts()`` (their mapping shifts, uint8) and ``size`` (bytes),
+    as :class:`simcore.kernel.execmem.ExecAlloc`.
     """
 
     def __init__(self, image_of: Callable[[object], object]) -> None:
@@ -92,16 +93,15 @@ class TouchTable:
         self._clear_rows()
         self._pos_first = self._first
         self._pos_count = self._count
-        self._pos_shift = self._shift
         self._pos_size = self._size
 
     def _clear_rows(self) -> None:
         self._row: dict[int, int] = {}  # id(owner) -> row
         self._owners: list = []  # keeps every keyed id alive
         self._flat = np.zeros(0, dtype=np.uint64)
+        self._flat_shift = np.zeros(0, dtype=np.uint8)
         self._first = np.zeros(0, dtype=np.int64)
         self._count = np.zeros(0, dtype=np.int64)
-        self._shift = np.zeros(0, dtype=np.uint8)
         self._size = np.zeros(0, dtype=np.int64)
 
     def _sync(self, live: list) -> None:
@@ -122,16 +122,15 @@ class TouchTable:
             row.update(zip(map(id, new), range(base, base + n), strict=True))
             self._owners.extend(new)
             self._flat = np.concatenate([self._flat, *touches])
+            shifts = [im.touch_shifts() for im in images]
+            self._flat_shift = np.concatenate([self._flat_shift, *shifts])
             self._first = np.concatenate([self._first, first])
             self._count = np.concatenate([self._count, count])
-            shift = np.fromiter((im.page_shift for im in images), np.uint8, n)
-            self._shift = np.concatenate([self._shift, shift])
             size = np.fromiter((im.size for im in images), np.int64, n)
             self._size = np.concatenate([self._size, size])
         rows = np.fromiter(map(row.__getitem__, map(id, live)), np.int64, len(live))
         self._pos_first = self._first[rows]
         self._pos_count = self._count[rows]
-        self._pos_shift = self._shift[rows]
         self._pos_size = self._size[rows]
         self._snap = list(live)
         version = getattr(live, "version", None)
@@ -156,7 +155,7 @@ class TouchTable:
             picks,
             self._pos_first,
             self._pos_count,
-            self._pos_shift,
             self._pos_size,
             self._flat,
+            self._flat_shift,
         )

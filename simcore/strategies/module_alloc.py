@@ -63,4 +63,4 @@ class ModuleAlloc(Strategy):
         self.account(-obj.size, -obj.footprint)
         yield from self.kernel.vmalloc.vfree(cpu, area)
         # the area's pages are back: a later mapping may differ
-        obj.page_shift = PAGE_SHIFT
+        obj.remap(PAGE_SHIFT)

@@ -242,4 +242,4 @@ class UnmappedCache(ModuleAlloc):
     def free(self, cpu: int, obj: ExecAlloc):
         self.account(-obj.size, 0)
         yield from self._vfree(cpu, obj.handle, reset=True)
-        obj.page_shift = PAGE_SHIFT
+        obj.remap(PAGE_SHIFT)

@@ -28,6 +28,12 @@ Allocations smaller than a PMD per node are 4K-mapped either way: BPF
 programs and most modules (Rik van Riel in the module_alloc_huge thread:
 no module on his system was large enough to use a whole huge page).
 
+Both strategies run the rc1 kernel's vmalloc, huge by default for every
+caller (``Vmalloc.huge_by_default``): a large BPF map or any other
+vmalloc() of a PMD per node is 2M-mapped too, where from v5.18 only the
+``vmalloc_huge()`` callers (system hashes) are. That is where
+``vmalloc_huge_modules_nohuge`` and ``module_alloc`` differ.
+
 Huge mappings need a kernel with HAVE_ARCH_HUGE_VMALLOC
 (``kernel.huge_vmalloc``, presets 5.18 and later on x86): on an older
 preset set ``huge_vmalloc: true`` beside it for the v5.18-rc1 kernel this
@@ -38,7 +44,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from simcore.constants import PAGE, PAGE_SHIFT, PMD_SIZE
+from simcore.constants import PAGE, PAGE_SHIFT, PMD_SHIFT, PMD_SIZE
 from simcore.kernel.vmalloc import (
     VM_ALLOW_HUGE_VMAP,
     VM_FLUSH_RESET_PERMS,
@@ -57,26 +63,32 @@ def huge_fits(kernel: Kernel, size: int) -> bool:
     return size // max(1, len(kernel.page_alloc.buddy.zones)) >= PMD_SIZE
 
 
-def mapping_shift(kernel: Kernel, addr: int, size: int) -> int:
-    """The smallest mapping size over ``[addr, addr + size)``: what one
-    page_shift per object can honestly say once CPA has split part of a
-    huge mapping (the split part needs one TLB entry per 4K page)."""
+def pmd_shifts(kernel: Kernel, addr: int, size: int) -> list[int]:
+    """The mapping of each PMD over ``[addr, addr + size)``, first to last:
+    CPA splits only the PMD a partial range ends in, so one object can sit
+    under 2M mappings and, in its tail PMD, 4K ones."""
     pt = kernel.pagetables
-    shift = pt.page_shift(addr) or PAGE_SHIFT
-    a = (addr | (PMD_SIZE - 1)) + 1
-    end = addr + max(1, size)
-    while a < end and shift > PAGE_SHIFT:
-        shift = min(shift, pt.page_shift(a) or PAGE_SHIFT)
-        a += PMD_SIZE
-    return shift
+    first = addr >> PMD_SHIFT
+    last = (addr + max(1, size) - 1) >> PMD_SHIFT
+    return [
+        pt.page_shift(max(addr, p << PMD_SHIFT)) or PAGE_SHIFT
+        for p in range(first, last + 1)
+    ]
+
+
+def mapping_shift(kernel: Kernel, addr: int, size: int) -> int:
+    """The smallest mapping size over ``[addr, addr + size)``."""
+    return min(pmd_shifts(kernel, addr, size))
 
 
 def follow_mapping(kernel: Kernel, obj: ExecAlloc) -> None:
-    """Record the mapping size the object's bytes now sit under."""
-    shift = mapping_shift(kernel, obj.addr, obj.size)
-    if shift != obj.page_shift:
-        obj.page_shift = shift
-        obj._touch = None
+    """Record the mappings the object's bytes now sit under, PMD by PMD
+    where they differ (the demoted PMD in 4K pages, the rest huge)."""
+    shifts = pmd_shifts(kernel, obj.addr, obj.size)
+    low = min(shifts)
+    mixed = tuple(shifts) if max(shifts) != low else None
+    if low != obj.page_shift or mixed != obj.pmd_shifts:
+        obj.remap(low, mixed)
 
 
 class VmallocHugeModules(ModuleAlloc):
@@ -97,6 +109,10 @@ class VmallocHugeModules(ModuleAlloc):
 
     def __init__(self, kernel: Kernel) -> None:
         super().__init__(kernel)
+        # the rc1 kernel's vmalloc: huge for every caller of a PMD per node
+        # or more unless it passes VM_NO_HUGE_VMAP (BPF maps, XFS buffers,
+        # ...), not only for vmalloc_huge() callers as from v5.18
+        kernel.vmalloc.huge_by_default = True
         # pages asked for, by area address: the area itself may be larger
         self.asked: dict[int, int] = {}
 
@@ -104,7 +120,8 @@ class VmallocHugeModules(ModuleAlloc):
         """module_alloc(): __vmalloc_node_range(), huge where it fits."""
         flags = self.vm_flags
         if not huge_fits(self.kernel, size):
-            flags &= ~VM_ALLOW_HUGE_VMAP
+            # less than a PMD per node: 4K, whatever vmalloc's default
+            flags = (flags & ~VM_ALLOW_HUGE_VMAP) | VM_NO_HUGE_VMAP
         area = yield from self.kernel.vmalloc.vmalloc(
             cpu, size, range_=self.kernel.execmem_range(kind), flags=flags, caller=kind
         )

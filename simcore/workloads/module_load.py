@@ -158,7 +158,7 @@ class _Run:
         self.loader = kernel.modules
         # hot modules that are live, and their hot pages' addresses
         self.hot_live: list[LoadedModule] = []
-        self.hot_addrs: list[tuple[np.ndarray, int]] = []
+        self.hot_addrs: list[tuple[np.ndarray, int | np.ndarray]] = []
         self.hot_pages: dict[str, np.ndarray] = {}  # name -> 4K page indices
         self.picker = Picker(cfg.exec.popularity)
 
@@ -221,11 +221,13 @@ class _Run:
         mod = yield from self.loader.load(cpu, spec, reloc_writes=self.cfg.reloc_writes)
         if mod is not None and spec.name in self.hot_pages and mod.text is not None:
             text = mod.text
-            s = np.uint64(text.page_shift)
             offs = self.hot_pages[spec.name].astype(np.uint64) * np.uint64(PAGE)
-            addrs = np.unique(((np.uint64(text.addr) + offs) >> s) << s)
+            raw = np.uint64(text.addr) + offs
+            # the mapping per PMD: a demoted tail PMD in 4K, the rest huge
+            s = np.asarray(text.shift_at(raw), np.uint64)
+            addrs = np.unique((raw >> s) << s)
             self.hot_live.append(mod)
-            self.hot_addrs.append((addrs, text.page_shift))
+            self.hot_addrs.append((addrs, text.shift_at(addrs)))
         return mod
 
     def _drop_hot(self, mod: LoadedModule) -> bool:
@@ -277,7 +279,7 @@ class _Run:
                 addrs, shift = self.hot_addrs[i]
                 m = int(counts[i]) * ex.pages_per_call
                 sel = (rng.random(m) * len(addrs)).astype(np.int64)
-                pieces.append((addrs[sel], shift))
+                pieces.append((addrs[sel], shift if np.isscalar(shift) else shift[sel]))
             run_pieces(kernel, cpu, pieces, k * ex.bytes_per_call, owner="modules")
             kernel.metrics.inc("workload.module_load.calls", k)
 

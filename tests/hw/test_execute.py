@@ -76,9 +76,9 @@ def test_prepare_batch_takes_simulator_batches_as_they_are():
         np.arange(8),
         np.arange(8),
         np.ones(8, np.int64),
-        shifts,
         np.ones(8, np.int64),
         addrs,
+        shifts,
     )
     a2, s2 = prepare_batch(made[0], made[1])
     assert np.shares_memory(a2, made[0]) and s2 is made[1]

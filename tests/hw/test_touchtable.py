@@ -31,9 +31,7 @@ def make_prog(slot: int, size: int, shift: int) -> Prog:
 def naive(live, picks):
     images = [live[i].image for i in picks]
     addrs = np.concatenate([im.touches() for im in images])
-    shifts = np.concatenate(
-        [np.full(len(im.touches()), im.page_shift, np.uint8) for im in images]
-    )
+    shifts = np.concatenate([im.touch_shifts() for im in images])
     return addrs, shifts, sum(im.size for im in images)
 
 
@@ -114,3 +112,15 @@ def test_multi_page_images(shift):
     table = TouchTable(attrgetter("image"))
     live = [make_prog(i, (i + 1) * (1 << shift) - 7, shift) for i in range(5)]
     check(table, live, [4, 0, 3, 3, 1])
+
+
+def test_images_partly_demoted_keep_a_shift_per_touch():
+    # a module text over three PMDs whose middle one was split by CPA
+    table = TouchTable(attrgetter("image"))
+    mixed = Prog(1, ExecAlloc(BASE + (1 << 30), 5 << 20, "module_text", 12))
+    mixed.image.remap(12, (21, 12, 21))
+    live = [make_prog(0, 300, 12), mixed]
+    check(table, live, [1, 0, 1])
+    addrs, shifts, _ = table.gather(live, np.array([1], np.int64))
+    assert shifts.tolist() == [21] + [12] * 512 + [21]
+    assert int(addrs[1]) == BASE + (1 << 30) + (1 << 21)

@@ -11,6 +11,7 @@ page by page and splits it; small allocations are module_alloc's.
 
 from __future__ import annotations
 
+import numpy as np
 from hypothesis import HealthCheck, given, settings
 
 from simcore.constants import PAGE
@@ -52,8 +53,31 @@ def test_a_large_text_is_huge_until_set_memory_splits_its_tail():
     assert pt.page_shift(obj.addr) == 21
     assert pt.page_shift(obj.addr + PMD) == 12
     assert pt.page_shift(obj.addr + PMD + (1 << 20)) == 12
-    assert obj.page_shift == 12
-    assert len(obj.touches()) == 768
+    # the object follows PMD by PMD: only the tail PMD was demoted, so its
+    # first 2 MiB stay one 2M page and the last 1 MiB is 256 4K pages
+    assert obj.page_shift == 12 and obj.pmd_shifts == (21, 12)
+    touches, shifts = obj.touches(), obj.touch_shifts()
+    assert len(touches) == 1 + 256
+    assert int(touches[0]) == obj.addr and shifts[0] == 21
+    assert set(shifts[1:].tolist()) == {12}
+    assert int(touches[1]) == obj.addr + PMD
+    assert int(touches[-1]) == obj.addr + PMD + (1 << 20) - PAGE
+
+
+def test_one_demoted_pmd_leaves_the_rest_of_a_module_2m_mapped():
+    # 5 MiB + 4 KiB of text: three PMDs, set_memory splits the third only
+    sim = sim_of(HUGE)
+    size = (5 << 20) + PAGE
+    obj = alloc(sim, size)
+    run(sim, sim.exec_strategy.finalize(0, obj))
+    pt = sim.pagetables
+    assert [pt.page_shift(obj.addr + i * PMD) for i in range(3)] == [21, 21, 12]
+    assert obj.pmd_shifts == (21, 21, 12)
+    # two 2M touches and the third PMD's 257 used 4K pages, not 1,281
+    assert len(obj.touches()) == 2 + 257
+    # what the execution model is handed for an address inside each PMD
+    at = np.array([obj.addr + 10, obj.addr + PMD + 10, obj.addr + 2 * PMD + 10])
+    assert obj.shift_at(at.astype(np.uint64)).tolist() == [21, 21, 12]
 
 
 def test_a_whole_pmd_keeps_its_leaf_and_its_alias_stays_2m():

@@ -96,6 +96,13 @@ class Vmalloc(VmapAreaMixin, PurgeMixin, VmapBlockMixin, VreadMixin, SeedMixin):
         self.bulk = k.page_alloc != "single"
         self.high_order_first = k.page_alloc == "high_order"
         self.huge_era = k.huge_vmalloc
+        # Whether a caller gets huge mappings without asking: the opt-out
+        # semantics of v5.13-v5.17 (powerpc, 121e6f3258fe) and of x86 in
+        # v5.18-rc1 (fac54e2bfb5b), where only VM_NO_HUGE_VMAP kept a caller
+        # on 4K; 559089e0a93d (v5.18) made it opt-in (VM_ALLOW_HUGE_VMAP),
+        # as every preset here is. A strategy modelling the rc1 kernel
+        # turns it on (vmalloc_huge_modules*).
+        self.huge_by_default = False
         self.layout = kernel.layout
         self.ranges = dict(self.layout.ranges)
         if ranges:
@@ -273,7 +280,9 @@ class Vmalloc(VmapAreaMixin, PurgeMixin, VmapBlockMixin, VreadMixin, SeedMixin):
         shift = PAGE_SHIFT
         # HAVE_ARCH_HUGE_VMALLOC of the era (kernel.huge_vmalloc)
         huge = (
-            self.huge_era and flags & VM_ALLOW_HUGE_VMAP and not flags & VM_NO_HUGE_VMAP
+            self.huge_era
+            and (flags & VM_ALLOW_HUGE_VMAP or self.huge_by_default)
+            and not flags & VM_NO_HUGE_VMAP
         )
         if huge and size >= PMD_SIZE:
             shift = PMD_SHIFT
