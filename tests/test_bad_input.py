@@ -60,9 +60,29 @@ CASES = [
         ["w.yaml:12", "priority", "less than or equal to 12"],
     ),
     (
+        "pressure target past all of memory",
+        SMALL + "  - {type: pressure, target: 120%}\n",
+        ["w.yaml:12", "workloads[1].target", "not in (0%, 100%]"],
+    ),
+    (
         "negative kprobe rate",
         SMALL + "  - {type: text_poke_users, kprobes: {rate: -5/s}}\n",
         ["w.yaml:12", "kprobes.rate"],
+    ),
+    (
+        "optimized kprobe share above one",
+        SMALL + "  - {type: text_poke_users, kprobes: {optimized: 1.5}}\n",
+        ["w.yaml:12", "kprobes.optimized", "less than or equal to 1"],
+    ),
+    (
+        "livepatch of no function",
+        SMALL + "  - {type: text_poke_users, livepatch: {functions: 0}}\n",
+        ["w.yaml:12", "livepatch.functions"],
+    ),
+    (
+        "negative trampoline rate",
+        SMALL + "  - {type: text_poke_users, bpf_trampolines: {rate: -1/s}}\n",
+        ["w.yaml:12", "bpf_trampolines.rate"],
     ),
     ("yaml syntax", SMALL.replace("seed: 1", "seed: [1"), ["w.yaml:", "YAML syntax"]),
     (

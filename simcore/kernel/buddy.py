@@ -126,6 +126,7 @@ class BuddyAllocator(BuddySeed):
         for zone in self.zones:
             free = zone.free_pages()
             zone.reserved = zone.nr_pages - free
+            zone.nr_free_pages = free
             self.nr_free_pages += free
         self.nr_reserved_pages = sum(z.reserved for z in self.zones)
         self._initial = [list(z.nr_free) for z in self.zones]
@@ -150,6 +151,7 @@ class BuddyAllocator(BuddySeed):
                 break
             self._materialize(zone)
         zone.nr_free[order] -= 1
+        zone.nr_free_pages -= 1 << order
         self.nr_free_pages -= 1 << order
         return pfn
 
@@ -159,6 +161,7 @@ class BuddyAllocator(BuddySeed):
         if tail:
             fl.move_to_end(pfn, last=False)
         zone.nr_free[order] += 1
+        zone.nr_free_pages += 1 << order
         self.nr_free_pages += 1 << order
 
     def rmqueue(self, node: int, order: int) -> tuple[int, int] | None:
@@ -188,6 +191,7 @@ class BuddyAllocator(BuddySeed):
                 break
             del fl[buddy]
             zone.nr_free[order] -= 1
+            zone.nr_free_pages -= 1 << order
             self.nr_free_pages -= 1 << order
             pfn &= ~(1 << order)
             order += 1
@@ -509,6 +513,8 @@ class BuddyAllocator(BuddySeed):
                         f"node {zone.node} order {k}: nr_free {zone.nr_free[k]} "
                         f"but {listed} blocks listed"
                     )
+            if zone.nr_free_pages != zone.free_pages():
+                raise SimulationError(f"node {zone.node}: NR_FREE_PAGES out of step")
             free += zone.free_pages()
             pcp += sum(len(p) for p in zone.pcp.values())
             for cpu, lists in zone.pcp_hi.items():

@@ -7,7 +7,7 @@ tables and the direct map, vmalloc (mm/vmalloc.c), CPA
 mm/vmalloc.c's), text patching and the BPF core; then the state of a
 captured host, when the knobs name captures (:mod:`.host_state`). The
 module loader comes up on first use, as a kernel without modules never
-builds its state.
+builds its state; so do kprobes, ftrace's ops and livepatch.
 
 The kernel does not choose its executable-memory or arena allocator: the
 engine plugs a provider in (``policy``), and ``exec_alloc`` / ``arena_ops``
@@ -29,7 +29,10 @@ from simcore.kernel.arm64.pageattr import Arm64PageAttr
 from simcore.kernel.arm64.patching import Arm64Patching
 from simcore.kernel.bpf.core import BpfCore
 from simcore.kernel.execmem import ExecAllocator
+from simcore.kernel.ftrace import Ftrace
 from simcore.kernel.host_state import HostState
+from simcore.kernel.kprobes import Kprobes
+from simcore.kernel.livepatch import Livepatch
 from simcore.kernel.module import ModuleLoader
 from simcore.kernel.page_alloc import PageAlloc
 from simcore.kernel.pgtable import KernelPageTables
@@ -135,6 +138,22 @@ class Kernel:
         """kernel/module: the loader, built the first time a module loads
         (its mutex and counters appear only in runs that load modules)."""
         return ModuleLoader(self)
+
+    @cached_property
+    def kprobes(self) -> Kprobes:
+        """kernel/kprobes.c: its mutex, slot caches and optimizer, built on
+        first use like the loader."""
+        return Kprobes(self)
+
+    @cached_property
+    def ftrace(self) -> Ftrace:
+        """kernel/trace/ftrace.c: ftrace_lock and the ops trampolines."""
+        return Ftrace(self)
+
+    @cached_property
+    def livepatch(self) -> Livepatch:
+        """kernel/livepatch: the enabled patch and its klp_ops."""
+        return Livepatch(self)
 
     def finish(self) -> None:
         """End of run: what the kernel reports once (vmalloc's counters)."""

@@ -56,6 +56,10 @@ class Zone:
         "batch",
         "high",
         "reserved",
+        "nr_free_pages",
+        "wmark_min",
+        "wmark_low",
+        "wmark_high",
     )
 
     def __init__(self, node: int, start_pfn: int, nr_pages: int) -> None:
@@ -81,6 +85,12 @@ class Zone:
         self.batch = zone_batchsize(nr_pages)
         self.high = PCP_HIGH_BATCHES * self.batch
         self.reserved = 0  # pages in use from the start, never freed here
+        # zone_page_state(zone, NR_FREE_PAGES): pages in the free lists (not
+        # on per-CPU lists), kept by the buddy allocator as it moves blocks
+        self.nr_free_pages = 0
+        # zone->_watermark[WMARK_MIN/LOW/HIGH] in pages, set by
+        # setup_per_zone_wmarks() (simcore.kernel.watermarks); 0 until then
+        self.wmark_min = self.wmark_low = self.wmark_high = 0
 
     @property
     def nr_pages(self) -> int:

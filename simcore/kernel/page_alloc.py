@@ -27,9 +27,28 @@ Kernel functions modelled here, with the same steps (``__rmqueue_smallest()``,
   it and freed to it, refilled with ``max(pcp->batch >> order, 2)`` blocks,
   and every list of the CPU counts toward ``pcp->high``.
 
-Not modelled: migratetypes and pageblock stealing, watermarks, reclaim and
-compaction (an allocation fails only when no free block of the order exists
-on any allowed node), the DMA/DMA32/Normal
+- the zone watermarks (:mod:`simcore.kernel.watermarks`):
+  ``get_page_from_freelist()`` skips a node whose free pages would not stay
+  above its low watermark; when that leaves no page,
+  ``__alloc_pages_slowpath()``: ``wake_all_kswapds()``, a second pass down
+  to the min watermark, then direct reclaim (``try_to_free_pages()`` of
+  :mod:`simcore.kernel.vmscan`) and another pass, ``drain_all_pages()``
+  once, and ``should_reclaim_retry()`` (MAX_RECLAIM_RETRIES rounds without
+  progress) before failing; costly orders (> PAGE_ALLOC_COSTLY_ORDER) and
+  ``GFP_NORETRY`` give up after one reclaim, and ``GFP_NORECLAIM`` (no
+  ``__GFP_DIRECT_RECLAIM``) after the second pass; a process that is
+  reclaiming (PF_MEMALLOC: kswapd, a direct reclaimer) takes from the
+  reserve below the min watermark and never reclaims. ``alloc_pages_bulk()``
+  takes pages only while the local node stays above its low watermark plus
+  the request, else one page from the ordinary path.
+
+Not modelled: migratetypes and pageblock stealing, compaction (above the
+watermarks a high-order allocation fails at once when no free block of the
+order exists on any allowed node, as it did before watermarks were
+modelled), the OOM killer (an allocation that reclaim cannot satisfy fails
+instead), GFP flags beyond the three above (every caller allocates as
+GFP_KERNEL; atomic allocations that may dip below the min watermark are
+not distinguished), the DMA/DMA32/Normal
 split (one zone per node; a capture's DMA, DMA32 and Normal rows are summed,
 its Movable rows ignored), memory holes.
 """
@@ -41,7 +60,7 @@ from typing import TYPE_CHECKING
 from simcore.constants import PAGE_SIZE
 from simcore.errors import CaptureError, SimulationError
 from simcore.kernel.boot_pages import BootPages
-from simcore.kernel.buddy import BuddyAllocator
+from simcore.kernel.buddy import PAGE_ALLOC_COSTLY_ORDER, BuddyAllocator
 from simcore.kernel.buddy_seed import FRAG_PATTERNS, FRAG_SPLIT_P, FRAG_USED_P
 from simcore.kernel.buddyinfo import MAX_PAGE_ORDER, NR_ORDERS, load_buddyinfo
 from simcore.kernel.mmzone import (
@@ -51,6 +70,8 @@ from simcore.kernel.mmzone import (
     Zone,
     zone_batchsize,
 )
+from simcore.kernel.vmscan import Reclaim
+from simcore.kernel.watermarks import setup_per_zone_wmarks
 
 if TYPE_CHECKING:
     from simcore.kernel.main import Kernel
@@ -59,6 +80,9 @@ if TYPE_CHECKING:
 # this module's names and the buddy allocator's, which callers import from here
 __all__ = [
     "BULK_CHUNK",
+    "GFP_KERNEL",
+    "GFP_NORECLAIM",
+    "GFP_NORETRY",
     "FRAG_PATTERNS",
     "FRAG_SPLIT_P",
     "FRAG_USED_P",
@@ -78,6 +102,15 @@ __all__ = [
 # mm/vmalloc.c vm_area_alloc_pages() asks alloc_pages_bulk for at most 100
 # pages per call (hard-coded, to bound the time spent with preemption off).
 BULK_CHUNK = 100
+# gfp_t bits the slow path reads (include/linux/gfp_types.h); 0 is GFP_KERNEL.
+# GFP_NORETRY is __GFP_NORETRY: one round of direct reclaim, no retry loop;
+# GFP_NORECLAIM is a mask without __GFP_DIRECT_RECLAIM (GFP_NOWAIT,
+# GFP_TRANSHUGE_LIGHT): kswapd is woken, the task does not reclaim.
+GFP_KERNEL = 0
+GFP_NORETRY = 1
+GFP_NORECLAIM = 2
+# the watermark a pass of get_page_from_freelist() keeps (ALLOC_WMARK_*)
+LOW, MIN, NO_WATERMARKS = "low", "min", "none"
 # Share of the bulk path's per-page cost spent moving pages between the buddy
 # lists under zone->lock (rmqueue_bulk / free_pcppages_bulk), the rest being
 # prep_new_page() and the per-CPU list work. Estimate: no published split.
@@ -132,6 +165,9 @@ class PageAlloc:
             self.buddy, captured_free=buddy is None and bool(kernel.knobs.buddyinfo)
         )
         self.zone_locks = [m.spinlock("zone_lock") for _ in self.buddy.zones]
+        # init_per_zone_wmark_min(), a postcore initcall
+        self.min_free_kbytes = setup_per_zone_wmarks(self.buddy.zones)
+        self._reclaim: Reclaim | None = None
         t = kernel.profile.topology
         self._cores_per_node = max(
             1, t.cores_per_socket.value // max(1, t.numa_nodes_per_socket.value)
@@ -173,6 +209,13 @@ class PageAlloc:
         )
         return min(node, len(self.buddy.zones) - 1)
 
+    @property
+    def reclaim(self) -> Reclaim:
+        """Page reclaim over this allocator, set up on first need."""
+        if self._reclaim is None:
+            self._reclaim = Reclaim(self.kernel, self)
+        return self._reclaim
+
     def _publish(self) -> None:
         c = self.metrics.counters
         c["buddy.free_pages"] = self.buddy.nr_free_pages
@@ -202,8 +245,8 @@ class PageAlloc:
             return None, 1
         return got[0], 1 + got[1] - order
 
-    def _drain(self, node: int, cpu: int):
-        return None, max(1, self.buddy.pcp_free_bulk(node, cpu))
+    def _drain(self, node: int, cpu: int, count: int | None = None):
+        return None, max(1, self.buddy.pcp_free_bulk(node, cpu, count))
 
     def _free_one(self, pfn: int, order: int):
         return None, 1 + self.buddy.free_one(pfn, order)
@@ -217,35 +260,17 @@ class PageAlloc:
         node: int | None = None,
         zero: bool = False,
         thisnode: bool = False,
+        gfp: int = GFP_KERNEL,
     ):
-        """alloc_pages_node(): returns a pfn, or None (high orders can fail)."""
+        """alloc_pages_node(): returns a pfn, or None (high orders can fail;
+        any order once reclaim cannot keep a node above its min watermark)."""
         b = self.buddy
         b.check_order(order)
         pref = self.node_of(cpu) if node is None else node
-        pfn = None
-        for n in b.fallback_nodes(pref, thisnode):
-            if order == 0:
-                pfn = b.pcp_pop(n, cpu)
-                if pfn is None:
-                    moved = yield from self._locked(cpu, n, self._refill, n, cpu)
-                    if moved:
-                        pfn = b.pcp_pop(n, cpu)
-            elif b.pcp_allowed_order(order):
-                # v5.14+: orders 1..3 and THP from this CPU's list of the
-                # order, refilled in a batch under zone->lock when empty
-                pfn = b.pcp_pop_order(n, cpu, order)
-                if pfn is None:
-                    moved = yield from self._locked(
-                        cpu, n, self._refill_order, n, cpu, order
-                    )
-                    if moved:
-                        pfn = b.pcp_pop_order(n, cpu, order)
-            else:
-                pfn = yield from self._locked(cpu, n, self._rmqueue, n, order)
-                if pfn is not None:
-                    b.prep_new_page(pfn, order)
-            if pfn is not None:
-                break
+        nodes = b.fallback_nodes(pref, thisnode)
+        pfn, low = yield from self._get_page_from_freelist(cpu, order, nodes, LOW)
+        if pfn is None and low:
+            pfn = yield from self._slowpath(cpu, order, nodes, gfp)
         ns = self.page_ns + (
             self.zero_ns * (1 << order) if zero and pfn is not None else 0
         )
@@ -254,6 +279,114 @@ class PageAlloc:
             self.metrics.inc(f"buddy.order{order}_failures")
         self._publish()
         return pfn
+
+    def _get_page_from_freelist(self, cpu: int, order: int, nodes: list[int], wmark):
+        """get_page_from_freelist(): the first node of the zonelist that
+        stays above the watermark (LOW, MIN, or NO_WATERMARKS) and has a
+        block. Returns (pfn or None, whether a node was passed over for its
+        watermark)."""
+        b = self.buddy
+        low = False
+        pfn = None
+        for n in nodes:
+            zone = b.zones[n]
+            # __zone_watermark_ok(), inline: this is every allocation's path
+            if wmark is LOW:
+                mark = zone.wmark_low
+            elif wmark is MIN:
+                mark = zone.wmark_min
+            else:
+                mark = -(1 << order)  # ALLOC_NO_WATERMARKS
+            if zone.nr_free_pages - (1 << order) < mark:
+                low = True
+                continue
+            # rmqueue_pcplist() holds the list (pcp->lock, preemption off)
+            # across its refill; here another task on the CPU may empty the
+            # refilled list while zone->lock is held, so refill again
+            if order == 0:
+                pfn = b.pcp_pop(n, cpu)
+                while pfn is None:
+                    moved = yield from self._locked(cpu, n, self._refill, n, cpu)
+                    if not moved:
+                        break
+                    pfn = b.pcp_pop(n, cpu)
+            elif b.pcp_allowed_order(order):
+                # v5.14+: orders 1..3 and THP from this CPU's list of the
+                # order, refilled in a batch under zone->lock when empty
+                pfn = b.pcp_pop_order(n, cpu, order)
+                while pfn is None:
+                    moved = yield from self._locked(
+                        cpu, n, self._refill_order, n, cpu, order
+                    )
+                    if not moved:
+                        break
+                    pfn = b.pcp_pop_order(n, cpu, order)
+            else:
+                pfn = yield from self._locked(cpu, n, self._rmqueue, n, order)
+                if pfn is not None:
+                    b.prep_new_page(pfn, order)
+            if pfn is not None:
+                break
+        return pfn, low
+
+    def _slowpath(self, cpu: int, order: int, nodes: list[int], gfp: int):
+        """__alloc_pages_slowpath(), entered when the fast path passed a
+        node over for its low watermark and found nothing: a pfn or None."""
+        reclaim = self.reclaim
+        m = self.metrics
+        m.inc("buddy.slowpath_allocs")
+        reclaim.wake_all_kswapds(order, nodes)
+        pfn, _ = yield from self._get_page_from_freelist(cpu, order, nodes, MIN)
+        if pfn is not None:
+            return pfn
+        if reclaim.in_reclaim():
+            # PF_MEMALLOC (kswapd, a direct reclaimer): the reserves below
+            # the min watermark (ALLOC_NO_WATERMARKS) and no reclaim from
+            # within reclaim ("avoid recursion of direct reclaim")
+            pfn, _ = yield from self._get_page_from_freelist(
+                cpu, order, nodes, NO_WATERMARKS
+            )
+            return pfn
+        if gfp & GFP_NORECLAIM:
+            return None
+        costly = order > PAGE_ALLOC_COSTLY_ORDER
+        no_progress = 0
+        drained = False
+        while True:
+            got = yield from reclaim.try_to_free_pages(cpu, nodes)
+            pfn, _ = yield from self._get_page_from_freelist(cpu, order, nodes, MIN)
+            if pfn is None and not drained:
+                # __alloc_pages_direct_reclaim(): pages may sit on per-CPU
+                # lists; drain them once and try again
+                drained = True
+                yield from self._drain_all(cpu)
+                pfn, _ = yield from self._get_page_from_freelist(cpu, order, nodes, MIN)
+            if pfn is not None:
+                return pfn
+            if costly or gfp & GFP_NORETRY:
+                break
+            again, no_progress = reclaim.should_reclaim_retry(
+                order, nodes, got > 0, no_progress
+            )
+            if not again:
+                break
+            m.inc("buddy.reclaim_retries")
+            # "ensure kswapd doesn't accidentally go to sleep as long as we loop"
+            reclaim.wake_all_kswapds(order, nodes)
+        m.inc("buddy.reclaim_failures")
+        return None
+
+    def _drain_all(self, cpu: int):
+        """drain_all_pages(): every CPU's lists back to the buddy, each list
+        under its zone's lock (charged to the caller, which waits for it)."""
+        b = self.buddy
+        for zone in b.zones:
+            for owner in sorted(set(zone.pcp) | set(zone.pcp_hi)):
+                held = len(zone.pcp.get(owner, ())) + zone.pcp_hi_pages.get(owner, 0)
+                if held:
+                    yield from self._locked(
+                        cpu, zone.node, self._drain, zone.node, owner, held
+                    )
 
     def alloc_pages_bulk(
         self, cpu: int, nr_pages: int, *, node: int | None = None, zero: bool = False
@@ -276,6 +409,12 @@ class PageAlloc:
         b = self.buddy
         n = self.node_of(cpu) if node is None else node
         out: list[int] = []
+        # __alloc_pages_bulk(): only from a local node above its low
+        # watermark plus the request, else one page the ordinary way
+        zone = b.zones[n]
+        if nr_pages > 0 and zone.nr_free_pages - nr_pages <= zone.wmark_low:
+            pfn = yield from self.alloc_pages(cpu, 0, node=n, zero=zero)
+            return ([] if pfn is None else [pfn]), 0.0
         while len(out) < nr_pages:
             pfn = b.pcp_pop(n, cpu)
             if pfn is None:

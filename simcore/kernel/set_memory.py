@@ -52,6 +52,12 @@ a split table (and to examine one for collapse: an estimate, a compare per
 entry costed like a store); the split page through the page allocator when
 one is given; flushes from the flush model. Locks: ``cpa_lock``,
 ``pgd_lock`` (spinlocks), ``vmap_purge_lock`` in the default hook.
+
+A split whose table page cannot be allocated (memory exhausted, reclaim
+found nothing) fails as ``split_large_page()`` does: -ENOMEM from
+``__change_page_attr()`` ends the call, what was changed stays changed and
+is flushed, the rest keeps its permissions; callers of ``set_memory_*()``
+mostly ignore the return. Counted as ``pageattr.enomem``.
 """
 
 from __future__ import annotations
@@ -88,6 +94,7 @@ CPA_ARRAY = 2
 CPA_PAGES_ARRAY = 4
 CPA_NO_CHECK_ALIAS = 8
 CPA_COLLAPSE = 16
+ENOMEM = 12
 
 
 @dataclass
@@ -141,10 +148,14 @@ class Cpa(SetMemoryCalls):
         in the collapse era), or set_memory_ro() then set_memory_x()."""
         if not self.native_rox:
             t0 = self.env.now
-            yield from self.change_page_attr_set_clr(cpu, addr, numpages, 0, _PAGE_RW)
-            yield from self.change_page_attr_set_clr(cpu, addr, numpages, 0, _PAGE_NX)
+            ro = yield from self.change_page_attr_set_clr(
+                cpu, addr, numpages, 0, _PAGE_RW
+            )
+            x = yield from self.change_page_attr_set_clr(
+                cpu, addr, numpages, 0, _PAGE_NX
+            )
             self.metrics.latency("set_memory_rox", self.env.now - t0)
-            return 0
+            return ro or x
         flag = CPA_COLLAPSE if self.collapse_era else 0
         return (
             yield from self._timed(
@@ -156,14 +167,12 @@ class Cpa(SetMemoryCalls):
         """__set_pages_np(): the direct-map page at ``addr`` (its
         page_address()) not present; the caller flushes."""
         c = CpaData(addr, numpages, 0, _PAGE_PRESENT | _PAGE_RW, CPA_NO_CHECK_ALIAS)
-        yield from self._set_clr(cpu, c, primary=True)
-        return 0
+        return (yield from self._set_clr(cpu, c, primary=True))
 
     def set_direct_map_default_noflush(self, cpu: int, addr: int, numpages: int = 1):
         """__set_pages_p(): back to present and writable; no flush."""
         c = CpaData(addr, numpages, _PAGE_PRESENT | _PAGE_RW, 0, CPA_NO_CHECK_ALIAS)
-        yield from self._set_clr(cpu, c, primary=True)
-        return 0
+        return (yield from self._set_clr(cpu, c, primary=True))
 
     def _timed(self, op, cpu, addr, numpages, mask_set, mask_clr, flags=0):
         t0 = self.env.now
@@ -190,38 +199,44 @@ class Cpa(SetMemoryCalls):
         c = CpaData(addr, numpages, mask_set, mask_clr, in_flag)
         # Before v6.2: "No alias checking for _NX bit modifications".
         primary = self.nx_alias or (mask_set | mask_clr) != _PAGE_NX
-        yield from self._set_clr(cpu, c, primary=primary)
+        ret = yield from self._set_clr(cpu, c, primary=primary)
+        # what changed before an error is flushed all the same
         if c.flags & CPA_FLUSHTLB:
             yield from self._cpa_flush(cpu, c)
-        return 0
+        return ret
 
     def _set_clr(self, cpu: int, c: CpaData, *, primary: bool):
-        """__change_page_attr_set_clr()."""
+        """__change_page_attr_set_clr(): 0, or -ENOMEM."""
         if not (c.mask_set | c.mask_clr):
-            return
+            return 0
         numpages = rem = c.numpages
         while rem:
             c.numpages = rem
             extra = yield from self.cpa_lock.take(cpu)
-            yield from self._change_page_attr(cpu, c, primary, extra)
+            ret = yield from self._change_page_attr(cpu, c, primary, extra)
             self.cpa_lock.release(cpu)
-            if primary and not c.flags & CPA_NO_CHECK_ALIAS:
-                yield from self._process_alias(cpu, c)
+            if not ret and primary and not c.flags & CPA_NO_CHECK_ALIAS:
+                ret = yield from self._process_alias(cpu, c)
+            if ret:
+                c.numpages = numpages
+                return ret
             if not 0 < c.numpages <= rem:
                 raise SimulationError(f"CPA chunk of {c.numpages} of {rem} pages")
             rem -= c.numpages
             c.curpage += c.numpages
         c.numpages = numpages
+        return 0
 
     def _change_page_attr(self, cpu: int, c: CpaData, primary: bool, extra: float):
-        """__change_page_attr(): one 4K PTE, or one large page kept/split."""
+        """__change_page_attr(): one 4K PTE, or one large page kept/split;
+        0, or -ENOMEM when a split found no page."""
         addr = c.vaddr + (c.curpage << PAGE_SHIFT)
         while True:
             m = self.pt.lookup(addr)
             if m is None:
                 self._process_fault(c, addr, primary)
                 yield self.env.timeout(int(self.pte_ns + extra))
-                return
+                return 0
             if m.shift == LEVEL_4K:
                 new = (m.flags & ~c.mask_clr) | c.mask_set
                 c.pfn = self._pfn(addr, m)
@@ -230,12 +245,14 @@ class Cpa(SetMemoryCalls):
                     c.flags |= CPA_FLUSHTLB
                 c.numpages = 1
                 yield self.env.timeout(int(self.pte_ns + extra))
-                return
+                return 0
             split = yield from self._should_split_large_page(cpu, c, addr, m, extra)
             extra = 0
             if not split:
-                return
-            yield from self._split_large_page(cpu, addr, m)
+                return 0
+            ok = yield from self._split_large_page(cpu, addr, m)
+            if not ok:
+                return -ENOMEM
 
     def _pfn(self, addr: int, m: Mapping) -> int:
         if self.pfn_of is not None and not self.pt.in_direct_map(addr):
@@ -280,12 +297,14 @@ class Cpa(SetMemoryCalls):
 
     def _split_large_page(self, cpu: int, addr: int, m: Mapping):
         """split_large_page() + __split_large_page(); cpa_lock held on entry
-        and on return."""
+        and on return. False: no page for the table (-ENOMEM)."""
         self.cpa_lock.release(cpu)
         page = yield from self.pt.alloc_table_page(cpu, zero=False)
         extra = yield from self.cpa_lock.take(cpu)
         if page is False:
-            raise SimulationError("out of memory for a CPA split table page")
+            self.metrics.inc("pageattr.enomem")
+            yield self.env.timeout(int(extra))
+            return False
         extra += yield from self.pgd_lock.take(cpu)
         cur = self.pt.lookup(addr)
         if cur is None or cur.shift != m.shift:
@@ -293,21 +312,22 @@ class Cpa(SetMemoryCalls):
             yield self.env.timeout(int(self.pte_ns + extra))
             self.pgd_lock.release(cpu)
             yield from self.pt.free_table_page(cpu, page)
-            return
+            return True
         self.pt.split(addr, m.shift, page)
         yield self.env.timeout(int((1 + 512) * self.pte_ns + extra))
         # flush_tlb_all() with pgd_lock (and cpa_lock) held: mixed-size TLB
         # entries for one address are undefined behaviour on x86.
         yield self.env.timeout(self.flush.kernel_range(cpu, *FLUSH_ALL))
         self.pgd_lock.release(cpu)
+        return True
 
     def _process_alias(self, cpu: int, c: CpaData):
         """cpa_process_alias(): the direct-map alias of the pfns just done."""
         vaddr = c.vaddr + (c.curpage << PAGE_SHIFT)
         if self.pt.in_direct_map(vaddr):
-            return  # the primary call touched the direct map already
+            return 0  # the primary call touched the direct map already
         if not 0 <= c.pfn < self.pt.direct.nr_pages:
-            return  # !pfn_range_is_mapped()
+            return 0  # !pfn_range_is_mapped()
         mask_set, mask_clr = c.mask_set, c.mask_clr
         if self.nx_alias:
             mask_set &= ~_PAGE_NX
@@ -320,7 +340,7 @@ class Cpa(SetMemoryCalls):
             c.flags & ~(CPA_ARRAY | CPA_PAGES_ARRAY),
         )
         c.force_flush_all = True
-        yield from self._set_clr(cpu, alias, primary=False)
+        return (yield from self._set_clr(cpu, alias, primary=False))
 
     def _cpa_flush(self, cpu: int, c: CpaData):
         """cpa_flush() (no cache-attribute changes are modelled)."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from simcore.constants import PAGE
-from simcore.kernel.page_alloc import MAX_PAGE_ORDER
+from simcore.kernel.page_alloc import GFP_NORETRY, MAX_PAGE_ORDER
 from simcore.kernel.vmalloc import VmArea
 
 if TYPE_CHECKING:
@@ -46,7 +46,9 @@ def kvmalloc(kernel: Kernel, cpu: int, size: int, fill_ns: float = 0.0):
     order = (-(-size // PAGE) - 1).bit_length()
     pfn = None
     if order <= MAX_PAGE_ORDER:  # else past KMALLOC_MAX_SIZE: kmalloc fails
-        pfn = yield from kernel.page_alloc.alloc_pages(cpu, order)
+        # kvmalloc_node(): above a page kmalloc() tries with __GFP_NORETRY,
+        # vmalloc() being the fallback
+        pfn = yield from kernel.page_alloc.alloc_pages(cpu, order, gfp=GFP_NORETRY)
     if pfn is not None:
         yield env.timeout(int(fill_ns))
         return Shadow("pages", size, pfn=pfn, order=order)

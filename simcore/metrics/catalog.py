@@ -15,6 +15,8 @@ import fnmatch
 import re
 
 from simcore.metrics.catalog_arena import ARENA
+from simcore.metrics.catalog_reclaim import RECLAIM
+from simcore.metrics.catalog_text import TEXT_USERS
 from simcore.metrics.info import MetricInfo
 
 __all__ = [
@@ -387,6 +389,7 @@ CATALOG: tuple[MetricInfo, ...] = (
     MetricInfo(
         "buddy.order*_failures", "count", "lower", "high-order allocations that failed"
     ),
+    *RECLAIM,
     MetricInfo(
         "directmap.pagetable_pages",
         "pages",
@@ -439,6 +442,7 @@ CATALOG: tuple[MetricInfo, ...] = (
     MetricInfo("bpf.load_failures", "count", "lower", "loads without memory"),
     MetricInfo("bpf.trampolines", "count", "none", "BPF trampolines live at the end"),
     MetricInfo("bpf.dispatcher_updates", "count", "none", "BPF dispatcher rewrites"),
+    *TEXT_USERS,
     MetricInfo("module.loads", "count", "none", "modules loaded (load_module)"),
     MetricInfo("module.unloads", "count", "none", "modules unloaded (delete_module)"),
     MetricInfo(

@@ -41,6 +41,7 @@ SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Locks", ("lock",)),
     ("Memory", ("mem",)),
     ("Page allocator", ("buddy",)),
+    ("Reclaim", ("vmscan",)),
     ("Allocation latency", ("alloc",)),
     ("vmap", ("vmap", "vmalloc")),
     ("Executable memory", ("bpf", "module", "text_poke")),

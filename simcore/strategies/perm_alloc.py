@@ -18,7 +18,10 @@ permission region, ``module_map()``) use it:
   pages itself and flushes once. The pages are then mapped at their final
   permission (``map_kernel_range()``): nothing changes permission on load;
 - ``perm_writable_addr()``: for a mapping that is not writable, a
-  vmalloc()ed staging buffer, written with plain stores;
+  vmalloc()ed staging buffer, written with plain stores (when that
+  vmalloc() fails the RFC would write through NULL, "TODO could fail";
+  here the bytes go in place with text_poke(), counted as
+  ``mem.exec.staging_failures``);
 - ``perm_writable_finish()``: ``text_mutex`` held across one
   ``text_poke()`` per page from the buffer into the final mapping (local
   flushes only), then vfree() of the buffer;
@@ -46,7 +49,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from simcore.constants import PAGE, PAGE_SHIFT, PMD_SIZE
-from simcore.errors import SimulationError
 from simcore.kernel.pgtable import PAGE_KERNEL, PAGE_KERNEL_RO, PAGE_KERNEL_ROX
 from simcore.kernel.set_memory import CPA_NO_CHECK_ALIAS, CpaData
 from simcore.kernel.vmalloc import VM_MAP, VmArea
@@ -112,6 +114,12 @@ class PermAlloc(Strategy):
     summary = "final-permission vmalloc over a cache of unmapped 2M blocks"
     models = (
         "perm_alloc RFC, Nov 2020 (20201120202426.18009-1-rick.p.edgecombe@intel.com)"
+    )
+    arches = ("x86_64",)
+    arch_reason = (
+        "the RFC's permission changes are x86 CPA on the vmalloc alias alone "
+        "(__change_page_attr_set_clr() with CPA_NO_CHECK_ALIAS), which arm64 "
+        "has no counterpart of"
     )
     Params = PermParams
     params: PermParams
@@ -318,8 +326,15 @@ class PermAlloc(Strategy):
                 cpu, alloc.area.nr_pages * PAGE, caller="perm_writable_addr"
             )
             if alloc.writable is None:
-                # "TODO could fail" in the RFC: it has no answer either
-                raise SimulationError("perm_writable_addr(): no staging buffer")
+                # "TODO could fail" in the RFC: it would hand out a NULL
+                # buffer to write through. Counted, and the bytes go in
+                # place with text_poke() instead, as perm_writable_finish()
+                # would have copied them
+                self.metrics.inc("mem.exec.staging_failures")
+                yield from self.kernel.text_poke.text_poke_copy(
+                    cpu, alloc.area.addr, max(1, nbytes)
+                )
+                return
         yield self.env.timeout(int(self.copy_ns(nbytes, writes)))
 
     def finalize(self, cpu: int, obj: ExecAlloc):

@@ -26,6 +26,7 @@ for _name, _target in {
     "trace": "simcore.workloads.trace:Trace",
     "text_poke_users": "simcore.workloads.text_poke_users:TextPokeUsers",
     "reclaim": "simcore.workloads.reclaim:Reclaim",
+    "pressure": "simcore.workloads.pressure:Pressure",
     "vmalloc_users": "simcore.workloads.vmalloc_users:VmallocUsers",
 }.items():
     WORKLOADS.register(_name, _target)

@@ -5,8 +5,10 @@ round at the round's priority, from DEF_PRIORITY (12) down to 0 while the
 node stays below its high watermark; direct reclaim does the same in the
 allocating task. This generator runs those calls on ``cpu``, ``rate``
 times a second at ``priority``, with exponential gaps: a stated amount of
-pressure, since watermarks, page-cache reclaim and compaction are not
-modelled. Every registered shrinker answers (:mod:`simcore.kernel.vmscan`):
+pressure, whatever the free memory (the ``pressure`` workload fills memory
+instead, and the watermarks, kswapd and direct reclaim of
+:mod:`simcore.kernel.vmscan` decide when and how hard to reclaim). Every
+registered shrinker answers (:mod:`simcore.kernel.vmscan`):
 vmalloc's vmap-node pools (v6.9+) and a strategy's own cache where it has
 one (perm_alloc, unmapped_cache). Each call's time is
 ``alloc.shrink_slab.latency_ns``, what the shrinkers freed

@@ -13,7 +13,10 @@ ARM = ("machine.profile=neoverse-n1", "machine.cpus=8")
 
 
 def _run(name: str, strategy: str, *sets: str) -> dict[str, float]:
-    resolved = load_workload(ROOT / "workloads" / name, sets=[*ARM, *sets])
+    # the one strategy run replaces the file's list, which may name x86-only
+    # strategies (perm_alloc, bpf_prog_pack_2m)
+    sets = (*ARM, f"strategy={strategy}", *sets)
+    resolved = load_workload(ROOT / "workloads" / name, sets=list(sets))
     return Simulation(resolved, strategy).run().metrics
 
 

@@ -1,8 +1,15 @@
-"""text_poke_users: static keys, ftrace and kprobes on each architecture's
-patching path."""
+"""text_poke_users: static keys, ftrace, kprobes, BPF trampolines and
+livepatch on each architecture's patching path, their executable memory
+through the strategy."""
 
 from __future__ import annotations
 
+import pytest
+
+from simcore.constants import PAGE
+from simcore.kernel.kprobes import ARM64_INSN_SLOT, X86_INSN_SLOT
+from simcore.workloads.captures.module_split import spec_from_size
+from tests.kernel import make_sim, run
 from tests.workloads import run_metrics
 
 WL = """\
@@ -17,6 +24,9 @@ workloads:
     ftrace: {{rate: 200/s, functions: 300}}
     kprobes: {{rate: 500/s}}
 """
+
+X86 = "{profile: skylake-sp, cpus: 8}"
+ARM64 = "{profile: neoverse-n1, cpus: 8}"
 
 
 def _run(tmp_path, profile, preset):
@@ -38,17 +48,143 @@ def test_x86_users_go_through_int3_and_sync_ipis(tmp_path):
         m["alloc.ftrace_update.latency_ns.p50"]
         > m["alloc.static_key_update.latency_ns.p50"]
     )
+    # the function tracer's static ops got one trampoline and kept it
+    assert m["ftrace.trampolines"] == 1
+    # the probes' slots live in one page of executable memory
+    assert m["kprobes.insn_pages"] == 1
 
 
 def test_arm64_kprobes_stop_the_machine_and_keys_ipi_from_6_11(tmp_path):
     old = _run(tmp_path, "neoverse-n1", "6.9")
     new = _run(tmp_path, "neoverse-n1", "6.13")
     for m in (old, new):
-        assert m["text_poke.stop_machine"] == m["workload.text_poke_users.kprobe_arms"]
+        # every breakpoint written or removed is one stop_machine()
+        assert m["text_poke.stop_machine"] == m["kprobes.arms"] + m.get(
+            "kprobes.disarms", 0
+        )
+        assert m["kprobes.arms"] >= m["workload.text_poke_users.kprobe_arms"] > 0
         assert m["cpu.stop_machine_ns"] > 0
-    # ftrace and jump labels site by site: no kick but the 6.11+ one per key
+        # no ftrace trampolines on arm64
+        assert m.get("ftrace.trampolines", 0) == 0
+    # ftrace, jump labels and the slots' nosync writes site by site: no
+    # kick but the 6.11+ one per key
     assert old.get("text_poke.sync_rounds", 0) == 0
     assert (
         new["text_poke.sync_rounds"]
         == new["workload.text_poke_users.static_key_updates"]
     )
+
+
+def _exec_bytes(sim) -> tuple[float, float]:
+    c = sim.metrics.counters
+    return c["mem.exec.requested_bytes"], c["mem.exec.allocated_bytes"]
+
+
+def _busy(sim, caller: str) -> int:
+    """vmalloc areas in use whose caller is ``caller``."""
+    return sum(a.caller == caller for vn in sim.vmalloc.nodes for a in vn.busy.values())
+
+
+def _kprobes(sim, n: int, optimize: bool = False):
+    kp = sim.kernel.kprobes
+    probes = [run(sim, kp.register(0, optimize)) for _ in range(n)]
+    assert all(p is not None for p in probes)
+    return probes
+
+
+@pytest.mark.parametrize(
+    "machine,slot,dirty", [(X86, X86_INSN_SLOT, True), (ARM64, ARM64_INSN_SLOT, False)]
+)
+def test_kprobe_slots_are_kprobe_pages_from_the_strategy(machine, slot, dirty):
+    sim = make_sim(machine=machine)
+    c = sim.metrics.counters
+    base = _exec_bytes(sim)
+    per_page = PAGE // slot
+    probes = _kprobes(sim, per_page + 10)
+    # two pages of kind "kprobe", through the strategy's alloc
+    assert c["kprobes.insn_pages"] == 2
+    assert _exec_bytes(sim)[0] - base[0] == 2 * PAGE
+    assert _busy(sim, "kprobe") == 2
+    for p in probes:
+        run(sim, sim.kernel.kprobes.unregister(0, p))
+    # collect_one_slot() frees the emptied page and keeps the last one;
+    # x86 frees slots dirty, collected once past a page's worth
+    assert c["kprobes.insn_pages"] == 1
+    assert _exec_bytes(sim)[0] - base[0] == PAGE
+    assert _busy(sim, "kprobe") == 1
+    assert c["kprobes.arms"] == c["kprobes.disarms"] == per_page + 10
+    cache = sim.kernel.kprobes.insn
+    assert (cache.nr_garbage > 0) == dirty
+
+
+def test_optimized_kprobes_jump_through_text_poke_bp_on_x86_only():
+    sim = make_sim(machine=X86)
+    c = sim.metrics.counters
+    probes = _kprobes(sim, 3, optimize=True)
+    assert c["kprobes.optinsn_pages"] == 1
+    rounds = c["text_poke.sync_rounds"]
+    sim.env.run(until=sim.env.now + 20_000_000)  # OPTIMIZE_DELAY, RCU, jumps
+    assert c["kprobes.optimized"] == 3
+    # arch_optimize_kprobes(): one text_poke_bp() each, three sync rounds
+    assert c["text_poke.sync_rounds"] - rounds == 3 * 3
+    for p in probes:
+        run(sim, sim.kernel.kprobes.unregister(0, p))
+    # only queued: the optimizer restores, disarms and frees the slots
+    assert c.get("kprobes.disarms", 0) == 0
+    sim.env.run(until=sim.env.now + 20_000_000)
+    assert c["kprobes.disarms"] == 3
+    assert all(p.state == "gone" for p in probes)
+
+    arm = make_sim(machine=ARM64)
+    _kprobes(arm, 3, optimize=True)
+    arm.env.run(until=arm.env.now + 20_000_000)
+    ca = arm.metrics.counters
+    assert ca.get("kprobes.optimized", 0) == 0
+    assert ca.get("kprobes.optinsn_pages", 0) == 0
+
+
+def test_bpf_trampolines_attach_and_detach_balance(tmp_path):
+    wl = WL.format(profile="skylake-sp", preset="6.9").replace(
+        "    static_keys: {rate: 500/s, sites: 56}\n"
+        "    ftrace: {rate: 200/s, functions: 300}\n"
+        "    kprobes: {rate: 500/s}\n",
+        "    bpf_trampolines: {rate: 2000/s, programs: 3}\n",
+    )
+    m = run_metrics(tmp_path, wl)
+    att = m["workload.text_poke_users.trampoline_attaches"]
+    det = m["workload.text_poke_users.trampoline_detaches"]
+    assert att > 0 and det > 0
+    assert m["bpf.progs_loaded"] == 3
+    assert m["bpf.trampolines"] == att - det
+    assert 0 <= att - det <= 3
+    assert m["alloc.bpf_trampoline_update.count"] == att
+    assert m["alloc.trampoline_detach.count"] == det
+
+
+@pytest.mark.parametrize("machine,trampolines", [(X86, True), (ARM64, False)])
+def test_livepatch_replaces_then_disables_without_a_leak(machine, trampolines):
+    sim = make_sim(machine=machine)
+    c = sim.metrics.counters
+    lp = sim.kernel.livepatch
+    base = _exec_bytes(sim)
+    first = run(
+        sim, lp.enable(0, spec_from_size("klp1", 64 << 10), frozenset(range(10)))
+    )
+    assert first is not None and c["module.loads"] == 1
+    assert c["ftrace.ops_registered"] == 10
+    assert c.get("ftrace.trampolines", 0) == (10 if trampolines else 0)
+    second = run(
+        sim, lp.enable(0, spec_from_size("klp2", 64 << 10), frozenset(range(5, 15)))
+    )
+    # five functions kept their ops, five gained one, five lost theirs
+    assert c["ftrace.ops_registered"] == 10
+    assert c.get("ftrace.trampolines", 0) == (10 if trampolines else 0)
+    assert c["livepatch.replaced"] == 1 and c["module.unloads"] == 1
+    assert not first.enabled and second.enabled
+    assert c["livepatch.enabled"] == 1
+    assert run(sim, lp.disable(0))
+    assert c["ftrace.ops_registered"] == 0
+    assert c.get("ftrace.trampolines", 0) == 0
+    assert c["module.unloads"] == 2 and c["livepatch.enabled"] == 0
+    sim.env.run(until=sim.env.now + 20_000_000)  # do_free_init()'s grace period
+    assert _exec_bytes(sim) == base

@@ -67,6 +67,7 @@ if TYPE_CHECKING:
     from simcore.kernel.main import Kernel
 
 EINVAL = 22
+ENOMEM = 12
 # The model's permission bits stand for arm64's: _PAGE_RW is !PTE_RDONLY
 # (with PTE_WRITE), _PAGE_NX is PTE_PXN, _PAGE_PRESENT is PTE_VALID.
 
@@ -122,13 +123,21 @@ class Arm64PageAttr(SetMemoryCalls):
         """set_direct_map_invalid_noflush(): clear PTE_VALID of the linear
         map page at ``addr``; the caller flushes."""
         if self.can_set_direct_map():
-            yield from self._linear(cpu, addr, numpages, 0, _PAGE_PRESENT | _PAGE_RW)
+            return (
+                yield from self._linear(
+                    cpu, addr, numpages, 0, _PAGE_PRESENT | _PAGE_RW
+                )
+            )
         return 0
 
     def set_direct_map_default_noflush(self, cpu: int, addr: int, numpages: int = 1):
         """set_direct_map_default_noflush(): valid and writable again."""
         if self.can_set_direct_map():
-            yield from self._linear(cpu, addr, numpages, _PAGE_PRESENT | _PAGE_RW, 0)
+            return (
+                yield from self._linear(
+                    cpu, addr, numpages, _PAGE_PRESENT | _PAGE_RW, 0
+                )
+            )
         return 0
 
     # -- change_memory_common() ------------------------------------------------------
@@ -192,33 +201,45 @@ class Arm64PageAttr(SetMemoryCalls):
     def _linear(self, cpu: int, addr: int, numpages: int, mask_set: int, mask_clr: int):
         """__change_memory_common() / apply_to_page_range() on linear-map
         pages (the flush, where there is one, is the caller's), after
-        split_kernel_leaf_mapping() where the linear map has blocks."""
+        split_kernel_leaf_mapping() where the linear map has blocks. 0, or
+        -ENOMEM when a split found no table page: the pages from there on
+        keep their permissions (counted as ``pageattr.enomem``)."""
+        ret = 0
+        done = numpages
         for i in range(numpages):
             a = addr + (i << PAGE_SHIFT)
             m = self.pt.lookup(a)
             if m is None:
                 continue
             if m.shift != LEVEL_4K:
-                yield from self._split_leaf(cpu, a, m)
+                ok = yield from self._split_leaf(cpu, a, m)
+                if not ok:
+                    ret, done = -ENOMEM, i
+                    break
                 m = self.pt.lookup(a)
             new = (m.flags & ~mask_clr) | mask_set
             if new != m.flags:
                 self.pt.set_leaf(a, LEVEL_4K, new)
-        ns = numpages * (self.walk_ns + self.pte_ns + self.batch_ns)
+        ns = done * (self.walk_ns + self.pte_ns + self.batch_ns)
         yield self.env.timeout(int(ns))
+        return ret
 
     def _split_leaf(self, cpu: int, addr: int, m):
         """split_kernel_leaf_mapping() under pgtable_split_lock: a block
         leaf of the linear map becomes a table of the next size, without
         break-before-make and so without a flush (BBML2_NOABORT), down to
-        the page at ``addr``."""
+        the page at ``addr``. False: no page for a table (-ENOMEM)."""
         extra = yield from self.split_lock.take(cpu)
         yield self.env.timeout(int(extra))
         while m.shift != LEVEL_4K:
             page = yield from self.pt.alloc_table_page(cpu, zero=False)
             if page is False:
-                raise SimulationError("out of memory for a linear-map split table")
+                # -ENOMEM: the levels split so far stay split
+                self.metrics.inc("pageattr.enomem")
+                self.split_lock.release(cpu)
+                return False
             self.pt.split(addr, m.shift, page)
             yield self.env.timeout(int((1 + PAGES_PER_PMD) * self.pte_ns))
             m = self.pt.lookup(addr)
         self.split_lock.release(cpu)
+        return True

@@ -1,0 +1,104 @@
+"""mm/page_alloc.c: the zone watermarks and the checks against them.
+
+At boot ``init_per_zone_wmark_min()`` (a postcore initcall) sizes the
+reserve the page allocator keeps free and ``__setup_per_zone_wmarks()``
+splits it over the zones:
+
+- ``calculate_min_free_kbytes()``: ``min_free_kbytes = int_sqrt(lowmem_kbytes
+  * 16)``, clamped to [128, 262144] KiB, ``lowmem_kbytes`` being
+  ``nr_free_buffer_pages()`` (the managed pages of the zones up to
+  ZONE_NORMAL, less their high watermarks, which are still 0 at that point);
+- ``__setup_per_zone_wmarks()``: each zone's ``WMARK_MIN`` is its share of
+  ``min_free_kbytes`` by managed pages; the distance to ``WMARK_LOW`` and on
+  to ``WMARK_HIGH`` is ``max(min / 4, managed * watermark_scale_factor /
+  10000)`` (795ae7a0de6b, v4.6: ``vm.watermark_scale_factor``, default 10,
+  i.e. 0.1 % of the zone).
+
+The allocator's fast path takes a page only while a zone stays above
+``WMARK_LOW``; the slow path wakes kswapd and goes down to ``WMARK_MIN``
+(:mod:`simcore.kernel.page_alloc`); kswapd reclaims until ``WMARK_HIGH``
+(:mod:`simcore.kernel.vmscan`). ``__zone_watermark_ok()`` is the check:
+after taking ``2^order`` pages more than ``mark`` must stay free.
+
+Modelled as one zone per node (the DMA/DMA32/Normal split is not): the
+node's minimum is the sum of its zones' shares, and the low/high distance is
+computed over the whole node, which matches the kernel's sum over zones
+whenever the ``watermark_scale_factor`` term wins (every node of 1 GiB or
+more). ``managed_pages`` is the node's size (no memblock reservations are
+modelled). Not modelled: ``lowmem_reserve``, ``watermark_boost`` (zones
+boosted after fragmenting fallbacks), the highatomic reserve, and
+ALLOC_HARDER / ALLOC_OOM allocations that may go below ``WMARK_MIN``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from math import isqrt
+from typing import TYPE_CHECKING
+
+from simcore.constants import PAGE_SHIFT, PAGE_SIZE
+
+if TYPE_CHECKING:
+    from simcore.kernel.mmzone import Zone
+
+# calculate_min_free_kbytes(): clamp(new_min_free_kbytes, 128, 262144)
+MIN_FREE_KBYTES_FLOOR = 128
+MIN_FREE_KBYTES_CEIL = 262144
+# mm/page_alloc.c: int watermark_scale_factor = 10 (parts of 10000)
+WATERMARK_SCALE_FACTOR = 10
+
+WMARK_MIN, WMARK_LOW, WMARK_HIGH = 0, 1, 2
+
+
+def min_free_kbytes(lowmem_pages: int) -> int:
+    """calculate_min_free_kbytes(): ``int_sqrt(lowmem_kbytes * 16)``
+    clamped to [128, 262144] KiB."""
+    lowmem_kbytes = lowmem_pages * (PAGE_SIZE >> 10)
+    return min(
+        max(isqrt(lowmem_kbytes * 16), MIN_FREE_KBYTES_FLOOR), MIN_FREE_KBYTES_CEIL
+    )
+
+
+def zone_wmarks(
+    managed: int, lowmem_pages: int, kbytes: int, scale_factor: int
+) -> tuple[int, int, int]:
+    """One zone of __setup_per_zone_wmarks(): (min, low, high) in pages."""
+    pages_min = kbytes >> (PAGE_SHIFT - 10)
+    wmin = pages_min * managed // lowmem_pages
+    # "ensure a minimum size on small systems": mult_frac(managed, scale, 10000)
+    gap = max(wmin >> 2, managed * scale_factor // 10000)
+    return wmin, wmin + gap, wmin + 2 * gap
+
+
+def setup_per_zone_wmarks(
+    zones: Iterable[Zone], scale_factor: int = WATERMARK_SCALE_FACTOR
+) -> int:
+    """init_per_zone_wmark_min(): compute min_free_kbytes from the zones'
+    managed pages and set every zone's watermarks; returns min_free_kbytes."""
+    zones = list(zones)
+    lowmem = sum(z.nr_pages for z in zones)
+    kbytes = min_free_kbytes(lowmem)
+    for z in zones:
+        z.wmark_min, z.wmark_low, z.wmark_high = zone_wmarks(
+            z.nr_pages, lowmem, kbytes, scale_factor
+        )
+    return kbytes
+
+
+def wmark_pages(zone: Zone, which: int) -> int:
+    """min_wmark_pages() / low_wmark_pages() / high_wmark_pages()."""
+    return (zone.wmark_min, zone.wmark_low, zone.wmark_high)[which]
+
+
+def zone_watermark_ok(
+    zone: Zone, order: int, mark: int, free: int | None = None
+) -> bool:
+    """__zone_watermark_ok()'s free-page test: ``free - (2^order - 1) >
+    mark`` (``free`` defaults to the zone's NR_FREE_PAGES;
+    should_reclaim_retry() passes free plus reclaimable). Whether a block
+    of the order is free is left to the allocation itself: above the
+    watermark a missing block is fragmentation, which compaction (not
+    modelled) would address."""
+    if free is None:
+        free = zone.nr_free_pages
+    return free - (1 << order) + 1 > mark
