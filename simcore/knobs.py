@@ -54,6 +54,10 @@ class KernelKnobs(BaseModel):
     invlpgb: bool | None
     # vread_iter() (/proc/kcore) copies vm_map_ram areas (v6.3)
     vread_vm_map_ram: bool
+    # a module's memory: one module_alloc() for the core and one for init,
+    # permissions set over their parts (before v6.4), or one allocation per
+    # mod_mem_type (ac3b43283923, v6.4)
+    module_layout: Literal["core_init", "per_type"]
     # arm64 only (ARCH_OF): the linear map and text patching
     rodata: Literal["full", "on"] | None
     linear_map_split: bool | None

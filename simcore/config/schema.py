@@ -63,6 +63,7 @@ class KernelConfig(Strict):
     pti: Literal["auto", "on", "off"] | None = None
     invlpgb: bool | None = None
     vread_vm_map_ram: bool | None = None
+    module_layout: Literal["core_init", "per_type"] | None = None
     rodata: Literal["full", "on"] | None = None
     linear_map_split: bool | None = None
     jump_label_batch: bool | None = None

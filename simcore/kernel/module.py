@@ -50,6 +50,12 @@ from typing import TYPE_CHECKING, get_args
 from simcore.constants import PAGE
 from simcore.hooks import tracepoint
 from simcore.kernel.execmem import ExecAlloc, Kind
+from simcore.kernel.module_layout import (
+    Layout,
+    after_init_calls,
+    formation_calls,
+    layouts,
+)
 
 if TYPE_CHECKING:
     from simcore.kernel.main import Kernel
@@ -156,6 +162,9 @@ class LoadedModule:
     uses: list[LoadedModule] = field(default_factory=list)
     users: set[str] = field(default_factory=set)
     formed: object = None  # SimPy event: init finished (or load failed)
+    # before v6.4: the core and init layouts, by the kind they were
+    # allocated as (simcore.kernel.module_layout); empty per type
+    layouts: dict[str, Layout] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -246,15 +255,27 @@ class ModuleLoader:
             yield old.formed
         return -EEXIST if old.state == "live" else -EBUSY
 
+    def _core_init(self) -> bool:
+        """Whether loads use the pre-6.4 core and init layouts: the era's
+        (kernel.module_layout) where the strategy serves them."""
+        st = self.kernel.exec_alloc
+        return self.kernel.knobs.module_layout == "core_init" and st.core_layout
+
     def _move_module(self, cpu: int, mod: LoadedModule):
-        """module_memory_alloc() per non-empty type: PAGE_ALIGN, allocate
+        """module_memory_alloc() per non-empty type (v6.4+), or before v6.4
+        one module_alloc() per layout, core then init: PAGE_ALIGN, allocate
         through the strategy, memset to zero; on failure free what was
         allocated."""
         st = self.kernel.exec_alloc
-        for kind in MOD_MEM_TYPES:
-            size = _page_align(mod.spec.size_of(kind))
+        if self._core_init():
+            plan = [(lay.kind, lay.size, lay) for lay in layouts(mod.spec)]
+        else:
+            plan = [(k, _page_align(mod.spec.size_of(k)), None) for k in MOD_MEM_TYPES]
+        for kind, size, lay in plan:
             if not size:
                 continue
+            if lay is not None:
+                mod.layouts[kind] = lay
             obj = yield from st.alloc(cpu, size, kind)
             if obj is None:
                 yield from self._free_all(cpu, mod)
@@ -297,9 +318,15 @@ class ModuleLoader:
         st = self.kernel.exec_alloc
         spec = mod.spec
         yield self.env.timeout(int(spec.nr_relocs * self.reloc_ns))
-        total = sum(spec.size_of(k) for k in mod.mem) or 1
+        lays = mod.layouts
+
+        def content(kind: str) -> int:
+            lay = lays.get(kind)
+            return lay.content if lay is not None else spec.size_of(kind)
+
+        total = sum(content(k) for k in mod.mem) or 1
         for kind, obj in mod.mem.items():
-            nbytes = spec.size_of(kind)
+            nbytes = content(kind)
             relocs = spec.nr_relocs * nbytes // total
             writes = 1 + relocs if reloc_writes == "each" else 1
             yield from st.write(cpu, obj, nbytes, writes)
@@ -315,10 +342,13 @@ class ModuleLoader:
             self.ksymtab_ns + self.modsym_ns * len(self.modules)
         ) * mod.spec.nr_exports
         yield self.env.timeout(int(ns + extra))
-        for kind in FORMATION_ORDER:
-            obj = mod.mem.get(kind)
-            if obj is not None:
-                yield from st.finalize(cpu, obj)
+        if mod.layouts:
+            yield from self._frob(cpu, mod, formation_calls)
+        else:
+            for kind in FORMATION_ORDER:
+                obj = mod.mem.get(kind)
+                if obj is not None:
+                    yield from st.finalize(cpu, obj)
         mod.state = "coming"
         mutex.release(cpu)
 
@@ -329,6 +359,9 @@ class ModuleLoader:
         mutex = self.module_mutex
         extra = yield from mutex.take(cpu)
         yield env.timeout(extra)
+        if mod.layouts:
+            yield from self._frob(cpu, mod, after_init_calls)
+            mod.layouts.pop("module_init_text", None)
         ro = mod.mem.get("module_ro_after_init")
         if ro is not None:
             yield from self.kernel.exec_alloc.finalize(cpu, ro)
@@ -340,6 +373,14 @@ class ModuleLoader:
                 env.process(self._do_free_init(cpu))
         mutex.release(cpu)
         mod.formed.succeed()
+
+    def _frob(self, cpu: int, mod: LoadedModule, calls_of):
+        """The pre-6.4 loader's set_memory_*() calls over the layouts'
+        parts, each through the strategy that owns the memory."""
+        st = self.kernel.exec_alloc
+        bases = {k: mod.mem[k].addr for k in mod.layouts}
+        for layout, fn, addr, npages in calls_of(bases, mod.layouts):
+            yield from st.protect_layout(cpu, mod.mem[layout], fn, addr, npages)
 
     def _do_free_init(self, cpu: int):
         """do_free_init(): take the whole list, synchronize_rcu(), free."""

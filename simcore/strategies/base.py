@@ -75,6 +75,12 @@ class Strategy:
     # the architectures it can run on at all, and why not elsewhere
     arches: ClassVar[tuple[str, ...]] = ("x86_64", "arm64")
     arch_reason: ClassVar[str] = ""
+    # Whether it serves the pre-6.4 module layouts (kernel.module_layout:
+    # core_init): one allocation for a module's core and one for its init,
+    # whose parts the loader protects through protect_layout(). A strategy
+    # built against the per-type interface gets one allocation per type in
+    # every era.
+    core_layout: ClassVar[bool] = False
     # what a workload may set under ``params:`` (see strategies/params.py)
     Params: ClassVar[type[StrategyParams]] = StrategyParams
     params: StrategyParams

@@ -34,6 +34,12 @@ plain vmalloc in the module range, as :class:`ModuleAlloc` serves them.
   ``schedule_work()`` the cleaner, which hands every free area covering a
   whole populated area back: direct map valid again, ``vfree()``.
 
+Memory pressure: mm/execmem.c registers no shrinker for the cache (not
+in 5185e7f9f3bd, nor in the 2025 rework that defers frees), so reclaim
+takes nothing from it: the areas execmem_cache_clean() hands back, once
+wholly free, after an execmem_cache_free(), are all the cache ever
+returns, whether or not memory is short. The model adds none.
+
 Where the model departs from v6.13: populate maps with the page size the
 area got (the kernel passes ``PMD_SHIFT`` whatever vmalloc found), and the
 cleaner frees an area only when all of it is free. The 2025 rework
@@ -119,6 +125,7 @@ class RoxSlice:
 
 class ExecmemRox(ModuleAlloc):
     name = "execmem_rox"
+    core_layout = False  # execmem (v6.10+) allocates per mod_mem_type
     first_release = "6.15"
     release_source = (
         "x86 module text: 5185e7f9f3bd (merged for v6.13) was turned off before "

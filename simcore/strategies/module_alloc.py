@@ -32,6 +32,7 @@ class ModuleAlloc(Strategy):
     summary = "per-allocation vmalloc in the module range, 4K pages"
     models = "module_alloc(), Linux <= 6.9; BPF JIT before 5.18"
     vm_flags = VM_FLUSH_RESET_PERMS
+    core_layout = True
 
     def alloc(self, cpu: int, size: int, kind: str):
         """module_alloc() / bpf_jit_binary_alloc()."""
@@ -56,6 +57,11 @@ class ModuleAlloc(Strategy):
         """module_enable_text_rox() / bpf_jit_binary_lock_ro()."""
         area = obj.handle
         yield from self.protect(cpu, area.addr, area.nr_pages, obj.kind)
+
+    def protect_layout(self, cpu: int, obj: ExecAlloc, fn: str, addr: int, npages: int):
+        """One of the pre-6.4 loader's frob_*() calls (module_enable_ro(),
+        _nx(), _x()) over part of ``obj``: ``set_memory_<fn>`` as named."""
+        yield from getattr(self.kernel.cpa, fn)(cpu, addr, npages)
 
     def free(self, cpu: int, obj: ExecAlloc):
         """module_memfree() / bpf_jit_binary_free(): vfree()."""

@@ -205,6 +205,7 @@ class TypeAllocParams(PackParams):
 
 class ModuleAllocType(BpfProgPack):
     name = "module_alloc_type"
+    core_layout = False  # per type by design (2023)
     arches = ("x86_64",)
     arch_reason = "arm64 change_memory_common() refuses to change the permissions of a huge (PMD) mapping, which its ROX text regions ask for"
     first_release = None

@@ -72,6 +72,7 @@ class CacheParams(BlockParams):
 
 class UnmappedCache(ModuleAlloc):
     name = "unmapped_cache"
+    core_layout = False  # modelled per type, following CPA_COLLAPSE per object
     first_release = None
     release_source = (
         "__GFP_UNMAPPED RFC (20230308094106.227365-1-rppt@kernel.org), never merged"

@@ -140,6 +140,12 @@ class VmallocHugeModules(ModuleAlloc):
         yield from self.protect(cpu, area.addr, self.asked[area.addr], obj.kind)
         follow_mapping(self.kernel, obj)
 
+    def protect_layout(self, cpu: int, obj: ExecAlloc, fn: str, addr: int, npages: int):
+        """A pre-6.4 frob_*() call over part of a layout: a part ending
+        inside a PMD splits that PMD."""
+        yield from super().protect_layout(cpu, obj, fn, addr, npages)
+        follow_mapping(self.kernel, obj)
+
     def free(self, cpu: int, obj: ExecAlloc):
         """vfree(): VM_FLUSH_RESET_PERMS resets the alias page by page."""
         self.asked.pop(obj.handle.addr, None)
