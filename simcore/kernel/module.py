@@ -12,6 +12,10 @@ each ``enum mod_mem_type`` is an allocation of its own
    listed both allocate, and the second frees its memory at step 3 (the
    waste of the 2022-23 duplicate-load reports); finit_module()'s
    ``idempotent()`` wait on the same file, added in 2023, is not modelled;
+   Before it, the syscall copied the whole .ko file into a vmalloc() of
+   its own (``copy_module_from_user()``, or ``kernel_read_file()`` for
+   finit_module()), vfree()d by ``free_copy()`` once the module is formed,
+   before its init runs;
 2. ``layout_and_allocate()`` -> ``move_module()``: one allocation per
    non-empty type through the executable-memory strategy, ``PAGE_ALIGN``ed
    and zeroed; **no** ``module_mutex`` here, so loads on several CPUs
@@ -105,6 +109,13 @@ SYSFS_NS = 20_000
 # lightly loaded machine
 RCU_GP_NS = 4_000_000
 
+# The .ko file beyond its SHF_ALLOC sections: an Elf64_Rela (24 bytes, the
+# ELF-64 format) per relocation and an Elf64_Sym (24 bytes) plus its name
+# (estimate: 24 bytes with the NUL) per symbol it imports or exports
+ELF64_RELA = 24
+ELF64_SYM = 24
+SYMBOL_NAME_BYTES = 24
+
 EEXIST = 17
 EBUSY = 16
 
@@ -143,6 +154,18 @@ class ModuleSpec:
     def image_bytes(self) -> int:
         """Bytes of SHF_ALLOC sections: what the .ko file mostly carries."""
         return sum(self.sizes.values())
+
+    @property
+    def file_bytes(self) -> int:
+        """The .ko file the syscall copies in: the sections, their
+        relocations and the symbol table (stripped of debug information,
+        as distributions ship modules)."""
+        syms = self.nr_undef + self.nr_exports
+        return (
+            self.image_bytes
+            + self.nr_relocs * ELF64_RELA
+            + syms * (ELF64_SYM + SYMBOL_NAME_BYTES)
+        )
 
     @property
     def core_bytes(self) -> int:
@@ -205,14 +228,23 @@ class ModuleLoader:
             raise ValueError(f"reloc_writes must be batched or each: {reloc_writes}")
         env = self.env
         t0 = env.now
+        vm = self.kernel.vmalloc
+        # init_module()'s copy_module_from_user() / finit_module()'s
+        # kernel_read_file(): the whole file in a vmalloc() of its own
+        copy = yield from vm.vmalloc(cpu, spec.file_bytes, caller="load_module")
+        if copy is None:
+            self._fail("module.load_failures")
+            return None
         yield env.timeout(int(spec.image_bytes * self.parse_byte_ns + SIG_VERIFY_NS))
         err = yield from self._patient_check_exists(cpu, spec.name)
         if err:
+            yield from vm.vfree(cpu, copy)  # free_copy()
             self._fail("module.dup_loads")
             return None
         mod = LoadedModule(spec, formed=env.event())
         ok = yield from self._move_module(cpu, mod)
         if not ok:
+            yield from vm.vfree(cpu, copy)
             mod.formed.succeed()
             self._fail("module.load_failures")
             return None
@@ -220,6 +252,7 @@ class ModuleLoader:
         yield from self.module_mutex.hold(cpu, self.list_ns * len(self.modules))
         if spec.name in self.modules:
             yield from self._free_all(cpu, mod)
+            yield from vm.vfree(cpu, copy)
             mod.formed.succeed()
             self._fail("module.dup_loads")
             return None
@@ -227,6 +260,7 @@ class ModuleLoader:
         ok = yield from self._simplify_symbols(cpu, mod)
         if not ok:
             yield from self._unlink_and_free(cpu, mod)
+            yield from vm.vfree(cpu, copy)
             self._fail("module.load_failures")
             return None
         yield from self._apply_relocations(cpu, mod, reloc_writes)
@@ -236,6 +270,7 @@ class ModuleLoader:
             yield from self.kernel.text_poke.flush_icache_range(cpu, obj.addr, obj.size)
         yield from self._complete_formation(cpu, mod)
         yield env.timeout(SYSFS_NS)
+        yield from vm.vfree(cpu, copy)  # free_copy(), before do_init_module()
         yield from self._do_init_module(cpu, mod)
         self.metrics.inc("module.loads")
         self.metrics.latency("module_load", env.now - t0)

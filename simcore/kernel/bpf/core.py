@@ -8,9 +8,15 @@ JIT image: sized (the strategy's rounding: whole pages for
 ``bpf_jit_binary_alloc``, 64-byte chunks for ``bpf_jit_binary_pack_alloc``),
 charged against ``bpf_jit_limit`` (``bpf_jit_charge_modmem``), allocated,
 written and finalized through the strategy. ``bpf_prog_free`` gives the
-image back, then ``__bpf_prog_free()`` vfree()s the struct. Verification and
-JIT passes, and the verifier's own (kvmalloc'ed) state, are not modelled:
-they cost the same whatever the allocator.
+image back, then ``__bpf_prog_free()`` vfree()s the struct. Between the two
+allocations ``bpf_check()`` vzalloc()s ``env->insn_aux_data``, one
+``struct bpf_insn_aux_data`` per instruction, and vfree()s it when the
+verifier is done: a vmalloc area of its own per load, lazily freed, in
+every era. The verifier's walk and the JIT passes are not modelled, nor
+its other state (``env`` is a kvzalloc() that kmalloc serves; the
+vzalloc/vfree pair of every instruction patch, ``bpf_patch_insn_data()``,
+20250807010205.3210608-3-eddyz87@gmail.com, depends on the program): they
+cost the same whatever the allocator.
 
 Trampolines (kernel/bpf/trampoline.c ``bpf_trampoline_update()``) and the
 XDP dispatcher (kernel/bpf/dispatcher.c ``bpf_dispatcher_change_prog()``)
@@ -67,6 +73,19 @@ BPF_INSN_SIZE = 8
 JIT_BYTES_PER_INSN = 5
 
 
+# Estimate: sizeof(struct bpf_insn_aux_data) of 6.x, summed from its fields
+# in include/linux/bpf_verifier.h (a 24-byte union with the BTF variable's
+# pointer, map_key_state, obj_new_size, ctx_field_size, seen, orig_idx and
+# a dozen flags): about 80 bytes
+BPF_INSN_AUX_SIZE = 80
+
+
+def bpf_insn_aux_bytes(proglen: int) -> int:
+    """bpf_check()'s vzalloc(array_size(sizeof(struct bpf_insn_aux_data),
+    len)): one entry per BPF instruction."""
+    return max(1, proglen // JIT_BYTES_PER_INSN) * BPF_INSN_AUX_SIZE
+
+
 def bpf_prog_pages(proglen: int) -> int:
     """bpf_prog_alloc()'s pages: round_up(bpf_prog_size(insn_cnt), PAGE_SIZE)."""
     insns = max(1, proglen // JIT_BYTES_PER_INSN)
@@ -110,6 +129,16 @@ class BpfCore:
         if struct is None:
             self.metrics.inc("bpf.load_failures")
             return None
+        # bpf_check(): env->insn_aux_data for the verifier's walk, freed
+        # when it is done (before the JIT)
+        aux = yield from vm.vmalloc(
+            cpu, bpf_insn_aux_bytes(proglen), caller="bpf_check", zero=True
+        )
+        if aux is None:
+            yield from vm.vfree(cpu, struct)
+            self.metrics.inc("bpf.load_failures")
+            return None
+        yield from vm.vfree(cpu, aux)
         # at JIT time, bpf_jit_charge_modmem(): atomic add, undo and fail
         # past the limit (the struct is freed with the failed load)
         if self.charged + size > self.limit and not privileged:

@@ -1,0 +1,68 @@
+"""What a load allocates beside its executable memory: the BPF verifier's
+insn_aux_data (bpf_check()'s vzalloc, vfree()d before the JIT) and the
+module loader's copy of the .ko file (vmalloc()ed by the syscall,
+vfree()d by free_copy() before the module's init)."""
+
+from __future__ import annotations
+
+from simcore.constants import PAGE
+from simcore.kernel.bpf.core import BPF_INSN_AUX_SIZE, bpf_insn_aux_bytes
+from simcore.kernel.module import ModuleSpec
+from tests.kernel import make_sim, run
+
+
+def _spy(sim):
+    """Log vmalloc()/vfree() calls of the simulation's vmalloc, in order."""
+    vm = sim.vmalloc
+    log: list = []
+    orig_alloc, orig_free = vm.vmalloc, vm.vfree
+
+    def vmalloc(cpu, size, **kw):
+        area = yield from orig_alloc(cpu, size, **kw)
+        log.append(("vmalloc", kw.get("caller"), size, area))
+        return area
+
+    def vfree(cpu, area):
+        log.append(("vfree", area.caller, area.size, area))
+        yield from orig_free(cpu, area)
+
+    vm.vmalloc, vm.vfree = vmalloc, vfree
+    return log
+
+
+def test_the_verifier_vzallocs_one_aux_entry_per_insn_and_frees_it():
+    sim = make_sim()
+    log = _spy(sim)
+    prog = run(sim, sim.bpf.prog_load(0, 500))
+    assert prog is not None
+    aux = [e for e in log if e[1] == "bpf_check"]
+    assert [e[0] for e in aux] == ["vmalloc", "vfree"]
+    assert aux[0][2] == bpf_insn_aux_bytes(500) == (500 // 5) * BPF_INSN_AUX_SIZE
+    # freed before the program goes live: only the struct stays
+    assert aux[1][3] is aux[0][3]
+    assert prog.struct is not aux[0][3]
+
+
+def test_a_module_load_copies_its_file_into_vmalloc_and_frees_it_before_init():
+    sim = make_sim()
+    spec = ModuleSpec(
+        "m", {"module_text": 3 * PAGE, "module_data": PAGE}, nr_relocs=100, nr_undef=10
+    )
+    assert spec.file_bytes == 4 * PAGE + 100 * 24 + 10 * 48
+    log = _spy(sim)
+    inits: list = []
+    loader = sim.kernel.modules
+    orig_init = loader._do_init_module
+
+    def do_init(cpu, mod):
+        inits.append(len(log))
+        yield from orig_init(cpu, mod)
+
+    loader._do_init_module = do_init
+    mod = run(sim, loader.load(0, spec))
+    assert mod is not None
+    copies = [i for i, e in enumerate(log) if e[1] == "load_module"]
+    assert [log[i][0] for i in copies] == ["vmalloc", "vfree"]
+    assert log[copies[0]][2] == spec.file_bytes
+    # the first allocation of the load, freed before do_init_module()
+    assert copies[0] == 0 and copies[1] < inits[0]
