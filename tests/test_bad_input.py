@@ -84,6 +84,23 @@ CASES = [
         SMALL + "  - {type: text_poke_users, bpf_trampolines: {rate: -1/s}}\n",
         ["w.yaml:12", "bpf_trampolines.rate"],
     ),
+    (
+        "module layout word",
+        SMALL.replace("preset: latest", "preset: latest\n  module_layout: both"),
+        ["w.yaml:8", "kernel.module_layout"],
+    ),
+    (
+        "vmalloc user huge word",
+        SMALL
+        + "  - type: vmalloc_users\n"
+        + "    users: [{caller: m, size: 4MiB, huge: always}]\n",
+        ["w.yaml:13", "huge"],
+    ),
+    (
+        "vmalloc user without size",
+        SMALL + "  - {type: vmalloc_users, users: [{caller: m}]}\n",
+        ["w.yaml:12", "users[0].size", "missing"],
+    ),
     ("yaml syntax", SMALL.replace("seed: 1", "seed: [1"), ["w.yaml:", "YAML syntax"]),
     (
         "unknown top key",
