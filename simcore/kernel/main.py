@@ -126,10 +126,17 @@ class Kernel:
 
     def execmem_range(self, kind: str) -> str:
         """The vmalloc range execmem_info gives ``kind``: module memory on
-        x86 (and arm64 modules); BPF programs and trampolines on arm64 in
+        x86 (and arm64 modules); on arm64 BPF programs and trampolines in
         BPF_JIT_REGION up to v5.16 and in the vmalloc range from v5.17
-        (b89ddf4cca43; EXECMEM_BPF from v6.10)."""
-        if self.profile.arch != "arm64" or kind not in BPF_KINDS:
+        (b89ddf4cca43; EXECMEM_BPF from v6.10), and kprobe instruction
+        pages in the vmalloc range, as arm64's alloc_insn_page() took them
+        (__vmalloc_node_range(VMALLOC_START, VMALLOC_END, PAGE_KERNEL_ROX))
+        and EXECMEM_KPROBES keeps them."""
+        if self.profile.arch != "arm64":
+            return "modules"
+        if kind == "kprobe":
+            return "vmalloc"
+        if kind not in BPF_KINDS:
             return "modules"
         return "bpf" if "bpf" in self.layout.ranges else "vmalloc"
 

@@ -105,6 +105,13 @@ def test_kprobe_slots_are_kprobe_pages_from_the_strategy(machine, slot, dirty):
     assert c["kprobes.insn_pages"] == 2
     assert _exec_bytes(sim)[0] - base[0] == 2 * PAGE
     assert _busy(sim, "kprobe") == 2
+    # EXECMEM_KPROBES: the modules range on x86, the vmalloc range on arm64
+    lo, hi = sim.kernel.layout.ranges[sim.kernel.execmem_range("kprobe")]
+    areas = [a for vn in sim.vmalloc.nodes for a in vn.busy.values()]
+    kprobe_areas = [a for a in areas if a.caller == "kprobe"]
+    assert all(lo <= a.addr < hi for a in kprobe_areas)
+    want = "vmalloc" if machine == ARM64 else "modules"
+    assert sim.kernel.execmem_range("kprobe") == want
     for p in probes:
         run(sim, sim.kernel.kprobes.unregister(0, p))
     # collect_one_slot() frees the emptied page and keeps the last one;
