@@ -230,6 +230,10 @@ class KernelCosts(Strict):
     # a valid kernel PTE (once per PTE before 5fdd05efa1cd, v6.16; once per
     # lazy-MMU batch after it: kernel.pte_barriers)
     pte_barrier_ns: SFloat | None = None
+    # x86 only: a CPU running a site that text_poke_bp() has armed with
+    # INT3 takes the trap, poke_int3_handler() emulates the new
+    # instruction, and the trap returns (no single-step)
+    int3_trap_ns: SFloat | None = None
 
 
 class HwProfile(Strict):

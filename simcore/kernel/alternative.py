@@ -36,6 +36,14 @@ version of b3fd8e83ada0, v5.2, in every modelled era), step by step:
 The sync IPI's work on each CPU is the interrupt entry itself, whose IRET
 serialises the core; how long each target takes to answer is the flush
 model's (a busy, IRQs-off or idle target).
+
+While a batch's INT3s are armed, from the first write to the last sync,
+any other CPU that runs one of its sites traps: ``poke_int3_handler()``
+finds the site (a bsearch of the batch), emulates the new instruction and
+returns (``kernel_costs.int3_trap_ns`` each). How often a site runs is the
+caller's (``site_rate``: runs per site per CPU per second); the hits are a
+Poisson draw over the other CPUs and the armed time, counted as
+``text_poke.int3_hits`` and charged as CPU time (``cpu.int3_ns``).
 """
 
 from __future__ import annotations
@@ -69,6 +77,9 @@ class TextPoke:
         # refilling poking_addr's translation: a 4K walk, one page of tables
         self.refill_ns = kernel.executor.walker.walk_cycles(12, 1, 1) / ghz
         self.byte_ns = p.kernel_costs.page_zero_ns.value / PAGE
+        trap = p.kernel_costs.int3_trap_ns
+        self.int3_ns = trap.value if trap is not None else 0.0
+        self._int3_rng = None  # drawn from only when armed sites run
 
     def poke_ns(self, addr: int, nbytes: int) -> float:
         """One __text_poke() of ``nbytes`` (<= 2 pages) at ``addr``."""
@@ -128,15 +139,15 @@ class TextPoke:
         return
         yield
 
-    def jump_label_update(self, cpu: int, sites: int, batched: bool | None = None):
+    def jump_label_update(self, cpu: int, sites: int, batched=None, site_rate=0.0):
         """__jump_label_update() of one key over ``sites`` sites: one
         text_poke_bp_batch() (v5.3+, every preset) or, unbatched, one
         text_poke_bp() per site."""
         if batched is None or batched:
-            yield from self.text_poke_bp(cpu, sites, JUMP_LABEL_NOP_SIZE)
+            yield from self.text_poke_bp(cpu, sites, JUMP_LABEL_NOP_SIZE, site_rate)
             return
         for _ in range(sites):
-            yield from self.text_poke_bp(cpu, 1, JUMP_LABEL_NOP_SIZE)
+            yield from self.text_poke_bp(cpu, 1, JUMP_LABEL_NOP_SIZE, site_rate)
 
     def kprobe_arm(self, cpu: int):
         """arch_arm_kprobe() / arch_disarm_kprobe()
@@ -145,14 +156,18 @@ class TextPoke:
         one IPI round to every CPU."""
         yield from self.text_poke_each(cpu, 0, 1, 1, sync=True)
 
-    def ftrace_update(self, cpu: int, sites: int):
+    def ftrace_update(self, cpu: int, sites: int, site_rate: float = 0.0):
         """ftrace_replace_code() (arch/x86/kernel/ftrace.c, v5.6+):
         text_poke_queue() of each 5-byte call/nop, applied as
         text_poke_bp_batch()es of TP_VEC_MAX sites by text_poke_finish()."""
-        yield from self.text_poke_bp(cpu, sites, JUMP_LABEL_NOP_SIZE)
+        yield from self.text_poke_bp(cpu, sites, JUMP_LABEL_NOP_SIZE, site_rate)
 
-    def text_poke_bp(self, cpu: int, sites: int, insn_len: int = 5):
-        """text_poke_bp_batch() over ``sites`` live call sites, in batches."""
+    def text_poke_bp(
+        self, cpu: int, sites: int, insn_len: int = 5, site_rate: float = 0.0
+    ):
+        """text_poke_bp_batch() over ``sites`` live call sites, in batches;
+        ``site_rate``: how often each site runs on each other CPU (per
+        second), for the INT3 hits while a batch is armed."""
         left = sites
         while left > 0:
             batch = min(left, TP_VEC_MAX)
@@ -167,5 +182,18 @@ class TextPoke:
                 ns += self.flush.ipi_round(cpu, 0.0, counter="text_poke.sync_ipis")
             self.metrics.inc("text_poke.sync_rounds", 3)
             self.metrics.inc("text_poke.pokes", pokes)
+            if site_rate > 0 and self.int3_ns:
+                self._int3_hits(batch * site_rate, ns)
             yield self.env.timeout(int(ns) + self.kernel.machine.uncontended_ns)
             self.text_mutex.release(cpu)
+
+    def _int3_hits(self, rate: float, armed_ns: float) -> None:
+        """poke_int3_handler() on the other CPUs while a batch is armed:
+        Poisson(``rate`` per CPU per second over ``armed_ns``) hits."""
+        if self._int3_rng is None:
+            self._int3_rng = self.kernel.rng("text_poke.int3")
+        others = self.kernel.nr_cpus - 1
+        hits = int(self._int3_rng.poisson(rate * others * armed_ns / 1e9))
+        if hits:
+            self.metrics.inc("text_poke.int3_hits", hits)
+            self.metrics.cpu_time("int3", int(hits * self.int3_ns))

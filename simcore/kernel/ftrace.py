@@ -64,6 +64,9 @@ class FtraceOps:
     dynamic: bool = True
     trampoline: ExecAlloc | None = None
     enabled: bool = False
+    # how often each of its functions runs per CPU per second: the INT3
+    # hits while x86 rewrites the call sites (simcore.kernel.alternative)
+    site_rate: float = 0.0
 
 
 class Ftrace:
@@ -108,7 +111,7 @@ class Ftrace:
         ftrace_run_update_code() over the ops' sites."""
         if self.trampolines:
             yield from self._update_trampoline(cpu, ops)
-        yield from self.kernel.text_poke.ftrace_update(cpu, ops.sites)
+        yield from self.kernel.text_poke.ftrace_update(cpu, ops.sites, ops.site_rate)
         ops.enabled = True
         self.metrics.inc("ftrace.ops_registered")
 
@@ -117,7 +120,7 @@ class Ftrace:
         ops, the RCU-tasks waits and ftrace_trampoline_free()."""
         if not ops.enabled:
             return
-        yield from self.kernel.text_poke.ftrace_update(cpu, ops.sites)
+        yield from self.kernel.text_poke.ftrace_update(cpu, ops.sites, ops.site_rate)
         ops.enabled = False
         self.metrics.inc("ftrace.ops_registered", -1)
         if ops.dynamic and ops.trampoline is not None:

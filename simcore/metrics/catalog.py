@@ -104,7 +104,8 @@ CATALOG: tuple[MetricInfo, ...] = (
         "cpu.overhead_pct",
         "pct",
         "lower",
-        "share of CPU time lost to page walks, shootdowns and lock spinning",
+        "share of CPU time lost to page walks, shootdowns, lock spinning, "
+        "PTI switches and text-patching INT3 traps",
         label="CPU time lost",
     ),
     MetricInfo(
@@ -398,6 +399,12 @@ CATALOG: tuple[MetricInfo, ...] = (
     ),
     MetricInfo(
         "text_poke.pokes", "count", "lower", "__text_poke() calls", label="text pokes"
+    ),
+    MetricInfo(
+        "text_poke.int3_hits",
+        "count",
+        "lower",
+        "INT3 traps of other CPUs into poke_int3_handler() while sites were armed",
     ),
     MetricInfo(
         "text_poke.sync_rounds",

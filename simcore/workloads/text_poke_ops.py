@@ -36,7 +36,9 @@ class Users:
         self.tag = f"workload.{index}.text_poke_users"
         self.cpu = min(cfg.cpu, kernel.nr_cpus - 1)
         # the function tracer's ops: static, so its trampoline is kept
-        self.global_ops = FtraceOps(sites=cfg.ftrace.functions, dynamic=False)
+        self.global_ops = FtraceOps(
+            sites=cfg.ftrace.functions, dynamic=False, site_rate=cfg.ftrace.site_rate
+        )
         self.probes: list[Kprobe | None] = [None] * cfg.kprobes.probes
         self.busy: set[int] = set()
         self.progs: list[BpfProg] = []
@@ -91,7 +93,10 @@ class Users:
         mutex = self.jl_mutex
         extra = yield from mutex.take(cpu)
         yield self.env.timeout(int(extra))
-        yield from kernel.text_poke.jump_label_update(cpu, self.cfg.static_keys.sites)
+        keys = self.cfg.static_keys
+        yield from kernel.text_poke.jump_label_update(
+            cpu, keys.sites, site_rate=keys.site_rate
+        )
         mutex.release(cpu)
 
     def _ftrace(self, rng):

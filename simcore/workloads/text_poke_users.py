@@ -68,11 +68,21 @@ class StaticKeys(Strict):
     # batching series measured (cover.1560325897.git.bristot@redhat.com);
     # one real key, not a census of keys
     sites: int = Field(default=56, ge=1, le=100_000)
+    site_rate: Rate = Field(
+        default=0.0,
+        ge=0,
+        description="runs of each site per CPU per second (INT3 hits while armed)",
+    )
 
 
 class Ftrace(Strict):
     rate: Rate = Field(default=0.0, ge=0, description="enables/disables per second")
     functions: int = Field(default=1, ge=1, le=200_000, description="call sites")
+    site_rate: Rate = Field(
+        default=0.0,
+        ge=0,
+        description="calls of each function per CPU per second (INT3 hits)",
+    )
 
 
 class Kprobes(Strict):

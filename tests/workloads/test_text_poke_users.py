@@ -195,3 +195,30 @@ def test_livepatch_replaces_then_disables_without_a_leak(machine, trampolines):
     assert c["module.unloads"] == 2 and c["livepatch.enabled"] == 0
     sim.env.run(until=sim.env.now + 20_000_000)  # do_free_init()'s grace period
     assert _exec_bytes(sim) == base
+
+
+def test_cpus_running_an_armed_site_trap_on_x86_only():
+    # one static key of 56 sites, each run 20,000 times a second per CPU:
+    # the other CPUs hit the INT3s while text_poke_bp() has them armed
+    def hits(machine, rate):
+        sim = make_sim(machine=machine)
+        tp = sim.kernel.text_poke
+        t0 = sim.env.now
+        run(sim, tp.jump_label_update(0, 56, site_rate=rate))
+        c = sim.metrics.counters
+        return (
+            c.get("text_poke.int3_hits", 0),
+            sim.metrics.cpu_ns.get("int3", 0),
+            (sim.env.now - t0),
+        )
+
+    none, _, _ = hits(X86, 0.0)
+    assert none == 0
+    n, ns, armed = hits(X86, 20_000.0)
+    # Poisson around rate x sites x other CPUs x the armed time
+    want = 20_000 * 56 * 7 * armed / 1e9
+    assert n > 0 and abs(n - want) < 5 * want**0.5 + 1
+    per_trap = make_sim(machine=X86).profile.kernel_costs.int3_trap_ns.value
+    assert ns == int(n * per_trap)
+    # arm64 arms no breakpoint: every CPU runs the old or the new insn
+    assert hits(ARM64, 20_000.0)[0] == 0

@@ -194,12 +194,15 @@ class Arm64Patching:
             yield from self.patch_insn_nosync(cpu, 0)
         self.text_mutex.release(cpu)
 
-    def jump_label_update(self, cpu: int, sites: int, batched: bool | None = None):
+    def jump_label_update(self, cpu: int, sites: int, batched=None, site_rate=0.0):
         """__jump_label_update() of one key: each site by
         aarch64_insn_patch_text_nosync() (with its own cache maintenance),
         and in the batching era (``kernel.jump_label_batch``, v6.11+)
         arch_jump_label_transform_apply()'s kick_all_cpus_sync() at the
-        end. ``batched`` None: the era's."""
+        end. ``batched`` None: the era's. ``site_rate`` is ignored: no
+        breakpoint is armed, the other CPUs run the old or the new
+        instruction, each written whole (a B or NOP may be changed
+        concurrently, ARM ARM B2.2.5)."""
         for _ in range(sites):
             yield from self.patch_insn_nosync(cpu, 0)
         if self.batch if batched is None else batched:
@@ -219,11 +222,12 @@ class Arm64Patching:
         the one BRK (or the saved instruction back), under stop_machine()."""
         yield from self.patch_text(cpu, 1)
 
-    def ftrace_update(self, cpu: int, sites: int):
+    def ftrace_update(self, cpu: int, sites: int, site_rate: float = 0.0):
         """ftrace_replace_code() -> ftrace_modify_code() per site
         (arch/arm64/kernel/ftrace.c): aarch64_insn_patch_text_nosync() of
         each NOP or BL, no stop_machine() (arch_ftrace_update_code()
-        calls ftrace_modify_all_code() directly), no IPI."""
+        calls ftrace_modify_all_code() directly), no IPI; as for jump
+        labels, no breakpoint, so ``site_rate`` counts no trap."""
         for _ in range(sites):
             yield from self.patch_insn_nosync(cpu, 0)
 
