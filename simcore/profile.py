@@ -234,6 +234,9 @@ class KernelCosts(Strict):
     # INT3 takes the trap, poke_int3_handler() emulates the new
     # instruction, and the trap returns (no single-step)
     int3_trap_ns: SFloat | None = None
+    # x86 only: an optimized kprobe's hit, the jump to its detour buffer
+    # and the handler call there, no trap
+    optprobe_hit_ns: SFloat | None = None
 
 
 class HwProfile(Strict):

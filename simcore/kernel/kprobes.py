@@ -51,6 +51,16 @@ each), and frees the cleaned-up probes' two slots, both dirty
 queues it; a probe still waiting for the optimizer is dequeued and
 disarmed directly.
 
+While a probe is in place, every run of the probed instruction on any
+CPU costs that CPU the probe's hit: an INT3 trap, the handler and the
+boosted return while it is a breakpoint (``kernel_costs.int3_trap_ns``),
+the detour's jump and call once optimized (``kernel_costs.optprobe_hit_ns``):
+Documentation/trace/kprobes.rst's point of optprobes. How often a probed
+instruction runs is the caller's (``site_rate``, per CPU per second); the
+hits of each interval between two changes are a Poisson draw, counted as
+``kprobes.hits`` and charged as CPU time (``cpu.kprobe_ns``). A profile
+without these costs (the arm64 ones: no published figure) counts none.
+
 Grace periods cost no CPU time; each is ``RCU_GP_NS`` of waiting (the
 module loader's estimate). ``synchronize_rcu_tasks()`` is taken to be as
 long: on a kernel without CONFIG_PREEMPTION it is ``synchronize_rcu()``
@@ -214,6 +224,8 @@ class Kprobe:
     slot: Slot
     opt_slot: Slot | None = None
     state: str = "armed"
+    site_rate: float = 0.0  # runs of the probed instruction per CPU per s
+    hit: str | None = None  # what a run costs now: "int3", "jump" or nothing
 
 
 class Kprobes:
@@ -234,12 +246,22 @@ class Kprobes:
         self.optimizing: list[Kprobe] = []
         self.unoptimizing: list[Kprobe] = []
         self._work_pending = False
+        c = kernel.profile.kernel_costs
+        int3, jump = c.int3_trap_ns, c.optprobe_hit_ns
+        self.hit_ns = {
+            "int3": int3.value if int3 is not None else None,
+            "jump": jump.value if jump is not None else None,
+        }
+        self._rates = {"int3": 0.0, "jump": 0.0}  # summed site rates
+        self._since = 0  # when the rates last changed
+        self._rng = None
 
     # -- register_kprobe() ---------------------------------------------------
-    def register(self, cpu: int, optimize: bool = False):
+    def register(self, cpu: int, optimize: bool = False, site_rate: float = 0.0):
         """register_kprobe(): the slot, its copy, the breakpoint; with
         ``optimize`` (and OPTPROBES) the detour buffer and the optimizer
-        kicked. Returns the Kprobe, or None without memory."""
+        kicked. ``site_rate``: runs of the probed instruction per CPU per
+        second. Returns the Kprobe, or None without memory."""
         env = self.env
         t0 = env.now
         mutex = self.kprobe_mutex
@@ -254,7 +276,8 @@ class Kprobes:
         # arm_kprobe() -> __arm_kprobe() -> arch_arm_kprobe()
         yield from self.kernel.text_poke.kprobe_arm(cpu)
         self.metrics.inc("kprobes.arms")
-        kp = Kprobe(slot)
+        kp = Kprobe(slot, site_rate=site_rate)
+        self._costs(kp, "int3")
         if optimize and self.optprobes:
             yield from self._try_to_optimize(cpu, kp)
         mutex.release(cpu)
@@ -303,7 +326,7 @@ class Kprobes:
             # unoptimize_kprobe(): dequeued from optimizing_list, then
             # __disarm_kprobe()'s arch_disarm_kprobe()
             self.optimizing.remove(kp)
-            yield from self._disarm(cpu)
+            yield from self._disarm(cpu, kp)
         elif kp.state == "optimized":
             # unoptimize_kprobe(): onto unoptimizing_list; the optimizer
             # restores the breakpoint, disarms and frees both slots
@@ -312,7 +335,7 @@ class Kprobes:
             self._kick(cpu)
             queued = True
         else:
-            yield from self._disarm(cpu)
+            yield from self._disarm(cpu, kp)
         mutex.release(cpu)
         if not queued:
             kp.state = "gone"
@@ -325,11 +348,43 @@ class Kprobes:
                 kp.opt_slot = None
         self.metrics.latency("kprobe_disarm", env.now - t0)
 
-    def _disarm(self, cpu: int):
+    def _disarm(self, cpu: int, kp: Kprobe):
         """arch_disarm_kprobe(): the probed instruction's first byte (or
         instruction) back, as arch_arm_kprobe() wrote the breakpoint."""
         yield from self.kernel.text_poke.kprobe_arm(cpu)
+        self._costs(kp, None)
         self.metrics.inc("kprobes.disarms")
+
+    # -- what the probes cost the CPUs that run them ---------------------------
+    def _costs(self, kp: Kprobe, hit: str | None) -> None:
+        """``kp`` now costs each run ``hit``: the hits so far are charged
+        at the rates that held until now."""
+        if kp.hit == hit:
+            return
+        self.accrue()
+        if kp.hit is not None:
+            self._rates[kp.hit] -= kp.site_rate
+        if hit is not None:
+            self._rates[hit] += kp.site_rate
+        kp.hit = hit
+
+    def accrue(self) -> None:
+        """Charge the hits since the last change: Poisson(rate x CPUs x
+        time) of each kind, at its cost (none where the profile has no
+        cost)."""
+        now = self.env.now
+        dt, self._since = now - self._since, now
+        for kind, rate in self._rates.items():
+            cost = self.hit_ns[kind]
+            if rate <= 0 or dt <= 0 or cost is None:
+                continue
+            if self._rng is None:
+                self._rng = self.kernel.rng("kprobes.hits")
+            lam = rate * self.kernel.nr_cpus * dt / 1e9
+            hits = int(self._rng.poisson(lam))
+            if hits:
+                self.metrics.inc("kprobes.hits", hits)
+                self.metrics.cpu_time("kprobe", int(hits * cost))
 
     # -- kprobe_optimizer() --------------------------------------------------
     def _kick(self, cpu: int) -> None:
@@ -352,17 +407,19 @@ class Kprobes:
         tp = self.kernel.text_poke
         # Step 1: do_unoptimize_kprobes()
         cleaned, self.unoptimizing = self.unoptimizing, []
-        for _ in cleaned:
+        for kp in cleaned:
             # arch_unoptimize_kprobe(): INT3, sync, the 4 bytes back, sync
             yield from tp.text_poke_each(cpu, 0, 1, 1, sync=True)
+            self._costs(kp, "int3")
             yield from tp.text_poke_each(cpu, 0, 1, DISP32_SIZE, sync=True)
-            yield from self._disarm(cpu)
+            yield from self._disarm(cpu, kp)
         # Step 2: synchronize_rcu_tasks()
         yield env.timeout(RCU_GP_NS)
         # Step 3: do_optimize_kprobes() -> arch_optimize_kprobes()
         ready, self.optimizing = self.optimizing, []
         for kp in ready:
             yield from tp.text_poke_bp(cpu, 1, JMP32_INSN_SIZE)
+            self._costs(kp, "jump")
             kp.state = "optimized"
             self.metrics.inc("kprobes.optimized")
         # Step 4: do_free_cleaned_kprobes() -> free_aggr_kprobe()

@@ -163,5 +163,8 @@ class Kernel:
         return Livepatch(self)
 
     def finish(self) -> None:
-        """End of run: what the kernel reports once (vmalloc's counters)."""
+        """End of run: what the kernel reports once (vmalloc's counters,
+        the kprobe hits of the last interval)."""
         self.vmalloc.finish()
+        if "kprobes" in self.__dict__:  # built: some workload used kprobes
+            self.kprobes.accrue()

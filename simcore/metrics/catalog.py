@@ -105,7 +105,7 @@ CATALOG: tuple[MetricInfo, ...] = (
         "pct",
         "lower",
         "share of CPU time lost to page walks, shootdowns, lock spinning, "
-        "PTI switches and text-patching INT3 traps",
+        "PTI switches, text-patching INT3 traps and kprobe hits",
         label="CPU time lost",
     ),
     MetricInfo(

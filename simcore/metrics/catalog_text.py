@@ -10,6 +10,12 @@ from simcore.metrics.info import MetricInfo
 
 TEXT_USERS: tuple[MetricInfo, ...] = (
     MetricInfo("kprobes.arms", "count", "none", "kprobe breakpoints written"),
+    MetricInfo(
+        "kprobes.hits",
+        "count",
+        "lower",
+        "runs of probed instructions (an INT3 trap, or an optimized jump)",
+    ),
     MetricInfo("kprobes.disarms", "count", "none", "kprobe breakpoints removed"),
     MetricInfo(
         "kprobes.insn_pages",

@@ -13,7 +13,7 @@ from collections import defaultdict
 from simcore.metrics.histogram import Histogram
 
 # Kinds of CPU time that count as overhead in cpu.overhead_pct.
-OVERHEAD_KINDS = ("pagewalk", "shootdown", "lock_spin", "pti", "int3")
+OVERHEAD_KINDS = ("pagewalk", "shootdown", "lock_spin", "pti", "int3", "kprobe")
 # Whose code or data a TLB touch is, for the attributed TLB metrics
 # (itlb.misses.<owner>, ...), as perf reports iTLB misses per symbol.
 OWNERS = ("bpf", "modules", "kernel", "user", "arena")

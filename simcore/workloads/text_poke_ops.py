@@ -123,7 +123,9 @@ class Users:
         kprobes = self.kernel.kprobes
         kp = self.probes[site]
         if kp is None:
-            kp = yield from kprobes.register(self.cpu, optimize)
+            kp = yield from kprobes.register(
+                self.cpu, optimize, self.cfg.kprobes.site_rate
+            )
             if kp is not None:
                 self.probes[site] = kp
                 self.metrics.inc(f"{PREFIX}.kprobe_arms")

@@ -100,6 +100,11 @@ class Kprobes(Strict):
         le=1,
         description="share of probes x86 optimizes into a jump (ignored on arm64)",
     )
+    site_rate: Rate = Field(
+        default=0.0,
+        ge=0,
+        description="runs of each probed instruction per CPU per second (hits)",
+    )
 
 
 class BpfTrampolines(Strict):
