@@ -75,8 +75,7 @@ def table(repeat: int = 1):
     command's, interpreter and charts included. Target: < 1 GB."""
     import tempfile
 
-    from bench_workloads import _timed
-    from common import Table, median
+    from common import Table, median, timed_command
 
     t = Table(
         f"Sparse arenas: `simcore run arena-sparse-16x4g.yaml --set "
@@ -88,7 +87,7 @@ def table(repeat: int = 1):
     for _ in range(repeat):
         with tempfile.TemporaryDirectory() as d:
             cmd = ["run", str(WORKLOAD), "-o", f"{d}/out", "--quiet"]
-            runs.append(_timed([*cmd, "--set", f"workloads[0].arenas={ARENAS}"]))
+            runs.append(timed_command([*cmd, "--set", f"workloads[0].arenas={ARENAS}"]))
     peak = median(r[2] for r in runs) / 1e6
     t.add(ARENAS, f"{median(r[0] for r in runs):.2f}",
           f"{median(r[1] for r in runs):.2f}", f"{peak:.0f}")  # fmt: skip

@@ -14,8 +14,7 @@ from __future__ import annotations
 import sys
 import tempfile
 
-from bench_workloads import _timed
-from common import ROOT, Table, median, standalone
+from common import ROOT, Table, median, standalone, timed_command
 
 SWEEP = ROOT / "workloads" / "sweep-rfc-curve.yaml"
 POINTS = 64
@@ -34,7 +33,7 @@ def measure(repeat: int = 1) -> Table:
     runs = []
     for i in range(repeat):
         with tempfile.TemporaryDirectory() as d:
-            cpu, wall, rss = _timed(
+            cpu, wall, rss = timed_command(
                 ["sweep", str(SWEEP), "-o", d, "--workers", str(WORKERS), "--quiet"]
             )
         runs.append((wall, cpu))

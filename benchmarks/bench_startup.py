@@ -17,8 +17,16 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench_workloads import _timed
-from common import ROOT, Stopwatch, Table, bare_simpy, in_child, median, standalone
+from common import (
+    ROOT,
+    Stopwatch,
+    Table,
+    bare_simpy,
+    in_child,
+    median,
+    standalone,
+    timed_command,
+)
 
 QUICKSTART = ROOT / "workloads" / "quickstart.yaml"
 TARGET = 2.5
@@ -43,7 +51,7 @@ def measure(repeat: int = 3) -> Table:
     runs = []
     for i in range(repeat):
         with tempfile.TemporaryDirectory() as d:
-            cpu, wall, _ = _timed(
+            cpu, wall, _ = timed_command(
                 ["run", str(QUICKSTART), "-o", str(Path(d) / "out"), "--quiet"]
             )
         (bare_cpu, bare_wall), _ = in_child(_bare)

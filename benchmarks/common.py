@@ -15,6 +15,7 @@ import multiprocessing
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -257,3 +258,57 @@ class Table:
             out.append("")
             out += [f"- target {v}" for v in self.verdicts]
         return "\n".join(out) + "\n"
+
+
+# Runs ``python -m simcore ARGS`` and, as the interpreter exits, writes the
+# process's own peak resident size (VmHWM) to the file named by
+# SIMCORE_BENCH_PEAK. wait4()'s ru_maxrss cannot say it: Linux carries the
+# high-water mark over fork and exec, so a child started by this process
+# (which has simcore, numba and the benchmarks' state loaded) never reports
+# less than this process's own size.
+_PEAK_WRAPPER = """
+import atexit, os, runpy, sys
+
+def _peak():
+    with open("/proc/self/status") as f:
+        kib = next((ln.split()[1] for ln in f if ln.startswith("VmHWM:")), "0")
+    with open(os.environ["SIMCORE_BENCH_PEAK"], "w") as out:
+        out.write(kib)
+
+atexit.register(_peak)
+sys.argv[0] = "simcore"
+runpy.run_module("simcore", run_name="__main__", alter_sys=True)
+"""
+
+
+def timed_command(cmd: list[str]) -> tuple[float, float, int]:
+    """(CPU s, wall s, peak RSS bytes) of a simcore command run to its end,
+    on the simcore this benchmark imported. CPU s counts the command's
+    children too (sweep workers); the peak is the command's own process."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(Path(simcore.__file__).resolve().parent.parent)]
+        + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
+    )
+    with (
+        tempfile.TemporaryDirectory() as cwd,
+        tempfile.TemporaryFile() as err,
+    ):
+        peak_file = Path(cwd) / "peak_kib"
+        env["SIMCORE_BENCH_PEAK"] = str(peak_file)
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _PEAK_WRAPPER, *cmd],
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        if os.waitstatus_to_exitcode(status):
+            err.seek(0)
+            tail = err.read().decode(errors="replace").strip().splitlines()[-1:]
+            raise RuntimeError(tail[0] if tail else f"exit status {status}")
+        peak = int(peak_file.read_text() or 0) * 1024 if peak_file.exists() else 0
+    return usage.ru_utime + usage.ru_stime, wall, peak

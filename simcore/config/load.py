@@ -133,7 +133,7 @@ def promote_strategy(data: Any, path: tuple) -> None:
 
 
 def _strategy_params(
-    cfg: WorkloadFile, located: Located, arch: str = "x86_64"
+    cfg: WorkloadFile, located: Located, arch: str
 ) -> dict[str, StrategyParams]:
     """Each strategy's ``params`` checked against its own model; an error
     points at the parameter's line. A strategy that cannot exist on the
@@ -158,7 +158,6 @@ def _strategy_params(
         try:
             out[str(ref.label)] = model.model_validate(ref.params)
         except ValidationError as exc:
-            where = (key, i) if isinstance(raw, list) else (key,)
             raise validation_to_config_error(
                 exc,
                 file=located.file,
@@ -207,7 +206,7 @@ def _hashed_strategy(entry: Any) -> Any:
     return out
 
 
-def _preset_knobs(name: str, arch: str = "x86_64") -> dict[str, Any]:
+def _preset_knobs(name: str, arch: str) -> dict[str, Any]:
     """A preset's knobs on ``arch`` in their typed form, so that
     presets.yaml may write a value with units (``lazy_max_pages: {value:
     32MiB}``) and the resolved config records the number."""

@@ -102,6 +102,12 @@ class SpinLock:
         yield ev
         return 0
 
+    def lock(self, cpu: int):
+        """spin_lock() / mutex_lock() as a step of its own: take it and
+        wait out any contention; the caller releases."""
+        extra = yield from self.take(cpu)
+        yield self.env.timeout(int(extra))
+
     def hold(self, cpu: int, work_ns: float):
         """Take the lock, spend ``work_ns`` in it, release it."""
         extra = yield from self.take(cpu)

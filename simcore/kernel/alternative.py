@@ -61,6 +61,17 @@ TP_VEC_MAX = PAGE // 24
 JUMP_LABEL_NOP_SIZE = 5
 
 
+def charge_hits(metrics, rng, lam: float, cost_ns: float, counter: str, kind: str):
+    """Poisson(``lam``) runs of patched or probed code that trap (or jump)
+    on the CPUs running it: counted as ``counter``, ``cost_ns`` each of CPU
+    time of ``kind``. Shared by the INT3 hits here and the kprobe hits of
+    :mod:`simcore.kernel.kprobes`."""
+    hits = int(rng.poisson(lam))
+    if hits:
+        metrics.inc(counter, hits)
+        metrics.cpu_time(kind, int(hits * cost_ns))
+
+
 class TextPoke:
     def __init__(self, kernel: Kernel) -> None:
         self.kernel = kernel
@@ -75,7 +86,7 @@ class TextPoke:
         self.pte_ns = p.kernel_costs.pte_write_ns.value
         self.atomic_ns = p.locks.atomic_uncontended_ns.value
         # refilling poking_addr's translation: a 4K walk, one page of tables
-        self.refill_ns = kernel.executor.walker.walk_cycles(12, 1, 1) / ghz
+        self.refill_ns = kernel.walk_4k_ns
         self.byte_ns = p.kernel_costs.page_zero_ns.value / PAGE
         trap = p.kernel_costs.int3_trap_ns
         self.int3_ns = trap.value if trap is not None else 0.0
@@ -192,8 +203,12 @@ class TextPoke:
         Poisson(``rate`` per CPU per second over ``armed_ns``) hits."""
         if self._int3_rng is None:
             self._int3_rng = self.kernel.rng("text_poke.int3")
-        others = self.kernel.nr_cpus - 1
-        hits = int(self._int3_rng.poisson(rate * others * armed_ns / 1e9))
-        if hits:
-            self.metrics.inc("text_poke.int3_hits", hits)
-            self.metrics.cpu_time("int3", int(hits * self.int3_ns))
+        lam = rate * (self.kernel.nr_cpus - 1) * armed_ns / 1e9
+        charge_hits(
+            self.metrics,
+            self._int3_rng,
+            lam,
+            self.int3_ns,
+            "text_poke.int3_hits",
+            "int3",
+        )

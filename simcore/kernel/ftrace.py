@@ -83,16 +83,14 @@ class Ftrace:
     def register(self, cpu: int, ops: FtraceOps):
         """register_ftrace_function(): ``ftrace_lock``, the trampoline
         (x86), then the ops' call sites."""
-        extra = yield from self.ftrace_lock.take(cpu)
-        yield self.env.timeout(int(extra))
+        yield from self.ftrace_lock.lock(cpu)
         yield from self._startup(cpu, ops)
         self.ftrace_lock.release(cpu)
 
     def unregister(self, cpu: int, ops: FtraceOps):
         """unregister_ftrace_function(): ``ftrace_shutdown()`` under
         ``ftrace_lock``."""
-        extra = yield from self.ftrace_lock.take(cpu)
-        yield self.env.timeout(int(extra))
+        yield from self.ftrace_lock.lock(cpu)
         yield from self._shutdown(cpu, ops)
         self.ftrace_lock.release(cpu)
 

@@ -74,6 +74,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from simcore.constants import PAGE
+from simcore.kernel.alternative import charge_hits
+from simcore.kernel.arm64.patching import AARCH64_INSN_SIZE
 from simcore.kernel.execmem import ExecAlloc
 from simcore.kernel.module import RCU_GP_NS
 
@@ -87,7 +89,6 @@ X86_INSN_SLOT = 16
 # kprobe_opcode_t (asm/probes.h): the instruction and the single-step BRK,
 # 512 slots a page
 ARM64_INSN_SLOT = 8
-AARCH64_INSN_SIZE = 4  # AARCH64_INSN_SIZE (arch/arm64/include/asm/insn.h)
 # Estimate: MAX_OPTINSN_SIZE = optprobe_template_end - optprobe_template_entry
 # (the register saves, the call to optimized_callback and the restores:
 # ~160 bytes of arch/x86/kernel/kprobes/opt.c's template) + MAX_OPTIMIZED_LENGTH
@@ -142,8 +143,7 @@ class InsnCache:
 
     def get(self, cpu: int):
         """__get_insn_slot(): a Slot, or None without memory."""
-        extra = yield from self.mutex.take(cpu)
-        yield self.env.timeout(int(extra))
+        yield from self.mutex.lock(cpu)
         slot = self._find()
         if slot is None and self.nr_garbage:
             yield from self._collect_garbage(cpu)
@@ -177,8 +177,7 @@ class InsnCache:
     def put(self, cpu: int, slot: Slot, dirty: bool):
         """__free_insn_slot(): mark the slot dirty (collected in bulk past a
         page's worth) or collect it at once."""
-        extra = yield from self.mutex.take(cpu)
-        yield self.env.timeout(int(extra))
+        yield from self.mutex.lock(cpu)
         if dirty:
             slot.page.dirty.append(slot.idx)
             self.nr_garbage += 1
@@ -265,8 +264,7 @@ class Kprobes:
         env = self.env
         t0 = env.now
         mutex = self.kprobe_mutex
-        extra = yield from mutex.take(cpu)
-        yield env.timeout(int(extra))
+        yield from mutex.lock(cpu)
         # prepare_kprobe() -> arch_prepare_kprobe()
         slot = yield from self.insn.get(cpu)
         if slot is None:
@@ -319,8 +317,7 @@ class Kprobes:
         env = self.env
         t0 = env.now
         mutex = self.kprobe_mutex
-        extra = yield from mutex.take(cpu)
-        yield env.timeout(int(extra))
+        yield from mutex.lock(cpu)
         queued = False
         if kp.state == "queued":
             # unoptimize_kprobe(): dequeued from optimizing_list, then
@@ -381,10 +378,7 @@ class Kprobes:
             if self._rng is None:
                 self._rng = self.kernel.rng("kprobes.hits")
             lam = rate * self.kernel.nr_cpus * dt / 1e9
-            hits = int(self._rng.poisson(lam))
-            if hits:
-                self.metrics.inc("kprobes.hits", hits)
-                self.metrics.cpu_time("kprobe", int(hits * cost))
+            charge_hits(self.metrics, self._rng, lam, cost, "kprobes.hits", "kprobe")
 
     # -- kprobe_optimizer() --------------------------------------------------
     def _kick(self, cpu: int) -> None:
@@ -401,8 +395,7 @@ class Kprobes:
         yield env.timeout(OPTIMIZE_DELAY_NS)
         t0 = env.now
         mutex = self.kprobe_mutex
-        extra = yield from mutex.take(cpu)
-        yield env.timeout(int(extra))
+        yield from mutex.lock(cpu)
         self._work_pending = False
         tp = self.kernel.text_poke
         # Step 1: do_unoptimize_kprobes()

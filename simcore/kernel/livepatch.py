@@ -83,8 +83,7 @@ class Livepatch:
             return None
         ftrace = self.kernel.ftrace
         mutex = self.klp_mutex
-        extra = yield from mutex.take(cpu)
-        yield env.timeout(int(extra))
+        yield from mutex.lock(cpu)
         old = self.current
         # klp_patch_func() for each function: a new ftrace_ops for one no
         # patch redirects yet, a func_stack push for the others
@@ -119,8 +118,7 @@ class Livepatch:
         if patch is None:
             return False
         mutex = self.klp_mutex
-        extra = yield from mutex.take(cpu)
-        yield env.timeout(int(extra))
+        yield from mutex.lock(cpu)
         # __klp_disable_patch(): the transition to KLP_UNPATCHED, then
         # klp_unpatch_objects() of every function
         yield env.timeout(RCU_GP_NS)  # klp_synchronize_transition()

@@ -141,6 +141,13 @@ class Kernel:
         return "bpf" if "bpf" in self.layout.ranges else "vmalloc"
 
     @cached_property
+    def walk_4k_ns(self) -> float:
+        """One 4K page walk of a single hot page of tables (a mapping just
+        written, as text patching's poking or fixmap address and
+        pageattr's PTE walk see it), in ns."""
+        return self.executor.walker.walk_cycles(12, 1, 1) / self.profile.clock_ghz.value
+
+    @cached_property
     def modules(self) -> ModuleLoader:
         """kernel/module: the loader, built the first time a module loads
         (its mutex and counters appear only in runs that load modules)."""

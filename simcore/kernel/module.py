@@ -392,8 +392,7 @@ class ModuleLoader:
         yield env.timeout(mod.spec.init_ns)
         mod.state = "live"
         mutex = self.module_mutex
-        extra = yield from mutex.take(cpu)
-        yield env.timeout(extra)
+        yield from mutex.lock(cpu)
         if mod.layouts:
             yield from self._frob(cpu, mod, after_init_calls)
             mod.layouts.pop("module_init_text", None)

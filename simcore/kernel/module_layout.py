@@ -91,33 +91,43 @@ def _frob(
     return None
 
 
+def _module_enable_ro(after_init: bool) -> list[tuple[str, str, str]]:
+    """module_enable_ro(mod, after_init): text and rodata of both layouts,
+    and ro_after_init once init has run."""
+    plan = [
+        (CORE, "text", "set_memory_ro"),
+        (INIT, "text", "set_memory_ro"),
+        (CORE, "rodata", "set_memory_ro"),
+        (INIT, "rodata", "set_memory_ro"),
+    ]
+    if after_init:
+        plan.append((CORE, "ro_after_init", "set_memory_ro"))
+    return plan
+
+
+# module_enable_nx() and module_enable_x()
+_ENABLE_NX_X = [
+    (CORE, "rodata", "set_memory_nx"),
+    (CORE, "ro_after_init", "set_memory_nx"),
+    (CORE, "data", "set_memory_nx"),
+    (INIT, "rodata", "set_memory_nx"),
+    (INIT, "data", "set_memory_nx"),
+    (CORE, "text", "set_memory_x"),
+    (INIT, "text", "set_memory_x"),
+]
+
+
+def _calls(bases: dict[str, int], lays: dict[str, Layout], plan) -> list:
+    return [c for c in (_frob(bases, lays, *p) for p in plan) if c is not None]
+
+
 def formation_calls(bases: dict[str, int], lays: dict[str, Layout]) -> list:
     """complete_formation(): module_enable_ro(mod, false),
     module_enable_nx(), module_enable_x(), as (layout, function, addr,
     pages)."""
-    plan = [
-        (CORE, "text", "set_memory_ro"),
-        (INIT, "text", "set_memory_ro"),
-        (CORE, "rodata", "set_memory_ro"),
-        (INIT, "rodata", "set_memory_ro"),
-        (CORE, "rodata", "set_memory_nx"),
-        (CORE, "ro_after_init", "set_memory_nx"),
-        (CORE, "data", "set_memory_nx"),
-        (INIT, "rodata", "set_memory_nx"),
-        (INIT, "data", "set_memory_nx"),
-        (CORE, "text", "set_memory_x"),
-        (INIT, "text", "set_memory_x"),
-    ]
-    return [c for c in (_frob(bases, lays, *p) for p in plan) if c is not None]
+    return _calls(bases, lays, _module_enable_ro(False) + _ENABLE_NX_X)
 
 
 def after_init_calls(bases: dict[str, int], lays: dict[str, Layout]) -> list:
     """do_init_module(): module_enable_ro(mod, true)."""
-    plan = [
-        (CORE, "text", "set_memory_ro"),
-        (INIT, "text", "set_memory_ro"),
-        (CORE, "rodata", "set_memory_ro"),
-        (INIT, "rodata", "set_memory_ro"),
-        (CORE, "ro_after_init", "set_memory_ro"),
-    ]
-    return [c for c in (_frob(bases, lays, *p) for p in plan) if c is not None]
+    return _calls(bases, lays, _module_enable_ro(True))

@@ -174,13 +174,12 @@ class Cpa(SetMemoryCalls):
         c = CpaData(addr, numpages, _PAGE_PRESENT | _PAGE_RW, 0, CPA_NO_CHECK_ALIAS)
         return (yield from self._set_clr(cpu, c, primary=True))
 
-    def _timed(self, op, cpu, addr, numpages, mask_set, mask_clr, flags=0):
-        t0 = self.env.now
-        ret = yield from self.change_page_attr_set_clr(
-            cpu, addr, numpages, mask_set, mask_clr, flags
+    def _change(self, cpu, addr, numpages, mask_set, mask_clr, flags=0):
+        return (
+            yield from self.change_page_attr_set_clr(
+                cpu, addr, numpages, mask_set, mask_clr, flags
+            )
         )
-        self.metrics.latency(op, self.env.now - t0)
-        return ret
 
     # -- change_page_attr_set_clr() ----------------------------------------------------
     def change_page_attr_set_clr(

@@ -1,11 +1,11 @@
 """include/linux/set_memory.h: the ``set_memory_*()`` calls every
 architecture provides, each one change of permission bits over a range.
 
-:class:`SetMemoryCalls` names them once; an architecture's class
-(x86's CPA in :mod:`simcore.kernel.set_memory`, arm64's
-:mod:`simcore.kernel.arm64.pageattr`) supplies ``_timed(op, cpu, addr,
-numpages, mask_set, mask_clr)``, the change itself with its latency
-recorded under ``op``, and its own ``set_memory_rox()``. The state both
+:class:`SetMemoryCalls` names them once and records each one's latency;
+an architecture's class (x86's CPA in :mod:`simcore.kernel.set_memory`,
+arm64's :mod:`simcore.kernel.arm64.pageattr`) supplies ``_change(cpu,
+addr, numpages, mask_set, mask_clr)``, the change itself, and its own
+``set_memory_rox()``. The state both
 keep (the page tables, the flush model, the ``vm_unmap_aliases()`` hook)
 is set up here too.
 """
@@ -51,8 +51,17 @@ class SetMemoryCalls:
         or flush, and drops it."""
         yield from self._purge_lock.hold(cpu, 0)
 
-    def _timed(self, op, cpu, addr, numpages, mask_set, mask_clr, flags=0):
+    def _change(self, cpu, addr, numpages, mask_set, mask_clr, flags=0):
+        """The architecture's change function (x86
+        change_page_attr_set_clr(), arm64 change_memory_common())."""
         raise NotImplementedError  # pragma: no cover - the architecture's
+
+    def _timed(self, op, cpu, addr, numpages, mask_set, mask_clr, flags=0):
+        """One set_memory_*() call: the change, its latency as ``op``."""
+        t0 = self.env.now
+        ret = yield from self._change(cpu, addr, numpages, mask_set, mask_clr, flags)
+        self.metrics.latency(op, self.env.now - t0)
+        return ret
 
     def set_memory_ro(self, cpu: int, addr: int, numpages: int):
         """set_memory_ro(): clear write permission (x86 RW and Dirty;

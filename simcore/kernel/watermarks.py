@@ -47,8 +47,6 @@ MIN_FREE_KBYTES_CEIL = 262144
 # mm/page_alloc.c: int watermark_scale_factor = 10 (parts of 10000)
 WATERMARK_SCALE_FACTOR = 10
 
-WMARK_MIN, WMARK_LOW, WMARK_HIGH = 0, 1, 2
-
 
 def min_free_kbytes(lowmem_pages: int) -> int:
     """calculate_min_free_kbytes(): ``int_sqrt(lowmem_kbytes * 16)``
@@ -83,11 +81,6 @@ def setup_per_zone_wmarks(
             z.nr_pages, lowmem, kbytes, scale_factor
         )
     return kbytes
-
-
-def wmark_pages(zone: Zone, which: int) -> int:
-    """min_wmark_pages() / low_wmark_pages() / high_wmark_pages()."""
-    return (zone.wmark_min, zone.wmark_low, zone.wmark_high)[which]
 
 
 def zone_watermark_ok(

@@ -209,7 +209,7 @@ def place_bpf_image(
     hole = min(size - (proglen + BPF_HDR_SIZE), chunk - BPF_HDR_SIZE)
     start = int(rng.integers(hole)) & ~(BPF_JIT_ALIGN - 1) if hole > 0 else 0
     obj.addr = ro_header + BPF_HDR_SIZE + start
-    obj.remap(obj.page_shift, obj.pmd_shifts)
+    obj.remap(obj.page_shift)  # one pack page: no per-PMD mappings to keep
 
 
 def nr_numa_nodes(kernel: Kernel) -> int:

@@ -221,8 +221,7 @@ class JitAlloc(ModuleAlloc):
             obj = ExecAlloc(area.addr, size, kind, PAGE_SHIFT, footprint, handle=area)
         else:
             cache = self.caches[i]
-            extra = yield from self.lock.take(cpu)
-            yield self.env.timeout(extra)
+            yield from self.lock.lock(cpu)
             jo = yield from self._jit_cache_alloc(cpu, cache)
             self.lock.release(cpu)
             if jo is None:
@@ -260,8 +259,7 @@ class JitAlloc(ModuleAlloc):
             return
         shared = isinstance(obj.handle, JitObj)
         if shared:
-            extra = yield from self.lock.take(cpu)
-            yield self.env.timeout(extra)
+            yield from self.lock.lock(cpu)
         first = obj.addr & ~(PAGE - 1)
         npages = -(-(obj.addr + nbytes - first) // PAGE)
         cpa = self.kernel.cpa

@@ -76,11 +76,6 @@ def pmd_shifts(kernel: Kernel, addr: int, size: int) -> list[int]:
     ]
 
 
-def mapping_shift(kernel: Kernel, addr: int, size: int) -> int:
-    """The smallest mapping size over ``[addr, addr + size)``."""
-    return min(pmd_shifts(kernel, addr, size))
-
-
 def follow_mapping(kernel: Kernel, obj: ExecAlloc) -> None:
     """Record the mappings the object's bytes now sit under, PMD by PMD
     where they differ (the demoted PMD in 4K pages, the rest huge)."""

@@ -44,6 +44,7 @@ from simcore.kernel.bpf.arena import BpfArena, UserMm
 from simcore.strategies.arena_base import ArenaStrategy
 from simcore.strict import Strict
 from simcore.units import Duration, Rate, Size
+from simcore.workloads.execution import exp_ns
 
 if TYPE_CHECKING:
     from simcore.kernel.main import Kernel
@@ -258,9 +259,9 @@ class _Run:
         rng = kernel.rng(f"{self.tag}.churn{i}")
         gap = 1e9 / c.churn.rate
         while not self.closing[i] and self.arenas[i] is not None:
-            yield kernel.env.timeout(max(1, int(rng.exponential(gap))))
+            yield kernel.env.timeout(exp_ns(rng, gap))
             cpu = self.bpf_cpus[int(rng.integers(len(self.bpf_cpus)))]
-            life = max(1, int(rng.exponential(c.churn.lifetime)))
+            life = exp_ns(rng, c.churn.lifetime)
             kernel.env.process(self._short_lived(i, cpu, life))
 
     def _short_lived(self, i: int, cpu: int, life: int):

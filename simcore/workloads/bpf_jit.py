@@ -23,7 +23,7 @@ from simcore.dists import LogNormal, Popularity, SizeDist
 from simcore.hw.touchtable import LiveList, TouchTable
 from simcore.strict import Strict
 from simcore.units import Duration, Rate
-from simcore.workloads.execution import INSN_BYTES, Picker, exec_cpus
+from simcore.workloads.execution import INSN_BYTES, Picker, exec_cpus, exp_ns
 
 if TYPE_CHECKING:
     from simcore.kernel.bpf.core import BpfProg
@@ -140,10 +140,10 @@ class _Run:
         rng = kernel.rng(self.tag + ".churn")
         mean_gap = 1e9 / cfg.churn.load_rate
         while True:
-            yield kernel.env.timeout(max(1, int(rng.exponential(mean_gap))))
+            yield kernel.env.timeout(exp_ns(rng, mean_gap))
             cpu = int(rng.integers(kernel.nr_cpus))
             proglen = int(self.size.sample(rng, 1)[0])
-            life = max(1, int(rng.exponential(cfg.churn.lifetime)))
+            life = exp_ns(rng, cfg.churn.lifetime)
             kernel.env.process(self._short_lived(cpu, proglen, life))
 
     def _short_lived(self, cpu: int, proglen: int, life: int):

@@ -48,6 +48,17 @@ class Picker:
             cdf[-1] = np.inf
         return cdf
 
+    @classmethod
+    def fixed(cls, weights) -> Picker:
+        """Events spread over ``len(weights)`` objects by their weights,
+        not by rank (``pick`` with that ``n``)."""
+        self = cls(Popularity())
+        w = np.asarray(weights, dtype=np.float64)
+        cdf = np.cumsum(w / w.sum())
+        cdf[-1] = np.inf
+        self._cdf[len(w)] = cdf
+        return self
+
     def pick(self, rng: np.random.Generator, n: int, k: int) -> np.ndarray:
         """Positions (int64, in ``range(n)``, ``n`` > 0) of ``k`` events."""
         return self.cdf(n).searchsorted(rng.random(k), side="right")
@@ -76,6 +87,12 @@ def run_pieces(
     addrs, shifts = batch(pieces)
     insns = int(nbytes / INSN_BYTES)
     return kernel.executor.run(cpu, addrs, shifts, side, insns, owner=owner)
+
+
+def exp_ns(rng: np.random.Generator, mean: float) -> int:
+    """An exponential gap or lifetime of ``mean`` ns, at least 1 ns (a
+    Poisson process's next event, or a memoryless object's life)."""
+    return max(1, int(rng.exponential(mean)))
 
 
 def at_rate(

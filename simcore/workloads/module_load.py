@@ -42,7 +42,7 @@ from simcore.strict import Strict
 from simcore.units import Duration, Rate, Size
 from simcore.workloads.captures import capture_path
 from simcore.workloads.captures.module_split import spec_from_size
-from simcore.workloads.execution import Picker, at_rate, exec_cpus, run_pieces
+from simcore.workloads.execution import Picker, at_rate, exec_cpus, exp_ns, run_pieces
 
 if TYPE_CHECKING:
     from simcore.kernel.main import Kernel
@@ -247,7 +247,7 @@ class _Run:
         ]
         gap = 1e9 / cfg.churn.rate
         while True:
-            yield kernel.env.timeout(max(1, int(rng.exponential(gap))))
+            yield kernel.env.timeout(exp_ns(rng, gap))
             name = pool[int(rng.integers(len(pool)))]
             cpu = int(rng.integers(kernel.nr_cpus))
             kernel.env.process(self._cycle(cpu, name))

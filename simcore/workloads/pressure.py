@@ -51,6 +51,7 @@ from simcore.kernel.page_alloc import (
 )
 from simcore.strict import Strict
 from simcore.units import Rate, parse_size
+from simcore.workloads.execution import exp_ns
 
 if TYPE_CHECKING:
     from simcore.kernel.main import Kernel
@@ -204,7 +205,7 @@ class _Run:
         gap = 1e9 / rate
         rng = self.kernel.rng(f"{self.tag}.{'reads' if file else 'respawns'}")
         while True:
-            yield self.env.timeout(max(1, int(rng.exponential(gap))))
+            yield self.env.timeout(exp_ns(rng, gap))
             cpu = cpus[int(rng.integers(len(cpus)))]
             if file:
                 self.metrics.inc("workload.pressure.reads")

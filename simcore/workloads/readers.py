@@ -19,6 +19,7 @@ from pydantic import Field
 
 from simcore.strict import Strict
 from simcore.units import Rate, Size
+from simcore.workloads.execution import exp_ns
 
 if TYPE_CHECKING:
     from simcore.kernel.main import Kernel
@@ -68,7 +69,7 @@ class Readers(Strict):
 def _every(kernel: Kernel, rng, rate: float, read):
     gap = 1e9 / rate
     while True:
-        yield kernel.env.timeout(max(1, int(rng.exponential(gap))))
+        yield kernel.env.timeout(exp_ns(rng, gap))
         yield from read()
 
 

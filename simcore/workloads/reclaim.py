@@ -24,6 +24,7 @@ from pydantic import Field
 from simcore.kernel.vmscan import DEF_PRIORITY
 from simcore.strict import Strict
 from simcore.units import Rate
+from simcore.workloads.execution import exp_ns
 
 if TYPE_CHECKING:
     from simcore.kernel.main import Kernel
@@ -51,7 +52,7 @@ def _kswapd(kernel: Kernel, rng, rate: float, cpu: int, priority: int):
     env = kernel.env
     gap = 1e9 / rate
     while True:
-        yield env.timeout(max(1, int(rng.exponential(gap))))
+        yield env.timeout(exp_ns(rng, gap))
         t0 = env.now
         yield from kernel.shrinkers.shrink_slab(cpu, priority)
         kernel.metrics.latency("shrink_slab", env.now - t0)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from simcore.kernel.ftrace import FtraceOps
 from simcore.workloads.captures.module_split import spec_from_size
+from simcore.workloads.execution import exp_ns
 
 if TYPE_CHECKING:
     from simcore.kernel.bpf.core import BpfProg
@@ -67,7 +68,7 @@ class Users:
         if name == "bpf_trampoline":
             yield from self._load_programs()
         while True:
-            yield env.timeout(max(1, int(rng.exponential(gap))))
+            yield env.timeout(exp_ns(rng, gap))
             gen = step(rng)
             if gen is not None:
                 yield from gen
@@ -91,8 +92,7 @@ class Users:
         if self.jl_mutex is None:  # made on first use: no metrics without it
             self.jl_mutex = kernel.machine.mutex("jump_label_mutex")
         mutex = self.jl_mutex
-        extra = yield from mutex.take(cpu)
-        yield self.env.timeout(int(extra))
+        yield from mutex.lock(cpu)
         keys = self.cfg.static_keys
         yield from kernel.text_poke.jump_label_update(
             cpu, keys.sites, site_rate=keys.site_rate
@@ -142,7 +142,7 @@ class Users:
         bpf = self.kernel.bpf
         for _ in range(self.cfg.bpf_trampolines.programs):
             prog = yield from bpf.prog_load(self.cpu, self.cfg.bpf_trampolines.size)
-            if prog is not None and not isinstance(prog, int):
+            if prog is not None:  # privileged: never -EPERM
                 self.progs.append(prog)
 
     def _trampoline(self, rng):

@@ -40,7 +40,7 @@ from simcore.constants import PAGE_SHIFT
 from simcore.kernel.vmalloc import VM_ALLOW_HUGE_VMAP
 from simcore.strict import Strict
 from simcore.units import Rate, Size
-from simcore.workloads.execution import at_rate, exec_cpus, run_pieces
+from simcore.workloads.execution import Picker, at_rate, exec_cpus, run_pieces
 
 if TYPE_CHECKING:
     from simcore.kernel.main import Kernel
@@ -92,7 +92,7 @@ class _Run:
         self.cfg = cfg
         self.kernel = kernel
         self.tag = tag
-        self.areas: list = []  # (VmArea, owner)
+        self.areas: list = []  # (VmArea, owner, size asked)
         self.weights: list[float] = []
 
     def _plan(self) -> list[tuple[str, int, int, str, float]]:
@@ -125,11 +125,9 @@ class _Run:
                 else "workload.vmalloc_users.small_bytes",
                 size,
             )
-        total = sum(self.weights)
-        if not self.areas or total <= 0 or self.cfg.rate <= 0:
+        if not self.areas or sum(self.weights) <= 0 or self.cfg.rate <= 0:
             return
-        self.cdf = np.cumsum(np.array(self.weights) / total)
-        self.cdf[-1] = np.inf
+        self.picker = Picker.fixed(self.weights)
         for c in exec_cpus(kernel, self.cfg.cpus):
             rng = kernel.rng(f"{self.tag}.cpu{c}")
             kernel.env.process(at_rate(kernel, c, rng, self.cfg.rate, self._step(rng)))
@@ -138,8 +136,8 @@ class _Run:
         kernel = self.kernel
 
         def step(cpu: int, k: int) -> None:
-            which = self.cdf.searchsorted(rng.random(k), side="right")
-            counts = np.bincount(which, minlength=len(self.areas))
+            n = len(self.areas)
+            counts = np.bincount(self.picker.pick(rng, n, k), minlength=n)
             by_owner: dict[str, list] = {}
             for i in np.flatnonzero(counts).tolist():
                 area, owner, size = self.areas[i]

@@ -92,9 +92,8 @@ class Arm64PageAttr(SetMemoryCalls):
         # apply_to_pte_range()'s lazy-MMU batch closed by one barrier pair
         self.pte_ns = pagetables.set_ns
         self.batch_ns = pagetables.batch_ns
-        ghz = kernel.profile.clock_ghz.value
         # apply_to_page_range() of one page: a walk from the pgd of hot tables
-        self.walk_ns = kernel.executor.walker.walk_cycles(12, 1, 1) / ghz
+        self.walk_ns = kernel.walk_4k_ns
 
     # -- the set_memory_*() family (set_memory_calls.py), arm64's rox -------------
     def set_memory_rox(self, cpu: int, addr: int, numpages: int):
@@ -105,13 +104,12 @@ class Arm64PageAttr(SetMemoryCalls):
         self.metrics.latency("set_memory_rox", self.env.now - t0)
         return 0
 
-    def _timed(self, op, cpu, addr, numpages, mask_set, mask_clr, flags=0):
-        t0 = self.env.now
-        ret = yield from self.change_memory_common(
-            cpu, addr, numpages, mask_set, mask_clr
+    def _change(self, cpu, addr, numpages, mask_set, mask_clr, flags=0):
+        return (
+            yield from self.change_memory_common(
+                cpu, addr, numpages, mask_set, mask_clr
+            )
         )
-        self.metrics.latency(op, self.env.now - t0)
-        return ret
 
     # -- the linear map ------------------------------------------------------------
     def can_set_direct_map(self) -> bool:
@@ -229,8 +227,7 @@ class Arm64PageAttr(SetMemoryCalls):
         leaf of the linear map becomes a table of the next size, without
         break-before-make and so without a flush (BBML2_NOABORT), down to
         the page at ``addr``. False: no page for a table (-ENOMEM)."""
-        extra = yield from self.split_lock.take(cpu)
-        yield self.env.timeout(int(extra))
+        yield from self.split_lock.lock(cpu)
         while m.shift != LEVEL_4K:
             page = yield from self.pt.alloc_table_page(cpu, zero=False)
             if page is False:

@@ -80,7 +80,6 @@ class Arm64Patching:
         self.flush = m.flush
         self.text_mutex = m.mutex("text_mutex")
         self.patch_lock = m.spinlock("patch_lock")
-        ghz = p.clock_ghz.value
         self.pte_ns = p.kernel_costs.pte_write_ns.value
         # set_fixmap_offset() writes a valid PTE: its barriers are paid per
         # PTE before v6.16 or as the batch's close after it; the clear writes
@@ -89,7 +88,7 @@ class Arm64Patching:
         self.set_pte_ns = pt.set_ns + pt.batch_ns
         self.byte_ns = p.kernel_costs.page_zero_ns.value / PAGE
         # vmalloc_to_page(): a walk of init_mm's hot tables
-        self.walk_ns = kernel.executor.walker.walk_cycles(12, 1, 1) / ghz
+        self.walk_ns = kernel.walk_4k_ns
         f = p.flush
         self.line_ns = f.broadcast_per_page_ns.value
         self.dsb_ns = f.broadcast_sync_ns.value
@@ -188,8 +187,7 @@ class Arm64Patching:
         aarch64_insn_patch_text_nosync() per site, a branch or a NOP: no
         breakpoint, no IPI. ``insn_len`` is ignored: every arm64
         instruction is 4 bytes."""
-        extra = yield from self.text_mutex.take(cpu)
-        yield self.env.timeout(int(extra))
+        yield from self.text_mutex.lock(cpu)
         for _ in range(sites):
             yield from self.patch_insn_nosync(cpu, 0)
         self.text_mutex.release(cpu)
