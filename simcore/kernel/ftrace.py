@@ -121,10 +121,13 @@ class Ftrace:
         yield from self.kernel.text_poke.ftrace_update(cpu, ops.sites, ops.site_rate)
         ops.enabled = False
         self.metrics.inc("ftrace.ops_registered", -1)
-        if ops.dynamic and ops.trampoline is not None:
+        if ops.dynamic:
             # synchronize_rcu_tasks_rude() (+ synchronize_rcu_tasks() when
-            # preemptible): one grace period, the loader's estimate
+            # preemptible) for every dynamic ops, with a trampoline or not
+            # (arm64, or x86 after a failed create_trampoline()): one grace
+            # period, the loader's estimate
             yield self.env.timeout(RCU_GP_NS)
+        if ops.dynamic and ops.trampoline is not None:
             yield from self.kernel.exec_alloc.free(cpu, ops.trampoline)
             ops.trampoline = None
             self.metrics.inc("ftrace.trampolines", -1)

@@ -336,7 +336,10 @@ class Kprobes:
         mutex.release(cpu)
         if not queued:
             kp.state = "gone"
-            yield env.timeout(RCU_GP_NS)  # synchronize_rcu()
+        # unregister_kprobes(): synchronize_rcu() for every probe, an
+        # optimized one too (the optimizer frees its slots later)
+        yield env.timeout(RCU_GP_NS)
+        if not queued:
             # arch_remove_kprobe() (and, for a dequeued optimizable probe,
             # free_aggr_kprobe()'s arch_remove_optimized_kprobe())
             yield from self.insn.put(cpu, kp.slot, dirty=self.x86)

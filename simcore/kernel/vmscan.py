@@ -322,8 +322,9 @@ class Reclaim:
     ) -> tuple[bool, int]:
         """should_reclaim_retry(): (retry?, the new no_progress_loops). A
         retry makes sense while some node would pass its min watermark if
-        its reclaimable pages were freed, less a growing share as rounds
-        pass without progress."""
+        all its reclaimable pages were freed (the decay of that estimate
+        with rounds without progress left the kernel in 2017, before every
+        modelled era)."""
         if progress:
             no_progress_loops = 0
         else:
@@ -333,7 +334,6 @@ class Reclaim:
         for n in nodes:
             zone = self.zones[n]
             available = self.lru_pages(n) + zone.nr_free_pages
-            available -= -(-no_progress_loops * available // MAX_RECLAIM_RETRIES)
             if zone_watermark_ok(zone, order, zone.wmark_min, available):
                 return True, no_progress_loops
         return False, no_progress_loops

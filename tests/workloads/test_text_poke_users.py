@@ -135,8 +135,10 @@ def test_optimized_kprobes_jump_through_text_poke_bp_on_x86_only():
     # arch_optimize_kprobes(): one text_poke_bp() each, three sync rounds
     assert c["text_poke.sync_rounds"] - rounds == 3 * 3
     for p in probes:
-        run(sim, sim.kernel.kprobes.unregister(0, p))
-    # only queued: the optimizer restores, disarms and frees the slots
+        sim.env.process(sim.kernel.kprobes.unregister(0, p))
+    # only queued: the optimizer (OPTIMIZE_DELAY later) restores, disarms
+    # and frees the slots, while unregister waits out synchronize_rcu()
+    sim.env.run(until=sim.env.now + 100_000)
     assert c.get("kprobes.disarms", 0) == 0
     sim.env.run(until=sim.env.now + 20_000_000)
     assert c["kprobes.disarms"] == 3

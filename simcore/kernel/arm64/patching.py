@@ -217,8 +217,12 @@ class Arm64Patching:
     def kprobe_arm(self, cpu: int):
         """arch_arm_kprobe() / arch_disarm_kprobe()
         (arch/arm64/kernel/probes/kprobes.c): aarch64_insn_patch_text() of
-        the one BRK (or the saved instruction back), under stop_machine()."""
+        the one BRK (or the saved instruction back), under stop_machine(),
+        with text_mutex held as the generic arm_kprobe() / disarm_kprobe()
+        hold it around the arch call."""
+        yield from self.text_mutex.lock(cpu)
         yield from self.patch_text(cpu, 1)
+        self.text_mutex.release(cpu)
 
     def ftrace_update(self, cpu: int, sites: int, site_rate: float = 0.0):
         """ftrace_replace_code() -> ftrace_modify_code() per site

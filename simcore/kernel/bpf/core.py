@@ -123,8 +123,9 @@ class BpfCore:
         size = strategy.bpf_image_size(proglen)
         # bpf_prog_alloc(): the program struct and its instructions, first
         vm = self.kernel.vmalloc
+        # bpf_prog_alloc_no_stats(): __vmalloc(size, GFP_KERNEL | __GFP_ZERO)
         struct = yield from vm.vmalloc(
-            cpu, bpf_prog_pages(proglen) * PAGE, caller="bpf_prog_alloc"
+            cpu, bpf_prog_pages(proglen) * PAGE, caller="bpf_prog_alloc", zero=True
         )
         if struct is None:
             self.metrics.inc("bpf.load_failures")
