@@ -78,6 +78,9 @@ class Pressure(Strict):
         default="100%",
         description="memory the fill allocates: a share of RAM (95%) or a size",
     )
+    # Estimates, no published census behind them: a file-heavy host keeps
+    # most of its used memory as page cache; anonymous memory is mostly
+    # THP (order 9) with some mTHP (order 4) and 4K pages
     page_cache: float = Field(
         default=0.7, ge=0, le=1, description="share of chunks in the page cache"
     )

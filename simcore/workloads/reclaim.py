@@ -34,6 +34,8 @@ DESCRIPTION = "memory pressure: shrink_slab() at a rate and reclaim priority"
 
 class Reclaim(Strict):
     type: Literal["reclaim"]
+    # estimate: a default of light, steady pressure, ten kswapd rounds a
+    # second; a workload states its own
     rate: Rate = Field(
         default="10/s", gt=0, description="shrink_slab() calls per second"
     )

@@ -71,6 +71,8 @@ class VmallocUsers(Strict):
     type: Literal["vmalloc_users"]
     system_hashes: bool = True
     users: list[VmallocUser] = Field(default_factory=list)
+    # estimate: a million lookups a second per CPU, of the order of the
+    # dentry-hash lookups of a path-walk-heavy job; a workload states its own
     rate: Rate = Field(default="1000000/s", ge=0, description="lookups per CPU")
     cpus: int | None = Field(default=None, ge=1, description="first N CPUs; all")
     cpu: int = Field(default=0, ge=0, description="the CPU allocating at start")
