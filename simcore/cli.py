@@ -34,7 +34,15 @@ def _replications(text: str) -> int:
     return n
 
 
-def _parser() -> argparse.ArgumentParser:
+# Commands whose options this module defines. A command line naming one of
+# them never reads the options of ``sweep`` and ``validate``, which live in
+# those packages, so the parser leaves them (and those imports) out.
+_OWN_COMMANDS = frozenset({"run", "check", "report", "list", "schema", "capture"})
+
+
+def _parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; ``command``, the first word of the command line, lets it
+    leave out the commands defined elsewhere when another one is named."""
     p = argparse.ArgumentParser(
         prog="simcore",
         description="Simulate Linux vmalloc / executable-memory / BPF arena allocators.",
@@ -69,13 +77,12 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("workload", metavar="WORKLOAD.yaml")
     c.add_argument("--set", action="append", default=[], metavar="key.path=value")
 
-    from simcore.sweep.cli import add_parser as add_sweep_parser
+    if command not in _OWN_COMMANDS:  # help, an error, or one of these two
+        from simcore.sweep.cli import add_parser as add_sweep_parser
+        from simcore.validate.cli import add_parser as add_validate_parser
 
-    add_sweep_parser(sub)
-
-    from simcore.validate.cli import add_parser as add_validate_parser
-
-    add_validate_parser(sub)
+        add_sweep_parser(sub)
+        add_validate_parser(sub)
 
     rep = sub.add_parser(
         "report", help="re-render summary and charts of results folders"
@@ -123,7 +130,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = _parser(argv[0] if argv else None).parse_args(argv)
     try:
         return _dispatch(args)
     except InputError as exc:

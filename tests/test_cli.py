@@ -62,3 +62,28 @@ def test_check_reads_the_captures(cli, write, tmp_path):
         "check", str(p), "--set", "workloads[0].modules.from_lsmod=gone.txt"
     )
     assert code == 2 and "gone.txt" in err
+
+
+def test_run_loads_neither_pyplot_nor_the_other_commands(write, tmp_path):
+    """`simcore run` draws its charts without pyplot and parses its command
+    line without the sweep and validate packages: each would only add
+    import time to every run."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "r"
+    code = (
+        "import sys\n"
+        "from simcore.cli import main\n"
+        f"rc = main(['run', {str(write(SMALL))!r}, '--quiet', '-o', {str(out)!r}])\n"
+        "print(rc, *sorted(sys.modules))\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False
+    )
+    rc, *modules = r.stdout.split()
+    assert rc == "0", r.stderr
+    assert (out / "latency_cdf.png").stat().st_size > 0
+    assert "matplotlib.figure" in modules  # the charts were drawn in there
+    for name in ("matplotlib.pyplot", "simcore.sweep", "simcore.validate"):
+        assert name not in modules, name

@@ -17,15 +17,18 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
 from simcore._version import __version__
 from simcore.config.load import Resolved
 from simcore.metrics import RunResult
-from simcore.results.replicate import Replicated
 from simcore.results.summary import render_summary
 from simcore.units import format_duration
+
+if TYPE_CHECKING:  # made only by runs with replications, which import it
+    from simcore.results.replicate import Replicated
 
 
 def metrics_doc(

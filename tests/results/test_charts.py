@@ -11,6 +11,7 @@ import matplotlib.image as mpimg
 import pytest
 
 from simcore.results import charts
+from simcore.results.charts import style
 from simcore.results.writer import read_latency_csv, read_timeseries_csv
 from tests.results.conftest import GOLDEN
 
@@ -194,3 +195,41 @@ def test_sweep_axes_use_metric_and_parameter_labels(tmp_path):
 )
 def test_param_label(key, want):
     assert charts.param_label(key) == want
+
+
+def test_pinned_titles_draw_the_same_picture(tmp_path, monkeypatch):
+    """Titles pinned after the layout (style.pin_titles) come out where
+    matplotlib's automatic placement puts them, byte for byte, also where a
+    y axis offset text ("1e-7") keeps a title automatic."""
+    tiny = {
+        "strategies": {
+            "a": {"cpu.overhead_pct": 3e-7, "cpu.pagewalk_ns": 5},
+            "b": {"cpu.overhead_pct": 5e-7, "cpu.pagewalk_ns": 2},
+        }
+    }
+
+    def draw(folder: Path) -> None:
+        (folder / "tiny").mkdir(parents=True)
+        _render("replicated", folder)
+        charts.cpu_overhead_chart(tiny, folder / "tiny", "a long title " * 8)
+
+    pinned, auto = tmp_path / "pinned", tmp_path / "auto"
+    draw(pinned)
+    assert "1e−7" in _svg_texts(pinned / "tiny" / "cpu_overhead.svg")
+    monkeypatch.setattr(style, "pin_titles", lambda fig: None)
+    draw(auto)
+    files = sorted(p.relative_to(pinned) for p in pinned.rglob("*.*"))
+    assert len(files) == 2 * len(charts.CHARTS) + 2
+    for f in files:
+        assert (pinned / f).read_bytes() == (auto / f).read_bytes(), f
+
+
+def test_save_closes_pyplot_figures(tmp_path):
+    """The sweep and validation charts draw with pyplot and save through
+    _save, which lets pyplot forget each figure."""
+    plt = charts.plt
+    fig, ax = plt.subplots(figsize=(3, 2))
+    ax.plot([0, 1], [1, 0])
+    paths = charts._save(fig, tmp_path, "p")
+    assert [p.name for p in paths] == ["p.png", "p.svg"]
+    assert not plt.fignum_exists(fig.number)

@@ -39,7 +39,6 @@ from simcore.results.charts.style import (
     STYLES,
     _save,  # simcore.validate.charts saves through it
     axis_scale,
-    plt,
 )
 from simcore.results.charts.sweep import metric_vs_parameter_chart
 
@@ -64,6 +63,17 @@ __all__ = [
     "shootdowns_chart",
     "tlb_misses_chart",
 ]
+
+
+def __getattr__(name: str):
+    # pyplot only for the callers that draw with it (the sweep and
+    # validation charts): the results folder's charts do without
+    if name == "plt":
+        from simcore.results.charts import style
+
+        return style.plt
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 CHARTS = {
     "tlb_misses": "TLB misses by level, per strategy",

@@ -11,7 +11,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from simcore.metrics.catalog import label_of
-from simcore.results.charts.style import GREYS, HATCHES, _save, axis_scale, plt
+from simcore.results.charts.style import (
+    GREYS,
+    HATCHES,
+    _save,
+    axis_scale,
+    subplots,
+    tight_layout,
+)
 
 
 def _strategies(doc: dict) -> list[str]:
@@ -106,7 +113,7 @@ def tlb_misses_chart(doc: dict, out: Path, title: str) -> list[Path]:
     peak = max(_value(doc, s, m) or 0 for s in _strategies(doc) for m in levels)
     div, unit = axis_scale("count", peak)
     strategies = _strategies(doc)
-    fig, ax = plt.subplots(figsize=(7, 3.6))
+    fig, ax = subplots(figsize=(7, 3.6))
     _bars(
         ax,
         doc,
@@ -119,7 +126,7 @@ def tlb_misses_chart(doc: dict, out: Path, title: str) -> list[Path]:
     ax.set_ylabel("TLB misses" + ("" if unit == "count" else f" ({unit})"))
     ax.set_title(title + _ci_note(doc))
     _top_legend(ax, len(strategies))
-    fig.tight_layout()
+    tight_layout(fig)
     return _save(fig, out, "tlb_misses")
 
 
@@ -139,7 +146,7 @@ def cpu_overhead_chart(doc: dict, out: Path, title: str) -> list[Path]:
         for k, label in _KINDS
         if any(f"cpu.{k}_ns" in doc["strategies"][s] for s in strategies)
     ]
-    fig, ax = plt.subplots(figsize=(7, 3.6))
+    fig, ax = subplots(figsize=(7, 3.6))
     xs = list(range(len(strategies)))
     bottom = [0.0] * len(strategies)
     totals = [_value(doc, s, "cpu.overhead_pct") or 0.0 for s in strategies]
@@ -186,7 +193,7 @@ def cpu_overhead_chart(doc: dict, out: Path, title: str) -> list[Path]:
     ax.set_ylabel(f"{label_of('cpu.overhead_pct')} (% of all CPU time)")
     ax.set_title(title + _ci_note(doc))
     _top_legend(ax, len(kinds))
-    fig.tight_layout()
+    tight_layout(fig)
     return _save(fig, out, "cpu_overhead")
 
 
@@ -211,14 +218,14 @@ def lock_wait_chart(doc: dict, out: Path, title: str) -> list[Path]:
     metrics = [f"lock.{lk}.wait_ns" for lk in locks]
     peak = max(_value(doc, s, m) or 0 for s in strategies for m in metrics)
     div, unit = axis_scale("ns", peak)
-    fig, ax = plt.subplots(figsize=(7, 3.6))
+    fig, ax = subplots(figsize=(7, 3.6))
     _bars(ax, doc, locks, strategies, lambda j, i: (strategies[i], metrics[j]), div)
     ax.set_xlabel("kernel lock")
     # the catalog's label names one lock; this axis holds them all
     ax.set_ylabel(f"lock wait time, all CPUs ({unit})")
     ax.set_title(title + _ci_note(doc))
     _top_legend(ax, len(strategies))
-    fig.tight_layout()
+    tight_layout(fig)
     return _save(fig, out, "lock_wait")
 
 
@@ -233,12 +240,12 @@ def mem_exec_chart(doc: dict, out: Path, title: str) -> list[Path]:
         return []
     peak = max(_value(doc, s, m) or 0 for s in strategies for m in kinds)
     div, unit = axis_scale("bytes", peak)
-    fig, ax = plt.subplots(figsize=(7, 3.6))
+    fig, ax = subplots(figsize=(7, 3.6))
     labels = [label_of(k) for k in kinds]
     _bars(ax, doc, strategies, labels, lambda j, i: (strategies[j], kinds[i]), div)
     ax.set_xlabel("strategy")
     ax.set_ylabel(f"executable memory ({unit})")
     ax.set_title(title + _ci_note(doc))
     _top_legend(ax, len(kinds))
-    fig.tight_layout()
+    tight_layout(fig)
     return _save(fig, out, "mem_exec")

@@ -19,7 +19,8 @@ from simcore.results.charts.style import (
     STYLES,
     _save,
     axis_scale,
-    plt,
+    subplots,
+    tight_layout,
 )
 
 
@@ -36,7 +37,7 @@ def latency_cdf_chart(
         return []
     ncol = min(3, len(ops))
     nrow = math.ceil(len(ops) / ncol)
-    fig, axes = plt.subplots(
+    fig, axes = subplots(
         nrow,
         ncol,
         figsize=(3.4 * ncol + 0.6, 2.8 * nrow + 0.6),
@@ -76,14 +77,14 @@ def latency_cdf_chart(
     if len(cdfs) > 1:
         axes.flat[0].legend(frameon=False, fontsize=7)
     fig.suptitle(title)
-    fig.tight_layout()
+    tight_layout(fig)
     return _save(fig, out, "latency_cdf")
 
 
 def _time_panels(n: int, height: float = 3.0):
     ncol = min(3, n)
     nrow = math.ceil(n / ncol)
-    fig, axes = plt.subplots(
+    fig, axes = subplots(
         nrow, ncol, figsize=(3.4 * ncol + 0.8, height * nrow + 0.6), squeeze=False
     )
     for ax in list(axes.flat)[n:]:
@@ -149,7 +150,7 @@ def directmap_chart(
     handles, names = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, names, frameon=False, fontsize=7, ncol=3, loc="lower center")
     fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    tight_layout(fig, rect=(0, 0.06, 1, 1))
     return _save(fig, out, "directmap")
 
 
@@ -191,5 +192,5 @@ def shootdowns_chart(
     if len(series) > 1:
         axes.flat[0].legend(frameon=False, fontsize=7)
     fig.suptitle(title)
-    fig.tight_layout()
+    tight_layout(fig)
     return _save(fig, out, "shootdowns")

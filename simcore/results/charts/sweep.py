@@ -19,7 +19,8 @@ from simcore.results.charts.style import (
     STYLES,
     _save,
     axis_scale,
-    plt,
+    subplots,
+    tight_layout,
 )
 from simcore.results.stats import ci95
 
@@ -103,7 +104,7 @@ def metric_vs_parameter_chart(
         lines[s] = sorted(pts)
     peak = max(abs(p[1]) for pts in lines.values() for p in pts)
     div, uname = axis_scale(unit, peak)
-    fig, ax = plt.subplots(figsize=(7, 3.8))
+    fig, ax = subplots(figsize=(7, 3.8))
     banded = False
     for k, (s, pts) in enumerate(lines.items()):
         xs = [p[0] for p in pts]
@@ -137,7 +138,7 @@ def metric_vs_parameter_chart(
     ax.set_title(title + (" (band: 95% CI)" if banded else ""))
     ax.grid(True, color="0.9", linewidth=0.5)
     _legend(ax, len(lines))
-    fig.tight_layout()
+    tight_layout(fig)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     return _save(fig, out_dir, f"{_slug(metric)}_vs_{_slug(x)}")
