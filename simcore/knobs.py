@@ -58,6 +58,10 @@ class KernelKnobs(BaseModel):
     # permissions set over their parts (before v6.4), or one allocation per
     # mod_mem_type (ac3b43283923, v6.4)
     module_layout: Literal["core_init", "per_type"]
+    # how the BPF verifier's bpf_patch_insn_data() resizes
+    # env->insn_aux_data: a new vzalloc()ed array per patch, the old one
+    # copied and vfree()d, or vrealloc() (77620d126739, v6.18)
+    bpf_insn_aux: Literal["vzalloc", "vrealloc"]
     # arm64 only (ARCH_OF): the linear map and text patching
     rodata: Literal["full", "on"] | None
     linear_map_split: bool | None

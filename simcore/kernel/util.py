@@ -1,10 +1,16 @@
-"""mm/util.c: kvmalloc_node() / kvfree(), and vzalloc() beside them.
+"""mm/util.c: kvmalloc_node() / kvfree(), with vzalloc() and vrealloc().
 
 The buffers the executable-memory paths write before copying into
 read-only text: the BPF JIT's RW image (``bpf_jit_binary_pack_alloc()``
 kvmalloc()s it) and the module loader's writable copy of ROX text
-(``vzalloc()``). A :class:`Shadow` says where the buffer came from so
-:func:`kvfree` gives it back the same way.
+(``vzalloc()``); and the BPF verifier's working memory (``bpf_check()``
+kvzalloc()s its ``struct bpf_verifier_env`` and vzalloc()s, then grows,
+``env->insn_aux_data``). A :class:`Shadow` says where the buffer came from
+so :func:`kvfree` gives it back the same way.
+
+``vzalloc()`` and ``vrealloc()`` are mm/vmalloc.c's; they sit here, beside
+the kvmalloc family that shares their :class:`Shadow`, and call the vmalloc
+model only through its public entry points.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from simcore.constants import PAGE
 from simcore.kernel.page_alloc import GFP_NORETRY, MAX_PAGE_ORDER
-from simcore.kernel.vmalloc import VmArea
+from simcore.kernel.vmalloc import COPY_PAGE_FACTOR, VMAP_ZONE_SHIFT, VmArea
 
 if TYPE_CHECKING:
     from simcore.kernel.main import Kernel
@@ -24,44 +30,73 @@ if TYPE_CHECKING:
 KMALLOC_MAX_CACHE_SIZE = 2 * PAGE
 
 
+def rb_depth(n: int) -> int:
+    """Nodes a descent of a balanced rb-tree of ``n`` entries touches: about
+    log2(n), as every tree walk of the model charges it."""
+    return n.bit_length() if n > 1 else 1
+
+
 @dataclass(slots=True)
 class Shadow:
     kind: str  # "slab", "pages" or "vmalloc"
-    size: int
+    size: int  # bytes asked for (vm->requested_size for vrealloc())
     pfn: int = -1
     order: int = 0
     area: VmArea | None = None
 
 
-def kvmalloc(kernel: Kernel, cpu: int, size: int, fill_ns: float = 0.0):
-    """kvmalloc(): kmalloc() (slab up to KMALLOC_MAX_CACHE_SIZE, whole
-    pages above, tried with __GFP_NORETRY), else vmalloc(). ``fill_ns``:
-    what the caller writes into it at once (the JIT's fill of illegal
-    instructions). Returns the Shadow, or None: no memory."""
+def kvmalloc(
+    kernel: Kernel,
+    cpu: int,
+    size: int,
+    fill_ns: float = 0.0,
+    *,
+    zero: bool = False,
+    caller: str = "kvmalloc",
+):
+    """kvmalloc_node() (``__kvmalloc_node_noprof()`` in 6.x): kmalloc()
+    (slab up to KMALLOC_MAX_CACHE_SIZE; above it kmalloc_large(), one
+    high-order block from the page allocator, tried with __GFP_NORETRY |
+    __GFP_NOWARN since the size is above a page), else vmalloc().
+    ``zero`` is kvzalloc()'s __GFP_ZERO; ``fill_ns`` what the caller writes
+    into it at once (the JIT's fill of illegal instructions); ``caller``
+    the vmallocinfo caller of the fallback (the kvmalloc() caller's return
+    address in the kernel). Returns the Shadow, or None: no memory."""
     env = kernel.env
+    costs = kernel.profile.kernel_costs
     if size <= KMALLOC_MAX_CACHE_SIZE:
-        slab = kernel.profile.kernel_costs.slab_alloc_ns.value
-        yield env.timeout(int(slab + fill_ns))
+        # Estimate: kzalloc()'s memset of the object costs its share of a
+        # zeroed page
+        clear = costs.page_zero_ns.value * size / PAGE if zero else 0.0
+        yield env.timeout(int(costs.slab_alloc_ns.value + clear + fill_ns))
         return Shadow("slab", size)
     order = (-(-size // PAGE) - 1).bit_length()
     pfn = None
     if order <= MAX_PAGE_ORDER:  # else past KMALLOC_MAX_SIZE: kmalloc fails
-        # kvmalloc_node(): above a page kmalloc() tries with __GFP_NORETRY,
-        # vmalloc() being the fallback
-        pfn = yield from kernel.page_alloc.alloc_pages(cpu, order, gfp=GFP_NORETRY)
+        pfn = yield from kernel.page_alloc.alloc_pages(
+            cpu, order, zero=zero, gfp=GFP_NORETRY
+        )
     if pfn is not None:
         yield env.timeout(int(fill_ns))
         return Shadow("pages", size, pfn=pfn, order=order)
-    area = yield from kernel.vmalloc.vmalloc(cpu, size, caller="kvmalloc")
+    # the high-order attempt failed (fragmented memory): vmalloc() of the
+    # same size, page by page
+    kernel.metrics.inc("kvmalloc.vmalloc_fallbacks")
+    area = yield from kernel.vmalloc.vmalloc(cpu, size, caller=caller, zero=zero)
     if area is None:
         return None
     yield env.timeout(int(fill_ns))
     return Shadow("vmalloc", size, area=area)
 
 
-def vzalloc(kernel: Kernel, cpu: int, size: int):
+def kvzalloc(kernel: Kernel, cpu: int, size: int, *, caller: str = "kvmalloc"):
+    """kvzalloc(): kvmalloc() with __GFP_ZERO."""
+    return (yield from kvmalloc(kernel, cpu, size, zero=True, caller=caller))
+
+
+def vzalloc(kernel: Kernel, cpu: int, size: int, *, caller: str = "vzalloc"):
     """vzalloc() (mm/vmalloc.c): zeroed vmalloc memory, as a Shadow."""
-    area = yield from kernel.vmalloc.vmalloc(cpu, size, zero=True, caller="vzalloc")
+    area = yield from kernel.vmalloc.vmalloc(cpu, size, zero=True, caller=caller)
     return None if area is None else Shadow("vmalloc", size, area=area)
 
 
@@ -73,3 +108,68 @@ def kvfree(kernel: Kernel, cpu: int, buf: Shadow):
         yield from kernel.page_alloc.free_pages(cpu, buf.pfn, buf.order)
     else:
         yield from kernel.vmalloc.vfree(cpu, buf.area)
+
+
+def copy_ns(kernel: Kernel, nbytes: int) -> float:
+    """A memcpy()/memmove() of ``nbytes``: COPY_PAGE_FACTOR zeroed pages'
+    worth per page (reads and writes each line, where zeroing only
+    writes)."""
+    return (
+        COPY_PAGE_FACTOR
+        * kernel.profile.kernel_costs.page_zero_ns.value
+        * (nbytes / PAGE)
+    )
+
+
+def _find_vm_area(kernel: Kernel, cpu: int, addr: int):
+    """find_vm_area() -> find_vmap_area(): the busy tree of the address's
+    vmap node (addr_to_node()), searched under its lock; one node in the
+    global era, whose lock is vmap_area_lock."""
+    vm = kernel.vmalloc
+    vn = vm.nodes[(addr >> VMAP_ZONE_SHIFT) % vm.nr_nodes]
+    visit = kernel.profile.kernel_costs.rb_node_visit_ns.value
+    extra = yield from vn.busy_lock.take(cpu)
+    yield kernel.env.timeout(int(visit * rb_depth(len(vn.busy)) + extra))
+    vn.busy_lock.release(cpu)
+
+
+def vrealloc(
+    kernel: Kernel,
+    cpu: int,
+    buf: Shadow | None,
+    size: int,
+    *,
+    zero: bool = False,
+    caller: str = "vrealloc",
+):
+    """vrealloc() (mm/vmalloc.c ``vrealloc_node_align_noprof()`` in
+    v6.18): ``buf`` resized to ``size`` bytes. The area is found with
+    find_vm_area(); a shrink stays in place (the freed tail zeroed under
+    __GFP_ZERO, ready for a later growth) and so does a growth that still
+    fits the pages the area has (vm->requested_size moves, nothing is
+    mapped); a larger growth is a new vmalloc() of ``size``, a memcpy() of
+    the old requested size and a vfree() of the old area. Returns the
+    Shadow (``buf`` itself when in place), or None with ``buf`` untouched
+    when no memory was had."""
+    vm = kernel.vmalloc
+    if buf is None:  # vrealloc(NULL, ...) is a vmalloc()
+        first = yield from vm.vmalloc(cpu, size, zero=zero, caller=caller)
+        return None if first is None else Shadow("vmalloc", size, area=first)
+    area = buf.area
+    yield from _find_vm_area(kernel, cpu, area.addr)
+    if size <= buf.size:
+        if zero:
+            zero_ns = kernel.profile.kernel_costs.page_zero_ns.value
+            yield kernel.env.timeout(int(zero_ns * (buf.size - size) / PAGE))
+        buf.size = size
+        return buf
+    if size <= area.nr_pages * PAGE:
+        buf.size = size
+        return buf
+    new = yield from vm.vmalloc(cpu, size, zero=zero, caller=caller)
+    if new is None:
+        return None
+    yield kernel.env.timeout(int(copy_ns(kernel, buf.size)))
+    yield from vm.vfree(cpu, area)
+    kernel.metrics.inc("vrealloc.moves")
+    return Shadow("vmalloc", size, area=new)

@@ -15,6 +15,7 @@ import fnmatch
 import re
 
 from simcore.metrics.catalog_arena import ARENA
+from simcore.metrics.catalog_bpf import BPF_CORE, KV_ALLOC
 from simcore.metrics.catalog_reclaim import RECLAIM
 from simcore.metrics.catalog_text import TEXT_USERS
 from simcore.metrics.info import MetricInfo
@@ -375,6 +376,7 @@ CATALOG: tuple[MetricInfo, ...] = (
     MetricInfo(
         "vmalloc.huge_fallbacks", "count", "lower", "huge vmalloc retried with 4K pages"
     ),
+    *KV_ALLOC,
     MetricInfo("vmap.blocks", "count", "none", "vmap_blocks created (new_vmap_block)"),
     MetricInfo("vmap.block_frees", "count", "none", "vmap_blocks freed"),
     MetricInfo("vmap.free_blocks", "count", "none", "KVA free-tree blocks at the end"),
@@ -441,14 +443,7 @@ CATALOG: tuple[MetricInfo, ...] = (
         "IPIs of text_poke_bp syncs",
         label="text_poke sync IPIs",
     ),
-    MetricInfo("bpf.progs_loaded", "count", "none", "BPF programs loaded"),
-    MetricInfo("bpf.progs_freed", "count", "none", "BPF programs freed"),
-    MetricInfo(
-        "bpf.jit_limit_failures", "count", "lower", "loads refused by bpf_jit_limit"
-    ),
-    MetricInfo("bpf.load_failures", "count", "lower", "loads without memory"),
-    MetricInfo("bpf.trampolines", "count", "none", "BPF trampolines live at the end"),
-    MetricInfo("bpf.dispatcher_updates", "count", "none", "BPF dispatcher rewrites"),
+    *BPF_CORE,
     *TEXT_USERS,
     MetricInfo("module.loads", "count", "none", "modules loaded (load_module)"),
     MetricInfo("module.unloads", "count", "none", "modules unloaded (delete_module)"),

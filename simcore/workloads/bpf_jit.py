@@ -69,6 +69,25 @@ class BpfJit(Strict):
     )
     load_cpus: int = Field(default=1, ge=1)
     privileged: bool = True
+    insn_patches: int = Field(
+        default=0,
+        ge=0,
+        le=100_000,
+        description="verifier rewrites per load that put several instructions "
+        "in place of one (bpf_patch_insn_data(): ctx accesses, inlined calls "
+        "and map lookups, zero extension); each resizes the program's aux array, by "
+        "era a vzalloc/copy/vfree or a vrealloc (kernel.bpf_insn_aux). How many "
+        "depends on the program, so none by default",
+    )
+    patch_insns: int = Field(
+        default=2,
+        ge=2,
+        le=32,
+        description="instructions each of those patches puts in place of one: "
+        "2, the smallest patch that resizes the arrays, unless your programs "
+        "say otherwise (at most INSN_BUF_SIZE, the verifier's patch buffer: 32 "
+        "in 6.x headers)",
+    )
     churn: Churn = Field(default_factory=Churn)
     exec: Exec = Field(default_factory=Exec)
     attach: Attach = Field(default_factory=Attach)
@@ -122,10 +141,13 @@ class _Run:
         """bpf(BPF_PROG_LOAD), then the attachment: an fentry trampoline or
         the XDP dispatcher for a share of programs. None on failure."""
         bpf = self.kernel.bpf
-        prog = yield from bpf.prog_load(cpu, proglen, self.cfg.privileged)
+        cfg = self.cfg
+        prog = yield from bpf.prog_load(
+            cpu, proglen, cfg.privileged, cfg.insn_patches, cfg.patch_insns
+        )
         if isinstance(prog, int) or prog is None:
             return None
-        att = self.cfg.attach
+        att = cfg.attach
         if att.fentry or att.xdp:
             u = float(self._attach_rng.random())
             if u < att.fentry:

@@ -79,3 +79,23 @@ def pfns(n: int) -> list[int]:
     start = _next_pfn[0]
     _next_pfn[0] += n
     return list(range(start, start + n))
+
+
+def spy_vmalloc(sim) -> list:
+    """Log the simulation's vmalloc()/vfree() calls, in order: (call,
+    caller, size, area)."""
+    vm = sim.kernel.vmalloc
+    log: list = []
+    alloc, free = vm.vmalloc, vm.vfree
+
+    def vmalloc(cpu, size, **kw):
+        area = yield from alloc(cpu, size, **kw)
+        log.append(("vmalloc", kw.get("caller"), size, area))
+        return area
+
+    def vfree(cpu, area):
+        log.append(("vfree", area.caller, area.size, area))
+        yield from free(cpu, area)
+
+    vm.vmalloc, vm.vfree = vmalloc, vfree
+    return log

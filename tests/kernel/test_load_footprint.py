@@ -8,31 +8,12 @@ from __future__ import annotations
 from simcore.constants import PAGE
 from simcore.kernel.bpf.core import BPF_INSN_AUX_SIZE, bpf_insn_aux_bytes
 from simcore.kernel.module import ModuleSpec
-from tests.kernel import make_sim, run
-
-
-def _spy(sim):
-    """Log vmalloc()/vfree() calls of the simulation's vmalloc, in order."""
-    vm = sim.vmalloc
-    log: list = []
-    orig_alloc, orig_free = vm.vmalloc, vm.vfree
-
-    def vmalloc(cpu, size, **kw):
-        area = yield from orig_alloc(cpu, size, **kw)
-        log.append(("vmalloc", kw.get("caller"), size, area))
-        return area
-
-    def vfree(cpu, area):
-        log.append(("vfree", area.caller, area.size, area))
-        yield from orig_free(cpu, area)
-
-    vm.vmalloc, vm.vfree = vmalloc, vfree
-    return log
+from tests.kernel import make_sim, run, spy_vmalloc
 
 
 def test_the_verifier_vzallocs_one_aux_entry_per_insn_and_frees_it():
     sim = make_sim()
-    log = _spy(sim)
+    log = spy_vmalloc(sim)
     prog = run(sim, sim.bpf.prog_load(0, 500))
     assert prog is not None
     aux = [e for e in log if e[1] == "bpf_check"]
@@ -49,7 +30,7 @@ def test_a_module_load_copies_its_file_into_vmalloc_and_frees_it_before_init():
         "m", {"module_text": 3 * PAGE, "module_data": PAGE}, nr_relocs=100, nr_undef=10
     )
     assert spec.file_bytes == 4 * PAGE + 100 * 24 + 10 * 48
-    log = _spy(sim)
+    log = spy_vmalloc(sim)
     inits: list = []
     loader = sim.kernel.modules
     orig_init = loader._do_init_module
