@@ -53,6 +53,7 @@ BENCHES = {
 # every key --json writes, whichever benchmarks ran
 KEYS = (
     "event_ratio_min",
+    "event_ratio_fast_min",
     "event_bare_simpy_ev_per_s",
     "invocations_per_s_min",
     "invocations_per_s_100k_min",

@@ -56,6 +56,7 @@ class SimContext:
     hooks: Hooks = field(default_factory=Hooks)
     quantum: int = 100_000  # ns a CPU runs code between TLB flush points
     tlb_model: str = "fast"
+    lock_model: str = "exact"
     file: str = ""  # the workload file: errors name it, captures resolve near it
     kmsg: list[str] = field(default_factory=list)  # the kernel log (dmesg)
     config_hash: str = ""  # the run's identity, as the results footer names it

@@ -103,6 +103,7 @@ class Simulation:
             hooks=Hooks(),
             quantum=cfg.sim.quantum,
             tlb_model=cfg.sim.tlb_model,
+            lock_model=cfg.sim.lock_model,
             file=resolved.file,
             config_hash=resolved.config_hash,
         )

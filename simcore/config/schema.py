@@ -87,6 +87,13 @@ class KernelConfig(Strict):
 
 class SimConfig(Strict):
     tlb_model: Literal["exact", "fast"] = "fast"
+    lock_model: Literal["exact", "fast"] = Field(
+        default="exact",
+        description="exact: every critical section a timeout and every lock "
+        "wait an event; fast: locks on the vmalloc/vfree path taken by "
+        "computation at the CPU's own time, a few events per operation "
+        "(simcore/hw/locks.py)",
+    )
     quantum: Duration = Field(default="100us", gt=0)
     samples: int = Field(default=50, ge=2, le=10_000)
     trace_out: str | None = Field(

@@ -15,6 +15,9 @@ their CPU for the whole wait (charged as ``lock_spin`` overhead).
 API, built for the hot path: ``acquire(cpu)`` returns ``None`` when the lock
 was free (the caller pays ``uncontended_ns`` in its next timeout, saving one
 SimPy event per uncontended acquisition) or an event to ``yield``.
+
+The fast lock model (``sim.lock_model: fast``), which takes these locks by
+computation on the vmalloc/vfree path, is :mod:`simcore.hw.locks_fast`.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from dataclasses import dataclass
 import simpy
 from simpy.events import NORMAL
 
+from simcore.hw.locks_fast import FastLockMixin, processed_event
 from simcore.hw.topology import Topology
 from simcore.metrics.registry import Metrics
 
@@ -59,7 +63,7 @@ def _trigger_at(env: simpy.Environment, ev: simpy.Event, delay: float) -> None:
     env.schedule(ev, NORMAL, delay)
 
 
-class SpinLock:
+class SpinLock(FastLockMixin):
     """``spinlock_t`` (qspinlock): FIFO hand-off, waiters spin on their CPU."""
 
     kind = "spinlock"
@@ -71,6 +75,7 @@ class SpinLock:
         metrics: Metrics,
         stats: LockStats,
         uncontended_ns: int,
+        lag: list[int] | None = None,
     ) -> None:
         self.env = env
         self.topo = topo
@@ -81,21 +86,40 @@ class SpinLock:
         self.last: int | None = None  # the previous holder
         self.waiters: deque[tuple[int, simpy.Event, int]] = deque()
         self._since = 0
+        # fast model (simcore.hw.locks_fast): the per-CPU lag, and when the
+        # latest hold ends
+        self.lag = lag
+        self.free_at = 0
+        self._done = processed_event(env) if lag is not None else None
 
     def acquire(self, cpu: int) -> simpy.Event | None:
         env = self.env
-        if self.owner is None:
-            self.owner = cpu
-            self._since = env.now
-            self.stats.acquisitions += 1
-            return None
+        if self.owner is None and not self.waiters:
+            if self.free_at <= env.now:
+                self.owner = cpu
+                self._since = env.now
+                self.stats.acquisitions += 1
+                return None
+            # held by a fast holder until free_at: its release is a
+            # hand-off at that time, as release() would make it
+            ev = env.event()
+            self.waiters.append((cpu, ev, env.now))
+            done = env.timeout(self.free_at - env.now)
+            done.callbacks.append(self._fast_handoff)
+            return ev
         ev = env.event()
         self.waiters.append((cpu, ev, env.now))
         return ev
 
     def take(self, cpu: int):
         """Generator form of ``acquire``: returns the ns the caller still
-        owes for an uncontended acquisition (0 after a hand-off)."""
+        owes for an uncontended acquisition (0 after a hand-off). A CPU
+        running ahead (fast model) first pays its lag, so it queues at its
+        own time."""
+        lag = self.lag
+        if lag is not None and lag[cpu]:
+            ahead, lag[cpu] = lag[cpu], 0
+            yield self.env.timeout(ahead)
         ev = self.acquire(cpu)
         if ev is None:
             return self.uncontended_ns
@@ -132,9 +156,21 @@ class SpinLock:
         self.stats.hold_ns += now - self._since
         if not self.waiters:
             self.owner = None
+            if now > self.free_at:
+                self.free_at = now
             return
+        self._hand_off(cpu, now)
+
+    def _fast_handoff(self, _event) -> None:
+        # the end of a fast hold that exact waiters queued behind
+        self._hand_off(self.last, self.env.now)
+
+    def _hand_off(self, cpu: int | None, now: int) -> None:
+        env = self.env
         nxt, ev, t0 = self.waiters.popleft()
-        delay = int(self.topo.c2c_ns(cpu, nxt)) + self._extra_handoff(now - t0)
+        delay = self._extra_handoff(now - t0)
+        if cpu is not None:
+            delay += int(self.topo.c2c_ns(cpu, nxt))
         self.owner = nxt
         self._since = now + delay
         st = self.stats

@@ -27,6 +27,11 @@ class Machine:
             profile, self.topo, metrics, self.rng("hw.flush"), self.tlbs_in_use
         )
         self.uncontended_ns = int(round(profile.locks.atomic_uncontended_ns.value))
+        # fast lock model: each CPU's time spent ahead of SimPy's clock, paid
+        # in one timeout per operation (simcore.hw.locks)
+        self.lag: list[int] | None = (
+            [0] * ctx.nr_cpus if ctx.lock_model == "fast" else None
+        )
 
     def rng(self, name: str) -> np.random.Generator:
         return self.ctx.rng(name)
@@ -44,7 +49,12 @@ class Machine:
     def spinlock(self, name: str) -> SpinLock:
         """A spinlock; instances sharing a name report as one lock class."""
         return SpinLock(
-            self.env, self.topo, self.metrics, self._stats(name), self.uncontended_ns
+            self.env,
+            self.topo,
+            self.metrics,
+            self._stats(name),
+            self.uncontended_ns,
+            self.lag,
         )
 
     def mutex(self, name: str) -> Mutex:
@@ -55,6 +65,7 @@ class Machine:
             self.metrics,
             self._stats(name),
             self.uncontended_ns,
+            self.lag,
             wakeup_ns=wake,
         )
 

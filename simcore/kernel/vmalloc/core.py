@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from simcore.constants import PAGE, PAGE_SHIFT, PMD_SHIFT, PMD_SIZE
 from simcore.errors import SimulationError
+from simcore.hw.locks_fast import processed_event
 from simcore.kernel.kva import KvaSpace
 from simcore.kernel.page_alloc import BULK_CHUNK, MAX_PAGE_ORDER
 from simcore.kernel.vmalloc.area import (
@@ -91,6 +92,8 @@ class Vmalloc(VmapAreaMixin, PurgeMixin, VmapBlockMixin, VreadMixin, SeedMixin):
         self.lazy_max_pages = k.lazy_max_pages
         self.in_workqueue = k.drain_in_workqueue
         self.uncontended_ns = m.uncontended_ns
+        self.lag = m.lag  # fast lock model (simcore.hw.locks_fast), else None
+        self.done = processed_event(self.env)
         self.page_alloc = kernel.page_alloc
         self.pt = kernel.pagetables
         self.bulk = k.page_alloc != "single"
@@ -295,6 +298,11 @@ class Vmalloc(VmapAreaMixin, PurgeMixin, VmapBlockMixin, VreadMixin, SeedMixin):
             # fail: "if (shift > PAGE_SHIFT) { shift = PAGE_SHIFT; ... goto again; }"
             self.metrics.inc("vmalloc.huge_fallbacks")
             shift = PAGE_SHIFT
+        lag = self.lag
+        if lag is not None and lag[cpu]:
+            # the fast lock model's time ahead, paid in one timeout
+            ahead, lag[cpu] = lag[cpu], 0
+            yield self.env.timeout(ahead)
         if area is not None:
             self.metrics.latency("vmalloc", self.env.now - t0)
         if traced:
@@ -313,8 +321,9 @@ class Vmalloc(VmapAreaMixin, PurgeMixin, VmapBlockMixin, VreadMixin, SeedMixin):
         # kzalloc_node() of the vm_struct, and the kvmalloc_array() of the
         # page pointers that follows alloc_vmap_area(), both lock-free slab
         # work folded into one timeout
+        fast = self.lag is not None
         area = yield from self._alloc_vmap_area(
-            cpu, va_size, align, range_, pre_ns=2 * self.slab_ns
+            cpu, va_size, align, range_, pre_ns=2 * self.slab_ns, fast=fast
         )
         if area is None:
             return None
@@ -327,7 +336,7 @@ class Vmalloc(VmapAreaMixin, PurgeMixin, VmapBlockMixin, VreadMixin, SeedMixin):
         if ok:
             # vmap_pages_range(): no flush, the range was flushed before reuse
             ok = yield from self.pt.vmap_pages_range(
-                cpu, area.addr, area.pages, page_shift=shift, pre_ns=ns
+                cpu, area.addr, area.pages, page_shift=shift, pre_ns=ns, fast=fast
             )
         if not ok:
             # __vmalloc_area_node() fail: vfree() of what was set up
@@ -369,17 +378,24 @@ class Vmalloc(VmapAreaMixin, PurgeMixin, VmapBlockMixin, VreadMixin, SeedMixin):
         if traced:
             self.hooks.enter("vfree", cpu, (area,), {})
         t0 = self.env.now
-        va = yield from self._find_unlink(cpu, area.addr)
+        fast = self.lag is not None
+        va = yield from self._find_unlink(cpu, area.addr, fast)
         if va is None:
             raise SimulationError(f"vfree of unknown area {area.addr:#x}")
         # vunmap_range_noflush(): clear the PTEs only (lock-free, so its time
         # is spent together with the page frees at the end: one event less)
         ns = self.pt.vunmap_ns(area.addr, area.nr_pages * PAGE)
-        yield from self._free_vmap_area_noflush(cpu, va)
+        yield from self._free_vmap_area_noflush(cpu, va, fast)
         if area.flags & VM_FLUSH_RESET_PERMS and area.pages:
             yield from self.vm_reset_perms(cpu, area)
         ns += yield from self.free_pages(cpu, area)
-        yield self.env.timeout(int(ns))
+        lag = self.lag
+        if lag is not None:
+            # the fast lock model's time ahead goes with the last timeout
+            ahead, lag[cpu] = lag[cpu], 0
+            yield self.env.timeout(int(ns) + ahead)
+        else:
+            yield self.env.timeout(int(ns))
         self.metrics.latency("vfree", self.env.now - t0)
         if traced:
             self.hooks.exit("vfree", cpu, (area,), {}, None)

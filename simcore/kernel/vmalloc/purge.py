@@ -35,32 +35,33 @@ class PurgeMixin:
         """flush_tlb_kernel_range(); returns the initiator's latency."""
         return self.kernel.machine.flush.kernel_range(cpu, start, end)
 
-    def _free_vmap_area_noflush(self, cpu: int, area: VmArea):
-        """free_vmap_area_noflush(): account the whole area, guard included."""
+    def _free_vmap_area_noflush(self, cpu: int, area: VmArea, fast: bool = False):
+        """free_vmap_area_noflush(): account the whole area, guard included.
+        ``fast``: the fast lock model's section (simcore.hw.locks)."""
         self.lazy_nr += area.size >> PAGE_SHIFT
         nr_lazy = self.lazy_nr
         if self.per_node:
             vn = self.nodes[area.node] if area.node >= 0 else self._addr_node(area.addr)
-            extra = yield from vn.lazy_lock.take(cpu)
+            lock = vn.lazy_lock
+            extra = yield from (lock.take_lagged(cpu) if fast else lock.take(cpu))
             vn.lazy.append(area)
-            ns = self._touch_ns(cpu, vn.lazy_lock, _depth(len(vn.lazy)) - 1, 1)
-            yield self.env.timeout(int(ns + extra))
-            vn.lazy_lock.release(cpu)
+            ns = self._touch_ns(cpu, lock, _depth(len(vn.lazy)) - 1, 1)
+            yield lock.section(cpu, int(ns + extra))
+            lock.leave(cpu)
         elif self.per_area_purge:
             # v5.10 and earlier: llist_add(&va->purge_list, &vmap_purge_list),
             # one lockless cmpxchg; the tree below is bookkeeping only
             self.lazy_tree.free(area.addr, area.size)
             self.lazy_list.append((area.addr, area.size))
-            yield self.env.timeout(self.uncontended_ns)
+            yield self._spent(cpu, self.uncontended_ns, self.lag if fast else None)
         else:
-            extra = yield from self.purge_area_lock.take(cpu)
+            lock = self.purge_area_lock
+            extra = yield from (lock.take_lagged(cpu) if fast else lock.take(cpu))
             visits = self.lazy_tree.free(area.addr, area.size)
             t = self.lazy_tree
-            ns = self._touch_ns(
-                cpu, self.purge_area_lock, visits - t.written, t.written
-            )
-            yield self.env.timeout(int(ns + extra))
-            self.purge_area_lock.release(cpu)
+            ns = self._touch_ns(cpu, lock, visits - t.written, t.written)
+            yield lock.section(cpu, int(ns + extra))
+            lock.leave(cpu)
         if nr_lazy > self.lazy_max_pages:
             if self.in_workqueue:
                 if not self.drain_pending:
@@ -74,6 +75,7 @@ class PurgeMixin:
                         self.env.process(self._drain_work(cpu))
             elif self.purge_lock.owner is None:
                 # try_purge_vmap_area_lazy(): mutex_trylock, skip if busy
+                yield from self._pay_lag(cpu, self.lag if fast else None)
                 self.purge_lock.acquire(cpu)
                 yield from self._purge_lazy(cpu, KVA_END, 0, False)
                 self.purge_lock.release(cpu)

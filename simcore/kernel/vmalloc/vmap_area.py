@@ -82,6 +82,21 @@ class VmapAreaMixin:
     """
 
     # -- helpers ---------------------------------------------------------------
+    def _spent(self, cpu: int, ns: float, lag: list[int] | None):
+        """The event lock-free work ends with: its timeout, or (fast lock
+        model, simcore.hw.locks_fast) the work goes into the CPU's lag and
+        the event is one already processed."""
+        if lag is None:
+            return self.env.timeout(int(ns))
+        lag[cpu] += int(ns)
+        return self.done
+
+    def _pay_lag(self, cpu: int, lag: list[int] | None):
+        """The fast lock model's time ahead, paid before an exact step."""
+        if lag is not None and lag[cpu]:
+            ahead, lag[cpu] = lag[cpu], 0
+            yield self.env.timeout(ahead)
+
     def _touch_ns(self, cpu: int, lock, reads: float, writes: float) -> float:
         """A critical section's data cost: ``reads`` tree nodes examined
         (shared lines, cached: ``rb_node_visit_ns`` each) and ``writes``
@@ -125,25 +140,30 @@ class VmapAreaMixin:
         pre_ns: float,
         va_flags: int = 0,
         has_vm: bool = True,
+        fast: bool = False,
     ):
-        """alloc_vmap_area(); ``pre_ns`` is lock-free work done before it."""
+        """alloc_vmap_area(); ``pre_ns`` is lock-free work done before it.
+        ``fast``: the fast lock model's sections, the time left in the
+        CPU's lag for the caller to pay (simcore.hw.locks)."""
         vstart, vend = self.ranges[range_]
-        fast = self.nr_nodes > 1 and range_ == "vmalloc"
-        node_id = cpu % self.nr_nodes if fast else -1
+        lag = self.lag if fast else None
+        pooled = self.nr_nodes > 1 and range_ == "vmalloc"
+        node_id = cpu % self.nr_nodes if pooled else -1
         addr = None
-        if fast:
+        if pooled:
             # node_alloc(): lockless list_empty() of this CPU's node pool
             idx = (size - 1) >> PAGE_SHIFT
             node = self.nodes[node_id]
             if idx < MAX_VA_SIZE_PAGES and node.pools.get(idx):
-                yield self.env.timeout(int(pre_ns))
+                yield self._spent(cpu, pre_ns, lag)
                 pre_ns = 0
-                extra = yield from node.pool_lock.take(cpu)
+                lock = node.pool_lock
+                extra = yield from (lock.take_lagged(cpu) if fast else lock.take(cpu))
                 va = self._node_pool_del_va(node, idx, align)
                 # list_del() of the pool head: one line written
-                ns = self._touch_ns(cpu, node.pool_lock, 0, 1)
-                yield self.env.timeout(int(ns + extra))
-                node.pool_lock.release(cpu)
+                ns = self._touch_ns(cpu, lock, 0, 1)
+                yield lock.section(cpu, int(ns + extra))
+                lock.leave(cpu)
                 if va is not None:
                     addr = va.addr
             self.metrics.inc("vmap.pool_misses" if addr is None else "vmap.pool_hits")
@@ -155,37 +175,40 @@ class VmapAreaMixin:
             if not self._preload[cpu]:
                 pre_ns += self.slab_ns
                 self._preload[cpu] = 1
-            yield self.env.timeout(int(pre_ns))
+            yield self._spent(cpu, pre_ns, lag)
             pre_ns = 0
-            extra = yield from self.free_lock.take(cpu)
+            lock = self.free_lock
+            extra = yield from (lock.take_lagged(cpu) if fast else lock.take(cpu))
             released = self.kva.released
             addr, visits, fit = self.kva.alloc(size, align, vstart=vstart, vend=vend)
             if fit == "NE":
                 self._preload[cpu] = 0
             kva = self.kva
             work = (
-                self._touch_ns(cpu, self.free_lock, visits - kva.written, kva.written)
+                self._touch_ns(cpu, lock, visits - kva.written, kva.written)
                 + (kva.released - released) * self.slab_ns
             )
-            yield self.env.timeout(int(work + extra))
-            self.free_lock.release(cpu)
+            yield lock.section(cpu, int(work + extra))
+            lock.leave(cpu)
             if addr is None:
                 if purged:
                     # no vmap_notify_list notifier frees anything in the model
                     self.metrics.inc("vmap.alloc_failures")
                     return None
+                yield from self._pay_lag(cpu, lag)
                 yield from self.reclaim_and_purge(cpu)
                 purged = True
         area = VmArea(addr, size, 0, node_id, 0, range_, va_flags, has_vm)
         # insert_vmap_area() into the busy tree of the node owning the address
         node = self._addr_node(addr)
-        extra = yield from node.busy_lock.take(cpu)
+        lock = node.busy_lock
+        extra = yield from (lock.take_lagged(cpu) if fast else lock.take(cpu))
         node.busy[addr] = area
         self.used_bytes += size
         # rb_link_node + rebalance: estimate two lines written
-        ns = self._touch_ns(cpu, node.busy_lock, _depth(len(node.busy)) - 2, 2)
-        yield self.env.timeout(int(ns + extra))
-        node.busy_lock.release(cpu)
+        ns = self._touch_ns(cpu, lock, _depth(len(node.busy)) - 2, 2)
+        yield lock.section(cpu, int(ns + extra))
+        lock.leave(cpu)
         return area
 
     def _node_pool_del_va(self, node: _Node, idx: int, align: int) -> VmArea | None:
@@ -201,15 +224,17 @@ class VmapAreaMixin:
         pool.pop()
         return va
 
-    def _find_unlink(self, cpu: int, addr: int):
-        """find_unlink_vmap_area(): the address's node first, then the others."""
+    def _find_unlink(self, cpu: int, addr: int, fast: bool = False):
+        """find_unlink_vmap_area(): the address's node first, then the others.
+        ``fast``: the fast lock model's section (as _alloc_vmap_area)."""
         node = self._addr_node(addr)
-        extra = yield from node.busy_lock.take(cpu)
+        lock = node.busy_lock
+        extra = yield from (lock.take_lagged(cpu) if fast else lock.take(cpu))
         area = node.busy.pop(addr, None)
         # rb_erase: estimate two lines written
-        ns = self._touch_ns(cpu, node.busy_lock, _depth(len(node.busy) + 1) - 2, 2)
-        yield self.env.timeout(int(ns + extra))
-        node.busy_lock.release(cpu)
+        ns = self._touch_ns(cpu, lock, _depth(len(node.busy) + 1) - 2, 2)
+        yield lock.section(cpu, int(ns + extra))
+        lock.leave(cpu)
         if area is None:
             for other in self.nodes:
                 if other is node:
