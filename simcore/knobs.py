@@ -62,6 +62,10 @@ class KernelKnobs(BaseModel):
     # env->insn_aux_data: a new vzalloc()ed array per patch, the old one
     # copied and vfree()d, or vrealloc() (77620d126739, v6.18)
     bpf_insn_aux: Literal["vzalloc", "vrealloc"]
+    # x86 only: the execmem users whose ranges have EXECMEM_ROX_CACHE, read
+    # by the execmem_rox strategy: module text (v6.15), then kprobes and
+    # ftrace too (v6.17)
+    execmem_rox_users: Literal["modules", "modules_kprobes_ftrace"] | None
     # arm64 only (ARCH_OF): the linear map and text patching
     rodata: Literal["full", "on"] | None
     linear_map_split: bool | None
@@ -81,6 +85,7 @@ ARCH_OF: dict[str, str] = {
     "cpa_rox": "x86_64",
     "pti": "x86_64",
     "invlpgb": "x86_64",
+    "execmem_rox_users": "x86_64",
     "rodata": "arm64",
     "linear_map_split": "arm64",
     "jump_label_batch": "arm64",

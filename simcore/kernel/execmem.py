@@ -74,6 +74,7 @@ class ExecAlloc:
     footprint: int = 0  # bytes set aside for it alone (0 when shared)
     handle: Any = None  # the allocator's own bookkeeping
     pmd_shifts: tuple[int, ...] | None = None  # per PMD, when they differ
+    gen: int = 0  # bumped by every remap, for callers that cached touches
     _touch: np.ndarray | None = field(default=None, repr=False)
     _shifts: np.ndarray | None = field(default=None, repr=False)
 
@@ -81,6 +82,7 @@ class ExecAlloc:
         """The bytes now sit under other mappings: forget the touches."""
         self.page_shift = page_shift
         self.pmd_shifts = pmd_shifts
+        self.gen += 1
         self._touch = self._shifts = None
 
     def touches(self) -> np.ndarray:

@@ -1,9 +1,17 @@
 """``execmem_rox``: EXECMEM_ROX_CACHE, text in page slices of 2 MiB ROX areas.
 
-Models mm/execmem.c's ROX cache as x86 first enabled it for module text
-in v6.13 (5185e7f9f3bd; series 20241007062858.44248-1-rppt@kernel.org):
-module text and init text, kprobes and ftrace come from the cache. BPF
-programs and trampolines come from bpf_prog_pack, as in every release:
+Models mm/execmem.c's ROX cache as x86 shipped it for module text in
+v6.15: merged for v6.13 (5185e7f9f3bd; series
+20241007062858.44248-1-rppt@kernel.org), turned off before that release
+(a9bbe3413331) and on again, reworked, by the series
+20250126074733.1384926-1-rppt@kernel.org (64f6a4e10c05 and its parents):
+the cache stays in the direct map and the module loader writes its text
+through a temporary RW remap instead of a copy. Which users the cache serves is the era's (``kernel.execmem_rox_users``):
+module text and init text from v6.15, when the cache shipped; kprobes'
+instruction slots and ftrace's trampolines too from v6.17 (before, they
+are plain module-range vmalloc()s that set_memory_rox() their pages, as
+:class:`ModuleAlloc` serves them). BPF programs and trampolines come from
+bpf_prog_pack, as in every release:
 x86's ``execmem_info`` gives ``EXECMEM_BPF`` no ``EXECMEM_ROX_CACHE`` flag,
 and the packs are ``execmem_alloc(EXECMEM_BPF)`` areas
 (:class:`~simcore.strategies.bpf_prog_pack.BpfProgPack`); ``params: {bpf:
@@ -18,14 +26,19 @@ plain vmalloc in the module range, as :class:`ModuleAlloc` serves them.
 - a miss runs ``execmem_cache_populate()``: ``vmalloc()`` of
   ``round_up(size, PMD_SIZE)`` with ``VM_ALLOW_HUGE_VMAP`` (PMD-aligned;
   4K pages when no order-9 page is free), fill with INT3 through the RW
-  mapping (``execmem_fill_trapping_insns(.., true)``), ``vunmap_range()``
-  (which flushes), remove the pages from the direct map
-  (``execmem_set_direct_map_valid(vm, false)``: one call per 2 MiB page),
-  map them again read-only and executable (``vmap_pages_range_noflush()``
-  with ``PAGE_KERNEL_ROX``), add the area to ``free_areas``, and try again;
-- writing: the module loader relocates a ``vzalloc()``ed writable copy and
-  ``execmem_update_copy()`` (``text_poke_copy()``) copies it in once; the
-  BPF JIT writes a ``kvmalloc()``ed shadow and ``bpf_arch_text_copy()``s it.
+  mapping (``execmem_fill_trapping_insns(.., true)``), then
+  ``set_memory_rox()`` over the area, a CPA on the vmalloc mapping and on
+  the direct-map alias (925f42645118, v6.15; v6.13-rc had removed the
+  pages from the direct map and mapped them again ROX), add the area to
+  ``free_areas``, and try again;
+- writing module text: ``module_memory_alloc()`` remaps the slice RW
+  (``execmem_make_temp_rw()``: ``set_memory_nx()`` and ``set_memory_rw()``,
+  which split the 2 MiB mapping the slice sits in), the loader writes in
+  place, and ``module_enable_text_rox()`` restores it
+  (``execmem_restore_rox()``: ``set_memory_rox()``, which re-forms the 2M
+  page in the ``cpa_collapse`` era): three CPA calls, each with its flush.
+  The other users write a copy: kprobes and ftrace through text_poke; the
+  BPF JIT a ``kvmalloc()``ed shadow it ``bpf_arch_text_copy()``s in.
   ``writes`` > 1 is the design the execmem v2 cover letter dropped
   (20230616085038.4121892-1-rppt@kernel.org: "modprobe takes ten times
   more"): every section copy and relocation its own ``text_poke()``;
@@ -40,10 +53,9 @@ takes nothing from it: the areas execmem_cache_clean() hands back, once
 wholly free, after an execmem_cache_free(), are all the cache ever
 returns, whether or not memory is short. The model adds none.
 
-Where the model departs from v6.13: populate maps with the page size the
-area got (the kernel passes ``PMD_SHIFT`` whatever vmalloc found), and the
-cleaner frees an area only when all of it is free. The 2025 rework
-(temporary RW remap, cache kept in the direct map) is not modelled.
+Where the model departs from the kernel: the cleaner frees an area only
+when all of it is free; v6.17's rework of the free path (deferred INT3
+fills, execmem_alloc_rw(), a 4K fallback in populate) is not modelled.
 """
 
 from __future__ import annotations
@@ -53,11 +65,10 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import field_validator
 
-from simcore.constants import PAGE, PMD_SIZE
-from simcore.kernel.pgtable import PAGE_KERNEL_ROX
+from simcore.constants import PAGE, PMD_SHIFT, PMD_SIZE
 from simcore.kernel.util import Shadow, kvmalloc, vzalloc
 from simcore.kernel.vmalloc import VM_ALLOW_HUGE_VMAP, VmArea
-from simcore.strategies.base import TEXT_KINDS, ExecAlloc
+from simcore.strategies.base import ExecAlloc
 from simcore.strategies.bpf_prog_pack import (
     PACK_KINDS,
     BpfProgPack,
@@ -70,10 +81,14 @@ from simcore.strategies.bpf_prog_pack import (
 )
 from simcore.strategies.module_alloc import ModuleAlloc
 from simcore.strategies.params import StrategyParams, param
+from simcore.strategies.vmalloc_huge_modules import follow_mapping
 from simcore.units import Size, format_size
 
 if TYPE_CHECKING:
     from simcore.kernel.main import Kernel
+
+# EXECMEM_MODULE_TEXT's users: the kinds the module loader remaps RW
+MODULE_TEXT = frozenset({"module_text", "module_init_text"})
 
 # include/linux/maple_tree.h: MAPLE_RANGE64_SLOTS, the fan-out of the
 # range nodes that free_areas and busy_areas are made of
@@ -121,6 +136,7 @@ class RoxSlice:
     addr: int
     size: int  # bytes asked for, copied in at finalize
     shadow: Shadow | None = None
+    temp_rw: bool = False  # remapped RW for the module loader (v6.15)
 
 
 class ExecmemRox(ModuleAlloc):
@@ -155,6 +171,11 @@ class ExecmemRox(ModuleAlloc):
         self.visit_ns = prof.kernel_costs.rb_node_visit_ns.value
         self.wakeup_ns = int(round(prof.locks.mutex_wakeup_ns.value))
         self.clean_pending = False
+        self.live: dict[int, ExecAlloc] = {}  # slices handed out, by address
+        # the kinds whose execmem range has EXECMEM_ROX_CACHE in this era
+        self.rox_kinds = MODULE_TEXT
+        if kernel.knobs.execmem_rox_users == "modules_kprobes_ftrace":
+            self.rox_kinds |= {"kprobe", "ftrace"}
         self.rng = kernel.rng(f"strategy.{self.name}")
         self._bpf_pack: BpfProgPack | None = None
 
@@ -210,6 +231,28 @@ class ExecmemRox(ModuleAlloc):
         yield self.env.timeout(int(work))
         self.cache_mutex.release(cpu)
 
+    def _temp_rw(self, cpu: int, obj: ExecAlloc, sl: RoxSlice):
+        """module_memory_alloc() -> execmem_make_temp_rw() (05e555b81726,
+        c287c0723329, v6.15): set_memory_nx() then set_memory_rw() over the
+        slice's pages, each a CPA on the vmalloc mapping (splitting the 2M
+        page the slice sits in) and its direct-map alias, each with its
+        flush; the loader then writes the text in place."""
+        cpa = self.kernel.cpa
+        npages = round_up(sl.size, PAGE) // PAGE
+        yield from cpa.set_memory_nx(cpu, sl.addr, npages)
+        yield from cpa.set_memory_rw(cpu, sl.addr, npages)
+        sl.temp_rw = True
+        self._follow(sl.addr, sl.size)
+
+    def _follow(self, addr: int, size: int) -> None:
+        """Every live slice in the 2M pages a CPA split or re-formed now
+        sits under their new mapping, not only the one it was for."""
+        lo = addr >> PMD_SHIFT << PMD_SHIFT
+        hi = ((addr + max(1, size) - 1) >> PMD_SHIFT) + 1 << PMD_SHIFT
+        for start, obj in self.live.items():
+            if start < hi and start + obj.footprint > lo:
+                follow_mapping(self.kernel, obj)
+
     def _set_direct_map(self, cpu: int, area: VmArea, valid: bool):
         """execmem_set_direct_map_valid(): one call per (huge) page."""
         cpa, pt = self.kernel.cpa, self.kernel.pagetables
@@ -239,16 +282,13 @@ class ExecmemRox(ModuleAlloc):
         start = area.addr
         # execmem_fill_trapping_insns(p, alloc_size, writable = true)
         yield self.env.timeout(int(alloc_size * self.byte_ns))
-        # vunmap_range(): clear, then flush_tlb_kernel_range()
-        yield from kernel.pagetables.vunmap_range_noflush(cpu, start, alloc_size)
-        yield self.env.timeout(
-            kernel.machine.flush.kernel_range(cpu, start, start + alloc_size)
-        )
-        yield from self._set_direct_map(cpu, area, False)
-        ok = yield from kernel.pagetables.vmap_pages_range(
-            cpu, start, area.pages, page_shift=area.page_shift, prot=PAGE_KERNEL_ROX
-        )
-        if not ok:
+        # set_memory_rox() over the area: CPA makes the vmalloc mapping and
+        # the direct-map alias read-only (925f42645118 'execmem: don't
+        # remove ROX cache from the direct map', v6.15: /proc/kcore reads
+        # module text through the alias; v6.13-rc removed the pages from
+        # the direct map and mapped them again ROX)
+        err = yield from kernel.cpa.set_memory_rox(cpu, start, area.nr_pages)
+        if err:
             yield from self._set_direct_map(cpu, area, True)
             yield from kernel.vmalloc.vfree(cpu, area)
             return False
@@ -302,11 +342,12 @@ class ExecmemRox(ModuleAlloc):
 
     # -- the strategy interface ------------------------------------------------
     def alloc(self, cpu: int, size: int, kind: str):
-        """execmem_alloc(): text from the cache, the rest plain vmalloc;
-        BPF from bpf_prog_pack unless params.bpf is rox."""
+        """execmem_alloc(): the era's ROX-cached kinds from the cache, the
+        rest plain vmalloc; BPF from bpf_prog_pack unless params.bpf is
+        rox, which puts it in the cache too."""
         if kind in PACK_KINDS and self._pack is not None:
             return (yield from self._pack.alloc(cpu, size, kind))
-        if kind not in TEXT_KINDS:
+        if kind not in self.rox_kinds and kind not in PACK_KINDS:
             return (yield from super().alloc(cpu, size, kind))
         asize = round_up(size, PAGE)
         addr = yield from self._cache_alloc(cpu, asize)
@@ -318,7 +359,9 @@ class ExecmemRox(ModuleAlloc):
             return None
         self.account(size, 0)
         shift = self.kernel.pagetables.page_shift(addr) or 12
-        return ExecAlloc(addr, size, kind, shift, asize, handle=RoxSlice(addr, size))
+        obj = ExecAlloc(addr, size, kind, shift, asize, handle=RoxSlice(addr, size))
+        self.live[addr] = obj
+        return obj
 
     def shrink_request(self, obj: ExecAlloc, nbytes: int) -> None:
         if self._packed(obj):
@@ -330,14 +373,19 @@ class ExecmemRox(ModuleAlloc):
             place_bpf_image(obj, sl.addr, sl.size, nbytes, self.rng)
 
     def write(self, cpu: int, obj: ExecAlloc, nbytes: int, writes: int = 1):
-        """Staged in a writable copy, or (``writes`` > 1) one text_poke()
-        per write straight into the ROX slice."""
+        """Module text through a temporary RW remap (v6.15); other users'
+        text staged in a writable copy; or (``writes`` > 1) one
+        text_poke() per write straight into the ROX slice."""
         if self._packed(obj):
             yield from self._pack.write(cpu, obj, nbytes, writes)
             return
         sl = obj.handle
         if not isinstance(sl, RoxSlice):
             yield from super().write(cpu, obj, nbytes, writes)
+            return
+        if obj.kind in MODULE_TEXT and writes == 1:
+            yield from self._temp_rw(cpu, obj, sl)
+            yield self.env.timeout(int(self.copy_ns(nbytes, writes)))
             return
         tp = self.kernel.text_poke
         if writes > 1:
@@ -370,6 +418,15 @@ class ExecmemRox(ModuleAlloc):
         if not isinstance(sl, RoxSlice):
             yield from super().finalize(cpu, obj)
             return
+        if sl.temp_rw:
+            # module_enable_text_rox() -> execmem_restore_rox():
+            # set_memory_rox(), which re-forms the 2M mapping where the
+            # era collapses (kernel.cpa_collapse)
+            npages = round_up(sl.size, PAGE) // PAGE
+            yield from self.kernel.cpa.set_memory_rox(cpu, sl.addr, npages)
+            sl.temp_rw = False
+            self._follow(sl.addr, sl.size)
+            return
         if sl.shadow is not None:
             yield from self.kernel.text_poke.text_poke_copy(cpu, sl.addr, sl.size)
             yield from drop_shadow(self, cpu, sl)
@@ -384,5 +441,10 @@ class ExecmemRox(ModuleAlloc):
             yield from super().free(cpu, obj)
             return
         self.account(-obj.size, 0)
+        del self.live[sl.addr]
+        if sl.temp_rw:  # a load that failed before module_enable_text_rox()
+            npages = round_up(sl.size, PAGE) // PAGE
+            yield from self.kernel.cpa.set_memory_rox(cpu, sl.addr, npages)
+            sl.temp_rw = False
         yield from self._cache_free(cpu, sl.addr)
         yield from drop_shadow(self, cpu, sl)

@@ -158,7 +158,9 @@ class _Run:
         self.loader = kernel.modules
         # hot modules that are live, and their hot pages' addresses
         self.hot_live: list[LoadedModule] = []
-        self.hot_addrs: list[tuple[np.ndarray, int | np.ndarray]] = []
+        # per hot module: its hot pages' addresses, their mapping shifts and
+        # the text's mapping generation they were taken under
+        self.hot_addrs: list[tuple[np.ndarray, np.ndarray, int | np.ndarray, int]] = []
         self.hot_pages: dict[str, np.ndarray] = {}  # name -> 4K page indices
         self.picker = Picker(cfg.exec.popularity)
 
@@ -223,11 +225,8 @@ class _Run:
             text = mod.text
             offs = self.hot_pages[spec.name].astype(np.uint64) * np.uint64(PAGE)
             raw = np.uint64(text.addr) + offs
-            # the mapping per PMD: a demoted tail PMD in 4K, the rest huge
-            s = np.asarray(text.shift_at(raw), np.uint64)
-            addrs = np.unique((raw >> s) << s)
             self.hot_live.append(mod)
-            self.hot_addrs.append((addrs, text.shift_at(addrs)))
+            self.hot_addrs.append(_hot_pages(text, raw))
         return mod
 
     def _drop_hot(self, mod: LoadedModule) -> bool:
@@ -276,7 +275,10 @@ class _Run:
             counts = np.bincount(self.picker.pick(rng, n, k), minlength=n)
             pieces = []
             for i in np.flatnonzero(counts).tolist():
-                addrs, shift = self.hot_addrs[i]
+                raw, addrs, shift, gen = self.hot_addrs[i]
+                text = self.hot_live[i].text
+                if text.gen != gen:  # remapped since (a split, a collapse)
+                    self.hot_addrs[i] = _, addrs, shift, _ = _hot_pages(text, raw)
                 m = int(counts[i]) * ex.pages_per_call
                 sel = (rng.random(m) * len(addrs)).astype(np.int64)
                 pieces.append((addrs[sel], shift if np.isscalar(shift) else shift[sel]))
@@ -284,3 +286,11 @@ class _Run:
             kernel.metrics.inc("workload.module_load.calls", k)
 
         return step
+
+
+def _hot_pages(text, raw: np.ndarray):
+    """(raw, the mapping pages holding them, their shifts, the text's
+    mapping generation): per PMD, a demoted PMD in 4K, the rest huge."""
+    s = np.asarray(text.shift_at(raw), np.uint64)
+    addrs = np.unique((raw >> s) << s)
+    return raw, addrs, text.shift_at(addrs), text.gen

@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as hs
 
 from simcore.constants import PAGE
+from simcore.kernel.pgtable_types import _PAGE_RW
 from simcore.strategies.bpf_prog_pack import PackImage
 from simcore.strategies.execmem_rox import RoxSlice
 from simcore.workloads.captures.module_split import TEXT_BYTES_PER_RELOC
@@ -67,28 +68,57 @@ def text(sim, size: int, kind: str = "module_text", cpu: int = 0):
     return obj
 
 
-def test_the_first_text_populates_a_2m_rox_area_outside_the_direct_map():
+def test_the_first_text_populates_a_2m_rox_area_kept_read_only_in_the_direct_map():
     sim = rox_sim()
     obj = text(sim, 3 * PAGE)
     st = sim.exec_strategy
     (area,) = st.areas.values()
     assert area.page_shift == 21 and area.addr % PMD == 0
+    # written through a temporary RW remap, then set_memory_rox() re-formed
+    # the 2M page (kernel.cpa_collapse, on in latest)
     assert obj.page_shift == 21 and obj.addr == area.addr
     assert sim.pagetables.page_shift(obj.addr) == 21
     pt = sim.pagetables
-    # the area's pages left the direct map: one call per 2M page
-    assert pt.page_shift(pt.page_address(area.pages[0])) is None
+    # since v6.15 the area's pages stay in the direct map, read-only
+    alias = pt.lookup(pt.page_address(area.pages[0]))
+    assert alias.present and not alias.flags & _PAGE_RW
     assert st.free_areas.runs() == [(area.addr + 3 * PAGE, area.addr + PMD)]
     assert exec_mem(sim) == (3 * PAGE, PMD, 1)
 
 
-def test_text_after_the_area_exists_costs_no_ipi_and_no_split():
+def test_module_text_is_written_through_a_temporary_rw_remap():
+    # execmem_make_temp_rw(): set_memory_nx() + set_memory_rw(), which split
+    # the slice's 2M page, then execmem_restore_rox(): set_memory_rox(),
+    # which re-forms it in the collapse era and not before
+    for cpa_collapse, shift in ((True, 21), (False, 12)):
+        sim = rox_sim(
+            machine="{profile: skylake-sp, cpus: 16}",
+            kernel=f"{{preset: latest, cpa_collapse: {str(cpa_collapse).lower()}}}",
+        )
+        text(sim, PAGE)  # populates the area
+        pt = sim.pagetables
+        shoot0 = count(sim, "tlb.shootdowns")[0]
+        st = sim.exec_strategy
+        obj = run(sim, st.alloc(0, 2 * PAGE, "module_text"))
+        run(sim, st.write(0, obj, 2 * PAGE))
+        assert pt.page_shift(obj.addr) == 12 and pt.lookup(obj.addr).flags & _PAGE_RW
+        assert obj.page_shift == 12
+        run(sim, st.finalize(0, obj))
+        assert not pt.lookup(obj.addr).flags & _PAGE_RW
+        assert obj.page_shift == pt.page_shift(obj.addr) == shift
+        # three CPA calls, each flushing every CPU
+        assert count(sim, "tlb.shootdowns")[0] - shoot0 >= 3
+
+
+def test_copied_text_after_the_area_exists_costs_no_ipi_and_no_split():
+    # kprobe slots (v6.17) and BPF (bpf: rox) are written as copies through
+    # text_poke, whose poking mm needs no shootdown
     sim = rox_sim(machine="{profile: skylake-sp, cpus: 16}")
     text(sim, PAGE)
     names = ("tlb.shootdowns", "tlb.ipis", "text_poke.pokes")
     shoot0, ipis0, pokes0 = count(sim, *names)
     split0 = splits(sim)
-    objs = [text(sim, 100 + 700 * i) for i in range(30)]
+    objs = [text(sim, 100 + 700 * i, "kprobe") for i in range(30)]
     for p in (load(sim, 300 + 11 * i) for i in range(30)):
         objs.append(p.image)
     shoot, ipis, pokes = count(sim, *names)
@@ -139,10 +169,11 @@ def test_the_cleaner_restores_the_direct_map():
     (area,) = st.areas.values()
     pt = sim.pagetables
     alias = pt.page_address(area.pages[100])
-    assert pt.page_shift(alias) is None
+    assert not pt.lookup(alias).flags & _PAGE_RW
     run(sim, st.free(0, obj))
     settle(sim)
-    assert pt.lookup(alias).present
+    # execmem_set_direct_map_valid(vm, true) before vfree(): RW again
+    assert pt.lookup(alias).present and pt.lookup(alias).flags & _PAGE_RW
     assert pt.page_shift(area.addr) is None  # unmapped by vfree()
 
 
@@ -156,6 +187,34 @@ def test_data_kinds_are_plain_vmalloc():
     assert not st.areas and exec_mem(sim) == (0, 0, 0)
 
 
+@pytest.mark.parametrize(
+    "users,cached",
+    [("modules", {"module_text", "module_init_text"}),
+     ("modules_kprobes_ftrace", {"module_text", "module_init_text", "kprobe", "ftrace"})],
+)  # fmt: skip
+def test_the_era_decides_which_users_the_cache_serves(users, cached):
+    # v6.15 cached module text only; kprobes' slots and ftrace's trampolines
+    # joined in v6.17 (kernel.execmem_rox_users); before, they are plain
+    # vmalloc()s protected with set_memory_rox()
+    sim = rox_sim(kernel=f"{{preset: latest, execmem_rox_users: {users}}}", bpf="pack")
+    st = sim.exec_strategy
+    kinds = ("module_text", "module_init_text", "kprobe", "ftrace")
+    got = set()
+    for kind in kinds:
+        obj = text(sim, PAGE, kind)
+        if isinstance(obj.handle, RoxSlice):
+            got.add(kind)
+        run(sim, st.free(0, obj))
+    assert got == cached
+
+
+def test_the_presets_cache_kprobes_and_ftrace_only_from_v6_17():
+    assert (
+        rox_sim(kernel="{preset: '6.13'}").kernel.knobs.execmem_rox_users == "modules"
+    )
+    assert rox_sim().kernel.knobs.execmem_rox_users == "modules_kprobes_ftrace"
+
+
 def test_without_order_9_pages_the_area_is_4k_mapped():
     sim = rox_sim(kernel="{preset: latest, fragmentation: 1.0}")
     obj = text(sim, PAGE)
@@ -165,9 +224,13 @@ def test_without_order_9_pages_the_area_is_4k_mapped():
     assert sim.metrics.counters["directmap.level2_splits"] > 1
 
 
-def test_a_module_load_sends_fewer_shootdowns_than_with_module_alloc():
-    """Module text no longer needs set_memory_rox(); the read-only data
-    types still go through CPA (execmem keeps them in plain vmalloc)."""
+def test_a_module_load_sends_more_shootdowns_than_with_module_alloc():
+    """As shipped (v6.15), module text is remapped RW for the loader and
+    restored ROX: set_memory_nx(), set_memory_rw() and set_memory_rox()
+    over each text slice, where module_alloc's text needs one
+    set_memory_rox(); the read-only data types go through CPA either way
+    (execmem keeps them in plain vmalloc). What the cache buys is the 2M
+    mapping, re-formed after each load in the collapse era."""
     from simcore.workloads.captures.module_split import spec_from_size
 
     spec = spec_from_size("m", 170_729)
@@ -179,7 +242,10 @@ def test_a_module_load_sends_fewer_shootdowns_than_with_module_alloc():
         before = count(sim, "tlb.shootdowns")[0]
         assert run(sim, sim.kernel.modules.load(0, spec)) is not None
         shoot[strategy] = count(sim, "tlb.shootdowns")[0] - before
-    assert shoot["execmem_rox"] < shoot["module_alloc"]
+        if strategy == "execmem_rox":
+            (area,) = sim.exec_strategy.areas.values()
+            assert sim.pagetables.page_shift(area.addr) == 21
+    assert shoot["execmem_rox"] > shoot["module_alloc"]
 
 
 def test_one_relocation_at_a_time_into_rox_costs_ten_times_a_batched_write():
@@ -187,8 +253,8 @@ def test_one_relocation_at_a_time_into_rox_costs_ten_times_a_batched_write():
     with every relocation written by its own text_poke(), "modprobe takes
     ten times more" (20230616085038.4121892-1-rppt@kernel.org; calibration.md
     E9). modprobe does the same other work either way, so the text writes
-    alone must cost at least ten times the batched path: a vzalloc()ed
-    copy, relocated with plain stores, then one text_poke_copy().
+    alone must cost at least ten times the path that shipped (v6.15): the
+    slice remapped RW, relocated with plain stores, restored ROX.
 
     The image is the average module text of the 255-vCPU boot (62,868 B)
     with one relocation per TEXT_BYTES_PER_RELOC bytes, the module_load
@@ -204,8 +270,8 @@ def test_one_relocation_at_a_time_into_rox_costs_ten_times_a_batched_write():
         run(sim, st.write(0, obj, AVG_MODULE_TEXT, writes))
         run(sim, st.finalize(0, obj))
         cost[writes] = sim.env.now - t0
-        # all of it through text_poke, none of it through an IPI
-        assert count(sim, "text_poke.pokes")[0] >= (writes if writes > 1 else 1)
+        # one write at a time: all of it through text_poke
+        assert count(sim, "text_poke.pokes")[0] >= (writes if writes > 1 else 0)
     ratio = cost[1 + relocs] / cost[1]
     assert 10 <= ratio < 100
 
@@ -247,7 +313,7 @@ def test_live_slices_never_overlap_and_everything_returns(ops):
     assert_pages_returned(sim, pages0)
 
 
-@pytest.mark.parametrize("kind", ["module_text", "bpf_prog"])
+@pytest.mark.parametrize("kind", ["kprobe", "bpf_prog"])
 def test_a_staged_copy_is_freed_at_finalize(kind):
     sim = rox_sim()
     st = sim.exec_strategy
