@@ -62,6 +62,9 @@ class KernelKnobs(BaseModel):
     # env->insn_aux_data: a new vzalloc()ed array per patch, the old one
     # copied and vfree()d, or vrealloc() (77620d126739, v6.18)
     bpf_insn_aux: Literal["vzalloc", "vrealloc"]
+    # calculate_min_free_kbytes()'s ceiling in KiB: 65536, then 262144
+    # (ee8eb9a5fe86, v5.7)
+    min_free_kbytes_max: int
     # x86 only: the execmem users whose ranges have EXECMEM_ROX_CACHE, read
     # by the execmem_rox strategy: module text (v6.15), then kprobes and
     # ftrace too (v6.17)

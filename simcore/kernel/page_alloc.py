@@ -166,7 +166,9 @@ class PageAlloc:
         )
         self.zone_locks = [m.spinlock("zone_lock") for _ in self.buddy.zones]
         # init_per_zone_wmark_min(), a postcore initcall
-        self.min_free_kbytes = setup_per_zone_wmarks(self.buddy.zones)
+        self.min_free_kbytes = setup_per_zone_wmarks(
+            self.buddy.zones, ceil=kernel.knobs.min_free_kbytes_max
+        )
         self._reclaim: Reclaim | None = None
         t = kernel.profile.topology
         self._cores_per_node = max(

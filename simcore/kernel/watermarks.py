@@ -41,20 +41,20 @@ from simcore.constants import PAGE_SHIFT, PAGE_SIZE
 if TYPE_CHECKING:
     from simcore.kernel.mmzone import Zone
 
-# calculate_min_free_kbytes(): clamp(new_min_free_kbytes, 128, 262144)
+# calculate_min_free_kbytes(): clamp(new_min_free_kbytes, 128, 262144); the
+# ceiling was 65536 before ee8eb9a5fe86 (v5.7), the era knob
+# kernel.min_free_kbytes_max
 MIN_FREE_KBYTES_FLOOR = 128
 MIN_FREE_KBYTES_CEIL = 262144
 # mm/page_alloc.c: int watermark_scale_factor = 10 (parts of 10000)
 WATERMARK_SCALE_FACTOR = 10
 
 
-def min_free_kbytes(lowmem_pages: int) -> int:
+def min_free_kbytes(lowmem_pages: int, ceil: int = MIN_FREE_KBYTES_CEIL) -> int:
     """calculate_min_free_kbytes(): ``int_sqrt(lowmem_kbytes * 16)``
-    clamped to [128, 262144] KiB."""
+    clamped to [128, ``ceil``] KiB (262144 from v5.7, 65536 before)."""
     lowmem_kbytes = lowmem_pages * (PAGE_SIZE >> 10)
-    return min(
-        max(isqrt(lowmem_kbytes * 16), MIN_FREE_KBYTES_FLOOR), MIN_FREE_KBYTES_CEIL
-    )
+    return min(max(isqrt(lowmem_kbytes * 16), MIN_FREE_KBYTES_FLOOR), ceil)
 
 
 def zone_wmarks(
@@ -69,13 +69,15 @@ def zone_wmarks(
 
 
 def setup_per_zone_wmarks(
-    zones: Iterable[Zone], scale_factor: int = WATERMARK_SCALE_FACTOR
+    zones: Iterable[Zone],
+    scale_factor: int = WATERMARK_SCALE_FACTOR,
+    ceil: int = MIN_FREE_KBYTES_CEIL,
 ) -> int:
     """init_per_zone_wmark_min(): compute min_free_kbytes from the zones'
     managed pages and set every zone's watermarks; returns min_free_kbytes."""
     zones = list(zones)
     lowmem = sum(z.nr_pages for z in zones)
-    kbytes = min_free_kbytes(lowmem)
+    kbytes = min_free_kbytes(lowmem, ceil)
     for z in zones:
         z.wmark_min, z.wmark_low, z.wmark_high = zone_wmarks(
             z.nr_pages, lowmem, kbytes, scale_factor

@@ -74,6 +74,20 @@ def test_watermarks_follow_the_kernel_formula():
     assert min_free_kbytes(1 << 31) == 262144
 
 
+def test_before_v5_7_min_free_kbytes_stops_at_64_mib():
+    # ee8eb9a5fe86 (v5.7) raised the ceiling from 65536 to 262144 KiB: a
+    # 384 GiB skylake-sp (int_sqrt(402653184 * 16) = 80264 KiB) is clamped
+    # on 5.4 and not on 5.10
+    got = {}
+    for preset in ("5.4", "5.10"):
+        sim = make_sim(
+            machine="{profile: skylake-sp, sockets: 1}",
+            kernel=f'{{preset: "{preset}"}}',
+        )
+        got[preset] = sim.page_alloc.min_free_kbytes
+    assert got == {"5.4": 65536, "5.10": 80264}
+
+
 def test_no_pressure_no_reclaim():
     """Plentiful memory: no reclaim set up, no reclaim counter reported."""
     sim = make_sim()
