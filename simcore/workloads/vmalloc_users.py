@@ -82,11 +82,34 @@ class VmallocUsers(Strict):
         kernel.env.process(run.setup(min(self.cpu, kernel.nr_cpus - 1)))
 
 
+# alloc_large_system_hash(): ADAPT_SCALE_BASE (64 GiB) in pages, and one
+# more step of scale for every 4x of memory beyond it (ADAPT_SCALE_SHIFT 2)
+ADAPT_SCALE_NPAGES = (64 << 30) >> PAGE_SHIFT
+ADAPT_SCALE_SHIFT = 2
+
+
 def system_hash_bytes(kernel_pages: int, scale: int, bucket: int) -> int:
-    """alloc_large_system_hash() with the default size: one bucket per
-    2^scale bytes of ``nr_kernel_pages``, rounded down to a power of two."""
-    entries = kernel_pages >> (scale - PAGE_SHIFT)
-    return bucket << max(0, entries.bit_length() - 1)
+    """alloc_large_system_hash() with the default size (no high_limit, as
+    the dentry and inode hashes ask): ``nr_kernel_pages`` rounded up to a
+    MiB; ``scale`` raised by one for each 4x of memory past 64 GiB
+    (ADAPT_SCALE); one bucket per 2^scale bytes, at least a page of them,
+    rounded up to a power of two; at most 1/16 of memory; then
+    ``bucketsize << ilog2(numentries)``."""
+    mib = (1 << 20) >> PAGE_SHIFT
+    entries = -(-kernel_pages // mib) * mib
+    adapt = ADAPT_SCALE_NPAGES
+    while adapt < entries:
+        scale += 1
+        adapt <<= ADAPT_SCALE_SHIFT
+    if scale > PAGE_SHIFT:
+        entries >>= scale - PAGE_SHIFT
+    else:
+        entries <<= PAGE_SHIFT - scale
+    entries = max(entries, (1 << PAGE_SHIFT) // bucket)
+    entries = 1 << (entries - 1).bit_length()  # roundup_pow_of_two()
+    most = min((kernel_pages << PAGE_SHIFT >> 4) // bucket, 0x80000000)
+    entries = min(entries, most)
+    return bucket << (entries.bit_length() - 1)
 
 
 class _Run:

@@ -23,8 +23,13 @@ def test_system_hashes_are_sized_as_alloc_large_system_hash_does():
     # 8 GiB: 2 Mi pages; dentry one bucket per 8 KiB, inode per 16 KiB
     assert system_hash_bytes(8 * GIB_PAGES, 13, 8) == 8 << 20
     assert system_hash_bytes(8 * GIB_PAGES, 14, 8) == 4 << 20
-    # a little less than a power of two rounds down (ilog2)
-    assert system_hash_bytes(8 * GIB_PAGES - 1, 13, 8) == 4 << 20
+    # memory is rounded up to a MiB and the entries up to a power of two
+    assert system_hash_bytes(8 * GIB_PAGES - 1, 13, 8) == 8 << 20
+    assert system_hash_bytes(6 * GIB_PAGES, 13, 8) == 8 << 20
+    # past 64 GiB one bucket covers 4x as much memory per 4x of memory
+    # (ADAPT_SCALE): 256 GiB gives 128 MiB of dentry hash, not 256 MiB
+    assert system_hash_bytes(256 * GIB_PAGES, 13, 8) == 128 << 20
+    assert system_hash_bytes(64 * GIB_PAGES, 13, 8) == 64 << 20
 
 
 @pytest.fixture(scope="module")
