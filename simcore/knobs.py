@@ -65,6 +65,9 @@ class KernelKnobs(BaseModel):
     # calculate_min_free_kbytes()'s ceiling in KiB: 65536, then 262144
     # (ee8eb9a5fe86, v5.7)
     min_free_kbytes_max: int
+    # __vmalloc_node_range(): a NUMA_NO_NODE VM_ALLOW_HUGE_VMAP request is
+    # huge when size / num_online_nodes() reaches a PMD, until v6.13
+    vmalloc_huge_per_node: bool
     # x86 only: the execmem users whose ranges have EXECMEM_ROX_CACHE, read
     # by the execmem_rox strategy: module text (v6.15), then kprobes and
     # ftrace too (v6.17)

@@ -58,3 +58,19 @@ def test_huge_vmalloc_by_era_and_architecture(machine, preset, huge):
     sim = make_sim(machine=machine, kernel=f'{{preset: "{preset}"}}')
     area = run(sim, sim.kernel.vmalloc.vmalloc(0, 2 << 20, flags=VM_ALLOW_HUGE_VMAP))
     assert (area.page_shift == 21) is huge
+
+
+@pytest.mark.parametrize(("preset", "huge"), [("6.9", False), ("6.13", True)])
+def test_a_huge_request_was_divided_by_the_nodes_until_6_13(preset, huge):
+    # two nodes: until c82be0be9576 (v6.13) __vmalloc_node_range() tested
+    # size / num_online_nodes() against PMD_SIZE, so 2 MiB got 4K pages;
+    # twice that is huge in both eras
+    sim = make_sim(
+        machine="{profile: skylake-sp, cpus: 8}", kernel=f'{{preset: "{preset}"}}'
+    )
+    assert len(sim.page_alloc.buddy.zones) == 2
+    vm = sim.kernel.vmalloc
+    area = run(sim, vm.vmalloc(0, 2 << 20, flags=VM_ALLOW_HUGE_VMAP))
+    assert (area.page_shift == 21) is huge
+    area = run(sim, vm.vmalloc(0, 4 << 20, flags=VM_ALLOW_HUGE_VMAP))
+    assert area.page_shift == 21

@@ -99,6 +99,11 @@ class Vmalloc(VmapAreaMixin, PurgeMixin, VmapBlockMixin, VreadMixin, SeedMixin):
         self.bulk = k.page_alloc != "single"
         self.high_order_first = k.page_alloc == "high_order"
         self.huge_era = k.huge_vmalloc
+        # num_online_nodes() divides a request's size before the PMD test
+        # until v6.13 (kernel.vmalloc_huge_per_node)
+        self.huge_divisor = (
+            max(1, len(kernel.page_alloc.buddy.zones)) if k.vmalloc_huge_per_node else 1
+        )
         # Whether a caller gets huge mappings without asking: the opt-out
         # semantics of v5.13-v5.17 (powerpc, 121e6f3258fe) and of x86 in
         # v5.18-rc1 (fac54e2bfb5b), where only VM_NO_HUGE_VMAP kept a caller
@@ -269,7 +274,8 @@ class Vmalloc(VmapAreaMixin, PurgeMixin, VmapBlockMixin, VreadMixin, SeedMixin):
         """__vmalloc_node_range(): returns the VmArea, or None on failure.
 
         With ``VM_ALLOW_HUGE_VMAP`` (vmalloc_huge()) and at least a PMD of
-        size, the area is PMD-aligned and sized and backed by order-9 pages
+        size (per online node until v6.13: ``kernel.vmalloc_huge_per_node``),
+        the area is PMD-aligned and sized and backed by order-9 pages
         mapped with 2M leaves; when those run out the whole attempt is
         undone and retried with 4K pages (``vmalloc.huge_fallbacks``).
         ``zero`` is vzalloc()'s __GFP_ZERO. Tracepoint ``vmalloc``.
@@ -287,7 +293,8 @@ class Vmalloc(VmapAreaMixin, PurgeMixin, VmapBlockMixin, VreadMixin, SeedMixin):
             and (flags & VM_ALLOW_HUGE_VMAP or self.huge_by_default)
             and not flags & VM_NO_HUGE_VMAP
         )
-        if huge and size >= PMD_SIZE:
+        if huge and size // self.huge_divisor >= PMD_SIZE:
+            # size_per_node: the whole size from v6.13
             shift = PMD_SHIFT
         while True:
             area = yield from self._vmalloc_node_range(
