@@ -60,6 +60,7 @@ from simcore.kernel.module_layout import (
     formation_calls,
     layouts,
 )
+from simcore.kernel.util import copy_ns
 
 if TYPE_CHECKING:
     from simcore.kernel.main import Kernel
@@ -235,7 +236,15 @@ class ModuleLoader:
         if copy is None:
             self._fail("module.load_failures")
             return None
-        yield env.timeout(int(spec.image_bytes * self.parse_byte_ns + SIG_VERIFY_NS))
+        # the file's bytes copied in (copy_from_user() / kernel_read()), then
+        # parsed and its signature checked
+        yield env.timeout(
+            int(
+                copy_ns(self.kernel, spec.file_bytes)
+                + spec.image_bytes * self.parse_byte_ns
+                + SIG_VERIFY_NS
+            )
+        )
         err = yield from self._patient_check_exists(cpu, spec.name)
         if err:
             yield from vm.vfree(cpu, copy)  # free_copy()

@@ -32,8 +32,9 @@ Kernel functions modelled here, with the same steps (``__rmqueue_smallest()``,
   above its low watermark; when that leaves no page,
   ``__alloc_pages_slowpath()``: ``wake_all_kswapds()``, a second pass down
   to the min watermark, then direct reclaim (``try_to_free_pages()`` of
-  :mod:`simcore.kernel.vmscan`) and another pass, ``drain_all_pages()``
-  once, and ``should_reclaim_retry()`` (MAX_RECLAIM_RETRIES rounds without
+  :mod:`simcore.kernel.vmscan`) and, when it made progress, another pass,
+  ``drain_all_pages()`` and a last pass in each round, and
+  ``should_reclaim_retry()`` (MAX_RECLAIM_RETRIES rounds without
   progress) before failing; costly orders (> PAGE_ALLOC_COSTLY_ORDER) and
   ``GFP_NORETRY`` give up after one reclaim, and ``GFP_NORECLAIM`` (no
   ``__GFP_DIRECT_RECLAIM``) after the second pass; a process that is
@@ -353,16 +354,19 @@ class PageAlloc:
             return None
         costly = order > PAGE_ALLOC_COSTLY_ORDER
         no_progress = 0
-        drained = False
         while True:
+            # __alloc_pages_direct_reclaim(), once a round: after reclaim
+            # that made progress, a pass; pages may sit on per-CPU lists, so
+            # drain them and pass again (its own "drained", once a call)
             got = yield from reclaim.try_to_free_pages(cpu, nodes)
-            pfn, _ = yield from self._get_page_from_freelist(cpu, order, nodes, MIN)
-            if pfn is None and not drained:
-                # __alloc_pages_direct_reclaim(): pages may sit on per-CPU
-                # lists; drain them once and try again
-                drained = True
-                yield from self._drain_all(cpu)
+            pfn = None
+            if got:
                 pfn, _ = yield from self._get_page_from_freelist(cpu, order, nodes, MIN)
+                if pfn is None:
+                    yield from self._drain_all(cpu)
+                    pfn, _ = yield from self._get_page_from_freelist(
+                        cpu, order, nodes, MIN
+                    )
             if pfn is not None:
                 return pfn
             if costly or gfp & GFP_NORETRY:
