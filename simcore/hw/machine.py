@@ -46,9 +46,8 @@ class Machine:
             st = self.lock_stats[name] = LockStats()
         return st
 
-    def spinlock(self, name: str) -> SpinLock:
-        """A spinlock; instances sharing a name report as one lock class."""
-        return SpinLock(
+    def _lock_args(self, name: str) -> tuple:
+        return (
             self.env,
             self.topo,
             self.metrics,
@@ -57,17 +56,13 @@ class Machine:
             self.lag,
         )
 
+    def spinlock(self, name: str) -> SpinLock:
+        """A spinlock; instances sharing a name report as one lock class."""
+        return SpinLock(*self._lock_args(name))
+
     def mutex(self, name: str) -> Mutex:
         wake = int(round(self.profile.locks.mutex_wakeup_ns.value))
-        return Mutex(
-            self.env,
-            self.topo,
-            self.metrics,
-            self._stats(name),
-            self.uncontended_ns,
-            self.lag,
-            wakeup_ns=wake,
-        )
+        return Mutex(*self._lock_args(name), wakeup_ns=wake)
 
     # -- TLBs ----------------------------------------------------------------
     def tlb_geometry(self):
