@@ -384,7 +384,8 @@ class ExecmemRox(ModuleAlloc):
             yield from super().write(cpu, obj, nbytes, writes)
             return
         if obj.kind in MODULE_TEXT and writes == 1:
-            yield from self._temp_rw(cpu, obj, sl)
+            if not sl.temp_rw:  # remapped once, at module_memory_alloc()
+                yield from self._temp_rw(cpu, obj, sl)
             yield self.env.timeout(int(self.copy_ns(nbytes, writes)))
             return
         tp = self.kernel.text_poke
