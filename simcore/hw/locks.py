@@ -156,8 +156,6 @@ class SpinLock(FastLockMixin):
         self.stats.hold_ns += now - self._since
         if not self.waiters:
             self.owner = None
-            if now > self.free_at:
-                self.free_at = now
             return
         self._hand_off(cpu, now)
 

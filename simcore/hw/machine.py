@@ -28,7 +28,7 @@ class Machine:
         )
         self.uncontended_ns = int(round(profile.locks.atomic_uncontended_ns.value))
         # fast lock model: each CPU's time spent ahead of SimPy's clock, paid
-        # in one timeout per operation (simcore.hw.locks)
+        # in one timeout per operation (simcore.hw.locks_fast)
         self.lag: list[int] | None = (
             [0] * ctx.nr_cpus if ctx.lock_model == "fast" else None
         )

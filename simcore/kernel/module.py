@@ -55,6 +55,7 @@ from simcore.constants import PAGE
 from simcore.hooks import tracepoint
 from simcore.kernel.execmem import ExecAlloc, Kind
 from simcore.kernel.module_layout import (
+    INIT,
     Layout,
     after_init_calls,
     formation_calls,
@@ -404,7 +405,7 @@ class ModuleLoader:
         yield from mutex.lock(cpu)
         if mod.layouts:
             yield from self._frob(cpu, mod, after_init_calls)
-            mod.layouts.pop("module_init_text", None)
+            mod.layouts.pop(INIT, None)
         ro = mod.mem.get("module_ro_after_init")
         if ro is not None:
             yield from self.kernel.exec_alloc.finalize(cpu, ro)

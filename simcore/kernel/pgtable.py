@@ -428,7 +428,7 @@ class KernelPageTables:
         page could not be allocated (the kernel's -ENOMEM). ``pre_ns`` is
         the caller's lock-free work, charged with the first timeout.
         ``fast``: the last of it goes to the CPU's lag (the fast lock model,
-        simcore.hw.locks), for the caller to pay."""
+        simcore.hw.locks_fast), for the caller to pay."""
         if addr % PAGE_SIZE:
             raise SimulationError(f"vmap at unaligned address {addr:#x}")
         vm = self.vmap

@@ -84,7 +84,7 @@ from simcore.kernel.pgtable import (
     KernelPageTables,
     Mapping,
 )
-from simcore.kernel.set_memory_calls import SetMemoryCalls, UnmapAliasesHook
+from simcore.kernel.set_memory_calls import ENOMEM, SetMemoryCalls, UnmapAliasesHook
 
 if TYPE_CHECKING:
     from simcore.kernel.main import Kernel
@@ -94,7 +94,6 @@ CPA_ARRAY = 2
 CPA_PAGES_ARRAY = 4
 CPA_NO_CHECK_ALIAS = 8
 CPA_COLLAPSE = 16
-ENOMEM = 12
 
 
 @dataclass

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from simcore.kernel.pgtable_types import _PAGE_NX, _PAGE_PRESENT, _PAGE_RW
 
+ENOMEM = 12  # include/uapi/asm-generic/errno-base.h
+
 if TYPE_CHECKING:
     from simcore.kernel.main import Kernel
     from simcore.kernel.pgtable import KernelPageTables

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from simcore.constants import PAGE
 from simcore.kernel.page_alloc import GFP_NORETRY, MAX_PAGE_ORDER
-from simcore.kernel.vmalloc import COPY_PAGE_FACTOR, VMAP_ZONE_SHIFT, VmArea
+from simcore.kernel.vmalloc import COPY_PAGE_FACTOR, VmArea
 
 if TYPE_CHECKING:
     from simcore.kernel.main import Kernel
@@ -28,12 +28,6 @@ if TYPE_CHECKING:
 # include/linux/slab.h: the largest kmalloc() served by a slab cache
 # (order-1 with SLUB and 4 KiB pages)
 KMALLOC_MAX_CACHE_SIZE = 2 * PAGE
-
-
-def rb_depth(n: int) -> int:
-    """Nodes a descent of a balanced rb-tree of ``n`` entries touches: about
-    log2(n), as every tree walk of the model charges it."""
-    return n.bit_length() if n > 1 else 1
 
 
 @dataclass(slots=True)
@@ -121,22 +115,10 @@ def copy_ns(kernel: Kernel, nbytes: int) -> float:
     )
 
 
-def _find_vm_area(kernel: Kernel, cpu: int, addr: int):
-    """find_vm_area() -> find_vmap_area(): the busy tree of the address's
-    vmap node (addr_to_node()), searched under its lock; one node in the
-    global era, whose lock is vmap_area_lock."""
-    vm = kernel.vmalloc
-    vn = vm.nodes[(addr >> VMAP_ZONE_SHIFT) % vm.nr_nodes]
-    visit = kernel.profile.kernel_costs.rb_node_visit_ns.value
-    extra = yield from vn.busy_lock.take(cpu)
-    yield kernel.env.timeout(int(visit * rb_depth(len(vn.busy)) + extra))
-    vn.busy_lock.release(cpu)
-
-
 def vrealloc(
     kernel: Kernel,
     cpu: int,
-    buf: Shadow | None,
+    buf: Shadow,
     size: int,
     *,
     zero: bool = False,
@@ -152,11 +134,8 @@ def vrealloc(
     Shadow (``buf`` itself when in place), or None with ``buf`` untouched
     when no memory was had."""
     vm = kernel.vmalloc
-    if buf is None:  # vrealloc(NULL, ...) is a vmalloc()
-        first = yield from vm.vmalloc(cpu, size, zero=zero, caller=caller)
-        return None if first is None else Shadow("vmalloc", size, area=first)
     area = buf.area
-    yield from _find_vm_area(kernel, cpu, area.addr)
+    yield from vm.find_vm_area_locked(cpu, area.addr)
     if size <= buf.size:
         if zero:
             zero_ns = kernel.profile.kernel_costs.page_zero_ns.value

@@ -139,6 +139,10 @@ class RoxSlice:
     temp_rw: bool = False  # remapped RW for the module loader (v6.15)
 
 
+def _npages(sl: RoxSlice) -> int:
+    return round_up(sl.size, PAGE) // PAGE
+
+
 class ExecmemRox(ModuleAlloc):
     name = "execmem_rox"
     core_layout = False  # execmem (v6.10+) allocates per mod_mem_type
@@ -238,10 +242,17 @@ class ExecmemRox(ModuleAlloc):
         page the slice sits in) and its direct-map alias, each with its
         flush; the loader then writes the text in place."""
         cpa = self.kernel.cpa
-        npages = round_up(sl.size, PAGE) // PAGE
-        yield from cpa.set_memory_nx(cpu, sl.addr, npages)
-        yield from cpa.set_memory_rw(cpu, sl.addr, npages)
+        yield from cpa.set_memory_nx(cpu, sl.addr, _npages(sl))
+        yield from cpa.set_memory_rw(cpu, sl.addr, _npages(sl))
         sl.temp_rw = True
+        self._follow(sl.addr, sl.size)
+
+    def _restore_rox(self, cpu: int, sl: RoxSlice):
+        """execmem_restore_rox(): set_memory_rox() over the slice, which
+        re-forms the 2M mapping where the era collapses
+        (kernel.cpa_collapse)."""
+        yield from self.kernel.cpa.set_memory_rox(cpu, sl.addr, _npages(sl))
+        sl.temp_rw = False
         self._follow(sl.addr, sl.size)
 
     def _follow(self, addr: int, size: int) -> None:
@@ -419,14 +430,8 @@ class ExecmemRox(ModuleAlloc):
         if not isinstance(sl, RoxSlice):
             yield from super().finalize(cpu, obj)
             return
-        if sl.temp_rw:
-            # module_enable_text_rox() -> execmem_restore_rox():
-            # set_memory_rox(), which re-forms the 2M mapping where the
-            # era collapses (kernel.cpa_collapse)
-            npages = round_up(sl.size, PAGE) // PAGE
-            yield from self.kernel.cpa.set_memory_rox(cpu, sl.addr, npages)
-            sl.temp_rw = False
-            self._follow(sl.addr, sl.size)
+        if sl.temp_rw:  # module_enable_text_rox()
+            yield from self._restore_rox(cpu, sl)
             return
         if sl.shadow is not None:
             yield from self.kernel.text_poke.text_poke_copy(cpu, sl.addr, sl.size)
@@ -444,8 +449,6 @@ class ExecmemRox(ModuleAlloc):
         self.account(-obj.size, 0)
         del self.live[sl.addr]
         if sl.temp_rw:  # a load that failed before module_enable_text_rox()
-            npages = round_up(sl.size, PAGE) // PAGE
-            yield from self.kernel.cpa.set_memory_rox(cpu, sl.addr, npages)
-            sl.temp_rw = False
+            yield from self._restore_rox(cpu, sl)
         yield from self._cache_free(cpu, sl.addr)
         yield from drop_shadow(self, cpu, sl)

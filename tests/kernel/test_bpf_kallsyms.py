@@ -5,7 +5,7 @@ latch tree's two descents grow with the symbols in it."""
 
 from __future__ import annotations
 
-from simcore.kernel.util import rb_depth
+from simcore.kernel.vmalloc import rb_depth
 from tests.kernel import make_sim, run
 
 

@@ -60,14 +60,13 @@ from simcore.kernel.pgtable import (
     LEVEL_4K,
     KernelPageTables,
 )
-from simcore.kernel.set_memory_calls import SetMemoryCalls, UnmapAliasesHook
+from simcore.kernel.set_memory_calls import ENOMEM, SetMemoryCalls, UnmapAliasesHook
 from simcore.kernel.vmalloc.area import VM_ALLOC
 
 if TYPE_CHECKING:
     from simcore.kernel.main import Kernel
 
 EINVAL = 22
-ENOMEM = 12
 # The model's permission bits stand for arm64's: _PAGE_RW is !PTE_RDONLY
 # (with PTE_WRITE), _PAGE_NX is PTE_PXN, _PAGE_PRESENT is PTE_VALID.
 

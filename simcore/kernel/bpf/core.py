@@ -87,18 +87,13 @@ def prog_insns(proglen: int) -> int:
 
 def bpf_insn_aux_bytes(proglen: int) -> int:
     """bpf_check()'s vzalloc(array_size(sizeof(struct bpf_insn_aux_data),
-    len)): one entry per BPF instruction."""
+    len)) for an unpatched program: one entry per BPF instruction."""
     return prog_insns(proglen) * BPF_INSN_AUX_SIZE
 
 
 def bpf_prog_size_pages(insn_cnt: int) -> int:
     """round_up(bpf_prog_size(insn_cnt), PAGE_SIZE) / PAGE_SIZE."""
     return -(-(BPF_PROG_HEADER + insn_cnt * BPF_INSN_SIZE) // PAGE)
-
-
-def bpf_prog_pages(proglen: int) -> int:
-    """bpf_prog_alloc()'s pages for a program that is never patched."""
-    return bpf_prog_size_pages(prog_insns(proglen))
 
 
 @dataclass(slots=True)

@@ -41,7 +41,7 @@ for programs; before every preset):
 
 Costs (estimates, as vmalloc's busy tree charges them): one
 ``rb_node_visit_ns`` per node a descent reads, about log2 of the symbols in
-the tree (:func:`simcore.kernel.util.rb_depth`); each line written costs a
+the tree (:func:`simcore.kernel.vmalloc.rb_depth`); each line written costs a
 transfer from the previous holder of ``bpf_lock`` when another CPU held it
 last (``SpinLock.line_ns``), as the lines a writer dirties are mostly the
 ones the last writer dirtied (the seqcount, the list head and tail, the
@@ -55,7 +55,7 @@ from __future__ import annotations
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-from simcore.kernel.util import rb_depth
+from simcore.kernel.vmalloc import rb_depth
 
 if TYPE_CHECKING:
     from simcore.hw.locks import SpinLock

@@ -117,6 +117,8 @@ class BpfVerifier:
         (``cnt`` > 1, or nothing is allocated). Returns (the aux array now
         in env->insn_aux_data, whether the patch had its memory)."""
         k = self.kernel
+        if cnt <= 1:  # an instruction rewritten in place: nothing to resize
+            return aux, True
         old_len = prog.insn_cnt
         nbytes = (old_len + cnt - 1) * BPF_INSN_AUX_SIZE
         new: Shadow | None = None

@@ -94,6 +94,7 @@ from simcore.kernel.vmalloc.vmap_area import (
     MAX_VA_SIZE_PAGES,
     POOL_DECAY_SHIFT,
     VMAP_ZONE_SHIFT,
+    rb_depth,
 )
 from simcore.kernel.vmalloc.vmap_block import (
     BITS_PER_LONG,
@@ -154,4 +155,5 @@ __all__ = [
     "VmapBlock",
     "VreadResult",
     "vmap_bbmap_bits",
+    "rb_depth",
 ]

@@ -19,8 +19,8 @@ from simcore.kernel.vmalloc.vmap_area import (
     KVA_END,
     KVA_START,
     MAX_VA_SIZE_PAGES,
-    _depth,
     _Node,
+    rb_depth,
 )
 
 
@@ -37,7 +37,7 @@ class PurgeMixin:
 
     def _free_vmap_area_noflush(self, cpu: int, area: VmArea, fast: bool = False):
         """free_vmap_area_noflush(): account the whole area, guard included.
-        ``fast``: the fast lock model's section (simcore.hw.locks)."""
+        ``fast``: the fast lock model's section (simcore.hw.locks_fast)."""
         self.lazy_nr += area.size >> PAGE_SHIFT
         nr_lazy = self.lazy_nr
         if self.per_node:
@@ -45,7 +45,7 @@ class PurgeMixin:
             lock = vn.lazy_lock
             extra = yield from (lock.take_lagged(cpu) if fast else lock.take(cpu))
             vn.lazy.append(area)
-            ns = self._touch_ns(cpu, lock, _depth(len(vn.lazy)) - 1, 1)
+            ns = self._touch_ns(cpu, lock, rb_depth(len(vn.lazy)) - 1, 1)
             yield lock.section(cpu, int(ns + extra))
             lock.leave(cpu)
         elif self.per_area_purge:

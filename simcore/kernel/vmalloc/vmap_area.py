@@ -69,8 +69,9 @@ class _Node:
         self.skip_populate = False
 
 
-def _depth(n: int) -> int:
-    """Nodes a descent of a balanced tree of n entries touches."""
+def rb_depth(n: int) -> int:
+    """Nodes a descent of a balanced rb-tree of ``n`` entries touches: about
+    log2(n), as every tree walk of the model charges it."""
     return n.bit_length() if n > 1 else 1
 
 
@@ -129,6 +130,15 @@ class VmapAreaMixin:
                     return va
         return None
 
+    def find_vm_area_locked(self, cpu: int, addr: int):
+        """find_vm_area() -> find_vmap_area() as the kernel times it: the
+        busy tree of the address's vmap node (addr_to_node()), searched
+        under its lock (vmap_area_lock in the global era). Returns the area
+        starting at ``addr``, or None."""
+        node = self._addr_node(addr)
+        yield from node.busy_lock.hold(cpu, self.visit_ns * rb_depth(len(node.busy)))
+        return node.busy.get(addr)
+
     # -- alloc_vmap_area -----------------------------------------------------------
     def _alloc_vmap_area(
         self,
@@ -144,7 +154,7 @@ class VmapAreaMixin:
     ):
         """alloc_vmap_area(); ``pre_ns`` is lock-free work done before it.
         ``fast``: the fast lock model's sections, the time left in the
-        CPU's lag for the caller to pay (simcore.hw.locks)."""
+        CPU's lag for the caller to pay (simcore.hw.locks_fast)."""
         vstart, vend = self.ranges[range_]
         lag = self.lag if fast else None
         pooled = self.nr_nodes > 1 and range_ == "vmalloc"
@@ -206,7 +216,7 @@ class VmapAreaMixin:
         node.busy[addr] = area
         self.used_bytes += size
         # rb_link_node + rebalance: estimate two lines written
-        ns = self._touch_ns(cpu, lock, _depth(len(node.busy)) - 2, 2)
+        ns = self._touch_ns(cpu, lock, rb_depth(len(node.busy)) - 2, 2)
         yield lock.section(cpu, int(ns + extra))
         lock.leave(cpu)
         return area
@@ -232,7 +242,7 @@ class VmapAreaMixin:
         extra = yield from (lock.take_lagged(cpu) if fast else lock.take(cpu))
         area = node.busy.pop(addr, None)
         # rb_erase: estimate two lines written
-        ns = self._touch_ns(cpu, lock, _depth(len(node.busy) + 1) - 2, 2)
+        ns = self._touch_ns(cpu, lock, rb_depth(len(node.busy) + 1) - 2, 2)
         yield lock.section(cpu, int(ns + extra))
         lock.leave(cpu)
         if area is None:
@@ -242,7 +252,7 @@ class VmapAreaMixin:
                 extra = yield from other.busy_lock.take(cpu)
                 area = other.busy.pop(addr, None)
                 yield self.env.timeout(
-                    int(self.visit_ns * _depth(len(other.busy) + 1) + extra)
+                    int(self.visit_ns * rb_depth(len(other.busy) + 1) + extra)
                 )
                 other.busy_lock.release(cpu)
                 if area is not None:

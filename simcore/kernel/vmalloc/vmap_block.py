@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from simcore.constants import PAGE, PAGE_SHIFT
 from simcore.errors import SimulationError
 from simcore.kernel.vmalloc.area import VMAP_BLOCK, VMAP_RAM, VmArea
-from simcore.kernel.vmalloc.vmap_area import KVA_END, _depth
+from simcore.kernel.vmalloc.vmap_area import KVA_END, rb_depth
 
 if TYPE_CHECKING:
     from simcore.kernel.main import Kernel
@@ -275,7 +275,9 @@ class VmapBlockMixin:
         extra = yield from node.busy_lock.take(cpu)
         node.busy.pop(vb.va.addr, None)
         self.used_bytes -= vb.va.size
-        yield self.env.timeout(int(self.visit_ns * _depth(len(node.busy) + 1) + extra))
+        yield self.env.timeout(
+            int(self.visit_ns * rb_depth(len(node.busy) + 1) + extra)
+        )
         node.busy_lock.release(cpu)
         self.metrics.inc("vmap.block_frees")
         yield from self._free_vmap_area_noflush(cpu, vb.va)

@@ -27,7 +27,7 @@ from simcore.kernel.vmalloc.area import (
     VMAP_RAM,
     VmArea,
 )
-from simcore.kernel.vmalloc.vmap_area import _depth
+from simcore.kernel.vmalloc.vmap_area import rb_depth
 from simcore.kernel.vmallocinfo import (
     unpurged_line,
     vm_line,
@@ -153,7 +153,7 @@ class VreadMixin:
             extra = yield from self.nodes[0].busy_lock.take(cpu)
             areas = self._all_busy()
             i = bisect.bisect_right([a.end for a in areas], addr)
-            ns = self.visit_ns * _depth(len(areas)) + extra
+            ns = self.visit_ns * rb_depth(len(areas)) + extra
             while i < len(areas) and cur < end:
                 a = areas[i]
                 i += 1
@@ -180,7 +180,7 @@ class VreadMixin:
                 # find_vmap_area_exceed_addr_lock(): every node's lock in turn
                 yield from self._scan_nodes(cpu)
                 extra = yield from vn.busy_lock.take(cpu)
-                ns = self.visit_ns * _depth(len(vn.busy)) + extra
+                ns = self.visit_ns * rb_depth(len(vn.busy)) + extra
                 visited += 1
                 vb = self._block_of(a)
                 if vb is not None:
@@ -227,7 +227,7 @@ class VreadMixin:
         """
         acc = 0.0
         for vn in self.nodes:
-            ns = self.visit_ns * _depth(len(vn.busy))
+            ns = self.visit_ns * rb_depth(len(vn.busy))
             ev = vn.busy_lock.acquire(cpu)
             if ev is not None:
                 if acc:
