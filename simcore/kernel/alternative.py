@@ -90,7 +90,7 @@ class TextPoke:
         self.byte_ns = p.kernel_costs.page_zero_ns.value / PAGE
         trap = p.kernel_costs.int3_trap_ns
         self.int3_ns = trap.value if trap is not None else 0.0
-        self._int3_rng = None  # drawn from only when armed sites run
+        self._int3_rng = kernel.rng("text_poke.int3")
 
     def poke_ns(self, addr: int, nbytes: int) -> float:
         """One __text_poke() of ``nbytes`` (<= 2 pages) at ``addr``."""
@@ -201,8 +201,6 @@ class TextPoke:
     def _int3_hits(self, rate: float, armed_ns: float) -> None:
         """poke_int3_handler() on the other CPUs while a batch is armed:
         Poisson(``rate`` per CPU per second over ``armed_ns``) hits."""
-        if self._int3_rng is None:
-            self._int3_rng = self.kernel.rng("text_poke.int3")
         lam = rate * (self.kernel.nr_cpus - 1) * armed_ns / 1e9
         charge_hits(
             self.metrics,

@@ -127,10 +127,10 @@ class Ftrace:
             # (arm64, or x86 after a failed create_trampoline()): one grace
             # period, the loader's estimate
             yield self.env.timeout(RCU_GP_NS)
-        if ops.dynamic and ops.trampoline is not None:
-            yield from self.kernel.exec_alloc.free(cpu, ops.trampoline)
-            ops.trampoline = None
-            self.metrics.inc("ftrace.trampolines", -1)
+            if ops.trampoline is not None:
+                yield from self.kernel.exec_alloc.free(cpu, ops.trampoline)
+                ops.trampoline = None
+                self.metrics.inc("ftrace.trampolines", -1)
 
     def _update_trampoline(self, cpu: int, ops: FtraceOps):
         """arch_ftrace_update_trampoline(): create_trampoline() the first

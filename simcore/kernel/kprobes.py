@@ -71,6 +71,7 @@ preemptible kernel (HZ/10 sleeps and more) is not modelled.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 from simcore.constants import PAGE
@@ -108,7 +109,7 @@ class InsnPage:
     """``struct kprobe_insn_page``: one executable page of slots."""
 
     obj: ExecAlloc
-    free: list[int]  # clean slot indices, lowest last
+    free: list[int]  # clean slot indices, taken from the end
     nused: int = 1  # SLOT_USED + SLOT_DIRTY
     dirty: list[int] = field(default_factory=list)
 
@@ -127,19 +128,16 @@ class InsnCache:
         self.env = kernel.env
         self.metrics = kernel.metrics
         self.name = name
-        self._mutex = None
         self.per_page = PAGE // slot_bytes  # slots_per_page()
         self.slot_bytes = slot_bytes
         self.pages: list[InsnPage] = []
         self.nr_garbage = 0
 
-    @property
+    @cached_property
     def mutex(self):
         """The cache's mutex, made on first use (a cache never used reports
         no lock)."""
-        if self._mutex is None:
-            self._mutex = self.kernel.machine.mutex(f"kprobe_{self.name}_slots")
-        return self._mutex
+        return self.kernel.machine.mutex(f"kprobe_{self.name}_slots")
 
     def get(self, cpu: int):
         """__get_insn_slot(): a Slot, or None without memory."""
@@ -253,7 +251,7 @@ class Kprobes:
         }
         self._rates = {"int3": 0.0, "jump": 0.0}  # summed site rates
         self._since = 0  # when the rates last changed
-        self._rng = None
+        self._rng = kernel.rng("kprobes.hits")
 
     # -- register_kprobe() ---------------------------------------------------
     def register(self, cpu: int, optimize: bool = False, site_rate: float = 0.0):
@@ -378,8 +376,6 @@ class Kprobes:
             cost = self.hit_ns[kind]
             if rate <= 0 or dt <= 0 or cost is None:
                 continue
-            if self._rng is None:
-                self._rng = self.kernel.rng("kprobes.hits")
             lam = rate * self.kernel.nr_cpus * dt / 1e9
             charge_hits(self.metrics, self._rng, lam, cost, "kprobes.hits", "kprobe")
 

@@ -40,7 +40,7 @@ does the same, without trampolines).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from simcore.kernel.ftrace import FtraceOps
@@ -57,7 +57,6 @@ class Patch:
     module: LoadedModule
     funcs: frozenset[int]
     enabled: bool = True
-    ops: dict[int, FtraceOps] = field(default_factory=dict)
 
 
 class Livepatch:

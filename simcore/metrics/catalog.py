@@ -390,7 +390,10 @@ CATALOG: tuple[MetricInfo, ...] = (
     MetricInfo("buddy.free_pages", "pages", "none", "free pages in the buddy lists"),
     MetricInfo("buddy.pcp_pages", "pages", "none", "pages on per-CPU free lists"),
     MetricInfo(
-        "buddy.order*_failures", "count", "lower", "high-order allocations that failed"
+        "buddy.order*_failures",
+        "count",
+        "lower",
+        "allocations of the order that failed",
     ),
     *RECLAIM,
     MetricInfo(

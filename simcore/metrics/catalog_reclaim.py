@@ -13,7 +13,7 @@ RECLAIM: tuple[MetricInfo, ...] = (
         "buddy.slowpath_allocs",
         "count",
         "lower",
-        "allocations that found every node below its low watermark",
+        "allocations that took the slow path: no page above the low watermark",
     ),
     MetricInfo(
         "buddy.reclaim_retries",

@@ -1,7 +1,7 @@
 """``reclaim``: memory pressure as the shrinkers see it, at a rate.
 
 Under pressure kswapd's balance_pgdat() calls shrink_slab() once per
-round at the round's priority, from DEF_PRIORITY (12) down to 0 while the
+round at the round's priority, from DEF_PRIORITY (12) down to 1 while the
 node stays below its high watermark; direct reclaim does the same in the
 allocating task. This generator runs those calls on ``cpu``, ``rate``
 times a second at ``priority``, with exponential gaps: a stated amount of

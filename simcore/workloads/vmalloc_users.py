@@ -14,8 +14,8 @@ At start this generator allocates, on ``cpu``:
 - with ``system_hashes``, the dentry and inode hash tables as
   ``alloc_large_system_hash()`` sizes them (fs/dcache.c ``dcache_init()``:
   8-byte buckets, one per 2^13 bytes of memory; fs/inode.c
-  ``inode_init()``: one per 2^14; rounded down to a power of two by
-  ``ilog2()``), through ``vmalloc_huge()`` when ``hashdist`` holds, i.e.
+  ``inode_init()``: one per 2^14, scaled down past 64 GiB, rounded up to a
+  power of two: :func:`system_hash_bytes`), through ``vmalloc_huge()`` when ``hashdist`` holds, i.e.
   on a machine of more than one node (``fixup_hashdist()``, v5.12). With
   one node they come from memblock in the linear map
   (``dcache_init_early()``) and are not vmalloc users: none is made;
