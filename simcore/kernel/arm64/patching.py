@@ -168,14 +168,24 @@ class Arm64Patching:
         yield self.env.timeout(int(self.caches_clean_inval_pou_ns(AARCH64_INSN_SIZE)))
         self.metrics.inc("text_poke.pokes")
 
+    def _insn_writes_ns(
+        self, cpu: int, addr: int, writes: int, nbytes: int, ns: float = 0.0
+    ) -> float:
+        """``ns`` plus ``writes`` aarch64_insn_write()s of ``nbytes``, each
+        through the fixmap (map, copy, unmap with its TLBI) and its
+        caches_clean_inval_pou()."""
+        maint = self.caches_clean_inval_pou_ns(nbytes)
+        for _ in range(writes):
+            ns += self._write_pages(cpu, addr, nbytes)[0] + maint
+        return ns
+
     def text_poke_each(
         self, cpu: int, addr: int, writes: int, nbytes: int, *, sync: bool = False
     ):
         """``writes`` separate instruction writes (aarch64_insn_write()) of
         ``nbytes`` each under text_mutex; ``sync`` ends with a kick. Each
         write maps, copies and unmaps (with its own broadcast TLBI)."""
-        maint = self.caches_clean_inval_pou_ns(nbytes)
-        ns = sum(self._write_pages(cpu, addr, nbytes)[0] + maint for _ in range(writes))
+        ns = self._insn_writes_ns(cpu, addr, writes, nbytes)
         if sync:
             ns += self.kick_all_cpus_sync_ns(cpu)
         yield from self.text_mutex.hold(cpu, ns)
@@ -237,10 +247,9 @@ class Arm64Patching:
         """aarch64_insn_patch_text() of ``addrs`` instructions: under
         stop_machine(), the first CPU patches each with
         aarch64_insn_patch_text_nosync(), the others wait and ISB."""
-        ns = self.stop_machine_ns(cpu)
-        maint = self.caches_clean_inval_pou_ns(AARCH64_INSN_SIZE)
-        for _ in range(addrs):
-            ns += self._write_pages(cpu, 0, AARCH64_INSN_SIZE)[0] + maint
+        ns = self._insn_writes_ns(
+            cpu, 0, addrs, AARCH64_INSN_SIZE, self.stop_machine_ns(cpu)
+        )
         # every other CPU spins in multi_cpu_stop() for the whole of it
         self.metrics.cpu_time("stop_machine", int((self.nr_cpus - 1) * ns))
         yield self.env.timeout(int(ns))
