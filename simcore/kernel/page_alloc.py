@@ -35,7 +35,8 @@ Kernel functions modelled here, with the same steps (``__rmqueue_smallest()``,
   :mod:`simcore.kernel.vmscan`) and, when it made progress, another pass,
   ``drain_all_pages()`` and a last pass in each round, and
   ``should_reclaim_retry()`` (MAX_RECLAIM_RETRIES rounds without
-  progress) before failing; costly orders (> PAGE_ALLOC_COSTLY_ORDER) and
+  progress; each retry wakes kswapd and passes again before reclaiming)
+  before failing; costly orders (> PAGE_ALLOC_COSTLY_ORDER) and
   ``GFP_NORETRY`` give up after one reclaim, and ``GFP_NORECLAIM`` (no
   ``__GFP_DIRECT_RECLAIM``) after the second pass; a process that is
   reclaiming (PF_MEMALLOC: kswapd, a direct reclaimer) takes from the
@@ -377,8 +378,13 @@ class PageAlloc:
             if not again:
                 break
             m.inc("buddy.reclaim_retries")
-            # "ensure kswapd doesn't accidentally go to sleep as long as we loop"
+            # retry: "ensure kswapd doesn't accidentally go to sleep as long
+            # as we loop", then a pass before reclaiming again: kswapd and
+            # other tasks may have freed pages meanwhile
             reclaim.wake_all_kswapds(order, nodes)
+            pfn, _ = yield from self._get_page_from_freelist(cpu, order, nodes, MIN)
+            if pfn is not None:
+                return pfn
         m.inc("buddy.reclaim_failures")
         return None
 

@@ -56,7 +56,8 @@ one is given; flushes from the flush model. Locks: ``cpa_lock``,
 A split whose table page cannot be allocated (memory exhausted, reclaim
 found nothing) fails as ``split_large_page()`` does: -ENOMEM from
 ``__change_page_attr()`` ends the call, what was changed stays changed and
-is flushed, the rest keeps its permissions; callers of ``set_memory_*()``
+is flushed on every CPU (``cpa_flush_all()``), the rest keeps its
+permissions; callers of ``set_memory_*()``
 mostly ignore the return. Counted as ``pageattr.enomem``.
 """
 
@@ -198,9 +199,12 @@ class Cpa(SetMemoryCalls):
         # Before v6.2: "No alias checking for _NX bit modifications".
         primary = self.nx_alias or (mask_set | mask_clr) != _PAGE_NX
         ret = yield from self._set_clr(cpu, c, primary=primary)
-        # what changed before an error is flushed all the same
         if c.flags & CPA_FLUSHTLB:
-            yield from self._cpa_flush(cpu, c)
+            if ret:
+                # "On error; flush everything to be sure": cpa_flush_all()
+                yield self.env.timeout(self.flush.kernel_range(cpu, *FLUSH_ALL))
+            else:
+                yield from self._cpa_flush(cpu, c)
         return ret
 
     def _set_clr(self, cpu: int, c: CpaData, *, primary: bool):

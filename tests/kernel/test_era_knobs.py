@@ -74,3 +74,24 @@ def test_a_huge_request_was_divided_by_the_nodes_until_6_13(preset, huge):
     assert (area.page_shift == 21) is huge
     area = run(sim, vm.vmalloc(0, 4 << 20, flags=VM_ALLOW_HUGE_VMAP))
     assert area.page_shift == 21
+
+
+def test_vmalloc_asks_for_its_high_orders_without_direct_reclaim():
+    # the high-order-first path (latest) passes large_gfp = gfp &
+    # ~__GFP_DIRECT_RECLAIM: a failed order falls back to the bulk path
+    # instead of reclaiming; order 0 keeps the caller's GFP_KERNEL
+    from simcore.kernel.page_alloc import GFP_KERNEL, GFP_NORECLAIM
+
+    sim = make_sim(kernel="{preset: latest}")
+    pa = sim.page_alloc
+    seen = []
+    orig = pa.alloc_pages
+
+    def alloc_pages(cpu, order=0, **kw):
+        seen.append((order, kw.get("gfp", GFP_KERNEL)))
+        return (yield from orig(cpu, order, **kw))
+
+    pa.alloc_pages = alloc_pages
+    run(sim, sim.kernel.vmalloc.vmalloc(0, 6 * PAGE))
+    assert seen and all(g == GFP_NORECLAIM for o, g in seen if o > 0)
+    assert {o for o, _ in seen} >= {2, 1}

@@ -287,19 +287,11 @@ def test_strategy_caches_shrink_when_the_page_cache_runs_low(
     assert c["vmscan.slabs_scanned"] > 0
 
 
-@pytest.mark.parametrize(
-    ("strategy", "loads_fail"),
-    [("module_alloc", True), ("perm_alloc", False), ("execmem_rox", True)],
-)
-def test_nothing_reclaimable_fails_counted_without_crash_or_leak(
-    tmp_path, strategy, loads_fail
-):
+@pytest.mark.parametrize("strategy", ["module_alloc", "perm_alloc", "execmem_rox"])
+def test_nothing_reclaimable_fails_counted_without_crash_or_leak(tmp_path, strategy):
     """Anonymous memory only, no swap, no OOM killer: direct reclaim finds
     nothing, allocations give up after should_reclaim_retry() and are
-    counted; loads fail cleanly and no page is lost. In the perm_alloc run
-    only the pressure generator's allocations fail (reclaim that made no
-    progress drains no per-CPU list, as __alloc_pages_direct_reclaim()
-    does not, and every load there got its memory)."""
+    counted; loads fail cleanly and no page is lost."""
     sim = simulation(tmp_path, HEAVY.format(strategy=strategy, page_cache=0.0))
     assert run_to_balance(sim) == 0
     c = sim.metrics.counters
@@ -308,7 +300,7 @@ def test_nothing_reclaimable_fails_counted_without_crash_or_leak(
     assert c["vmscan.kswapd_failures"] > 0
     assert c["workload.pressure.alloc_failures"] > 0
     failed = c.get("bpf.load_failures", 0) + c.get("module.load_failures", 0)
-    assert (failed > 0) is loads_fail
+    assert failed > 0
     # kswapd gives a node up after MAX_RECLAIM_RETRIES fruitless runs until
     # a reclaim makes progress again: never more failures than runs
     assert c["vmscan.kswapd_failures"] <= c["vmscan.pageoutrun"]

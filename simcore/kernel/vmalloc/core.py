@@ -25,7 +25,7 @@ from simcore.constants import PAGE, PAGE_SHIFT, PMD_SHIFT, PMD_SIZE
 from simcore.errors import SimulationError
 from simcore.hw.locks_fast import processed_event
 from simcore.kernel.kva import KvaSpace
-from simcore.kernel.page_alloc import BULK_CHUNK, MAX_PAGE_ORDER
+from simcore.kernel.page_alloc import BULK_CHUNK, GFP_NORECLAIM, MAX_PAGE_ORDER
 from simcore.kernel.vmalloc.area import (
     VM_ALLOC,
     VM_ALLOW_HUGE_VMAP,
@@ -198,12 +198,13 @@ class Vmalloc(VmapAreaMixin, PurgeMixin, VmapBlockMixin, VreadMixin, SeedMixin):
         want = area.nr_pages
         pages = area.pages
         if order == 0 and self.high_order_first:
-            # late 2025: opportunistic orders min(ilog2(remaining), 10), no
-            # reclaim, each success split_page()d; the first failure drops
-            # to the bulk path for what is left
+            # late 2025: opportunistic orders min(ilog2(remaining), 10)
+            # without direct reclaim (large_gfp = gfp & ~__GFP_DIRECT_RECLAIM
+            # | __GFP_NOWARN), each success split_page()d; the first failure
+            # drops to the bulk path for what is left
             while want - len(pages) >= 2:
                 o = min((want - len(pages)).bit_length() - 1, MAX_PAGE_ORDER)
-                pfn = yield from pa.alloc_pages(cpu, o, zero=zero)
+                pfn = yield from pa.alloc_pages(cpu, o, zero=zero, gfp=GFP_NORECLAIM)
                 if pfn is None:
                     break
                 yield from pa.split_page(cpu, pfn, o)
