@@ -224,6 +224,9 @@ class KernelCosts(Strict):
     page_alloc_ns: SFloat
     # per-page cost of __alloc_pages_bulk() as a share of page_alloc_ns
     bulk_page_factor: SFloat
+    # cost of freeing an order-0 page to the per-CPU list (free_unref_page,
+    # free_hot_cold_page before v4.15) as a share of page_alloc_ns
+    page_free_factor: SFloat
     slab_alloc_ns: SFloat
     rb_node_visit_ns: SFloat
     # arm64 only: the DSB ISHST + ISB that __set_pte() issues after writing

@@ -140,7 +140,11 @@ class PageAlloc:
 
     Costs (estimates built on the profile's ``page_alloc_ns``):
 
-    - a single allocation or free: ``page_alloc_ns`` (the pcp fast path);
+    - a single allocation: ``page_alloc_ns`` (the pcp fast path);
+    - a free to the per-CPU lists (order 0, and the pcp orders of the eras
+      that have them): ``page_free_factor * page_alloc_ns`` (the ratio from a published microbenchmark of both
+      paths, in the profile); a larger block freed to the buddy allocator
+      costs ``page_alloc_ns`` as before, plus its locked merge steps;
     - bulk allocation: ``page_alloc_ns`` per call plus
       ``bulk_page_factor * page_alloc_ns`` per page (both in the profile);
     - under ``zone->lock``: ``ZONE_LOCKED_SHARE`` of the bulk per-page cost
@@ -156,6 +160,9 @@ class PageAlloc:
         c = kernel.profile.kernel_costs
         self.page_ns = c.page_alloc_ns.value
         self.bulk_page_ns = self.page_ns * c.bulk_page_factor.value
+        # free_unref_page(): the per-CPU list push, cheaper than the
+        # allocation (no zonelist walk, no watermark test, no page prep)
+        self.free_ns = self.page_ns * c.page_free_factor.value
         self.locked_ns = self.bulk_page_ns * ZONE_LOCKED_SHARE
         self.zero_ns = c.page_zero_ns.value
         self.store_ns = c.pte_write_ns.value
@@ -457,7 +464,10 @@ class PageAlloc:
         else:
             b.free_pages_prepare(pfn, order)
             yield from self._locked(cpu, node, self._free_one, pfn, order)
-        yield self.env.timeout(int(self.page_ns))
+            yield self.env.timeout(int(self.page_ns))
+            self._publish()
+            return
+        yield self.env.timeout(int(self.free_ns))
         self._publish()
 
     def free_pages_batch(self, cpu: int, pfns: list[int]):
@@ -477,7 +487,7 @@ class PageAlloc:
                 node = b.zone_of(pfn).node
                 yield from self._locked(cpu, node, self._drain, node, cpu)
         self._publish()
-        return self.page_ns * len(pfns)
+        return self.free_ns * len(pfns)
 
     def split_page(self, cpu: int, pfn: int, order: int):
         """split_page(): one refcount store per tail page (costed like a

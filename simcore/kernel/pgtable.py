@@ -288,6 +288,7 @@ class KernelPageTables:
         # before v6.16 (set_ns), or the barriers close the batch (batch_ns)
         self.set_ns, self.batch_ns = pte_set_costs(kernel)
         self.page_ns = c.page_alloc_ns.value
+        self.free_ns = self.page_ns * c.page_free_factor.value
         self.zero_ns = c.page_zero_ns.value
         if page_alloc is not None:
             total = page_alloc.buddy.total_pages
@@ -374,7 +375,7 @@ class KernelPageTables:
         if self.page_alloc is not None and pfn is not None:
             yield from self.page_alloc.free_pages(cpu, pfn, 0)
         else:
-            yield self.env.timeout(int(self.page_ns))
+            yield self.env.timeout(int(self.free_ns))
 
     def _tables(self, delta: int) -> None:
         self.metrics.inc("mem.pagetable_pages", delta)

@@ -90,7 +90,7 @@ def test_a_fast_taker_queues_behind_an_exact_holder():
 
 WORKLOAD = """\
 name: agree
-seed: 1
+seed: {seed}
 duration: {duration}
 machine: {{profile: skylake-sp, cpus: {cpus}}}
 kernel: {{preset: "{preset}"}}
@@ -98,18 +98,60 @@ workloads:
   - {{type: vmalloc_stress, nr_pages: 1, max_pages: {max_pages}}}
 """
 
+SEEDS = (1, 2, 3)
+OTHER_SEEDS = (4, 5, 6)
 
-def _run(write, preset, cpus, max_pages, duration, model):
+
+def _run(write, preset, cpus, max_pages, duration, model, seeds=SEEDS):
+    """One model over ``seeds``, pooled: (lock waits summed over the seeds,
+    latency histograms merged, SimPy events)."""
     from simcore.config.load import load_workload
     from simcore.engine import Simulation
+    from simcore.metrics.histogram import Histogram
 
-    p = write(
-        WORKLOAD.format(
-            preset=preset, cpus=cpus, max_pages=max_pages, duration=duration
+    sums: dict[str, float] = {}
+    hists: dict[str, Histogram] = {}
+    events = 0
+    for seed in seeds:
+        p = write(
+            WORKLOAD.format(
+                seed=seed,
+                preset=preset,
+                cpus=cpus,
+                max_pages=max_pages,
+                duration=duration,
+            )
         )
-    )
-    sim = Simulation(load_workload(p, sets=[f"sim.lock_model={model}"]), "module_alloc")
-    return sim.run().metrics
+        sim = Simulation(
+            load_workload(p, sets=[f"sim.lock_model={model}"]), "module_alloc"
+        )
+        metrics = sim.run().metrics
+        events += metrics["sim.events"]
+        for k, v in metrics.items():
+            if k.startswith("lock.") and k.endswith(".wait_ns"):
+                sums[k] = sums.get(k, 0) + v
+        for op in ("vmalloc", "vfree"):
+            h = hists.setdefault(op, Histogram())
+            for i, c in sim.metrics.hists[op].counts.items():
+                h.counts[i] = h.counts.get(i, 0) + c
+            h.n += sim.metrics.hists[op].n
+            h.total += sim.metrics.hists[op].total
+    return sums, hists, events
+
+
+def _cdf_distance(a, b) -> float:
+    """Largest gap between two histograms' cumulative fractions, over every
+    bucket edge of either: the Kolmogorov-Smirnov distance at the
+    histogram's resolution. At most d means every quantile of one lies
+    within d (as a fraction of the samples) of the same quantile of the
+    other."""
+    fa, fb = dict(a.cdf()), dict(b.cdf())
+    worst = ca = cb = 0.0
+    for x in sorted(set(fa) | set(fb)):
+        ca = fa.get(x, ca)
+        cb = fb.get(x, cb)
+        worst = max(worst, abs(ca - cb))
+    return worst
 
 
 # global locks saturated (6.1, 64 CPUs), per-node locks moderately
@@ -120,18 +162,29 @@ CASES = [("6.1", 64, 1, "2ms"), ("latest", 16, 1, "1ms"), ("latest", 64, 4, "1ms
 
 @pytest.mark.parametrize("preset,cpus,max_pages,duration", CASES)
 def test_fast_and_exact_models_agree(write, preset, cpus, max_pages, duration):
-    exact = _run(write, preset, cpus, max_pages, duration, "exact")
-    fast = _run(write, preset, cpus, max_pages, duration, "fast")
-    assert set(exact) == set(fast)  # the same counters
-    keys = [
-        f"alloc.{op}.{stat}"
-        for op in ("vmalloc", "vfree")
-        for stat in ("count", "latency_ns.mean", "latency_ns.p50", "latency_ns.p99")
-    ]
-    keys += [k for k in exact if k.startswith("lock.") and k.endswith(".wait_ns")]
-    for k in keys:
-        a, b = exact[k], fast[k]
-        if a < 1_000 and k.endswith("wait_ns"):
+    """Pooled over three seeds: operation counts, mean latencies and lock
+    waits within 2 %, and latency distributions no further apart than 2
+    percentile points at any value, or than the exact model's own
+    distributions on three other seeds, whichever is larger.
+
+    One seed's quantiles are no test: with 1-4 page areas the vfree()
+    latencies fall in one mode per page count, the median sits between two
+    of them, and the exact model's own p50 moves by 12 % between seeds; its
+    pooled vmalloc() distributions on seeds 1-3 and 4-6 are 4 percentile
+    points apart on 64 CPUs."""
+    args = (write, preset, cpus, max_pages, duration)
+    e_sums, e_hists, e_events = _run(*args, "exact")
+    f_sums, f_hists, f_events = _run(*args, "fast")
+    _, o_hists, _ = _run(*args, "exact", OTHER_SEEDS)
+    assert set(e_sums) == set(f_sums)  # the same locks
+    for op in ("vmalloc", "vfree"):
+        e, f = e_hists[op], f_hists[op]
+        assert f.n == pytest.approx(e.n, rel=0.02), (op, e.n, f.n)
+        assert f.mean == pytest.approx(e.mean, rel=0.02), (op, e.mean, f.mean)
+        noise = _cdf_distance(e, o_hists[op])
+        assert _cdf_distance(e, f) <= max(0.02, noise), (op, _cdf_distance(e, f), noise)
+    for k, a in e_sums.items():
+        if a < 1_000 * len(SEEDS):
             continue  # a lock that almost never waits: ns, not a rate
-        assert b == pytest.approx(a, rel=0.02), (k, a, b)
-    assert fast["sim.events"] < 0.75 * exact["sim.events"]
+        assert f_sums[k] == pytest.approx(a, rel=0.02), (k, a, f_sums[k])
+    assert f_events < 0.75 * e_events

@@ -322,6 +322,19 @@ def test_costs_and_zeroing_are_charged():
     pa.buddy.check()
 
 
+def test_a_free_to_the_per_cpu_list_costs_its_share_of_an_allocation():
+    """free_unref_page(): page_free_factor of page_alloc_ns (a published
+    ratio of the two paths), not the allocation's price."""
+    sim = make_sim()
+    pa = PageAlloc(sim.kernel)
+    c = sim.profile.kernel_costs
+    pfn = run(sim, pa.alloc_pages(0, 0))
+    t0 = sim.env.now
+    run(sim, pa.free_pages(0, pfn, 0))
+    assert sim.env.now - t0 == int(c.page_alloc_ns.value * c.page_free_factor.value)
+    assert 0 < c.page_free_factor.value < 1
+
+
 def test_zone_lock_is_contended_by_concurrent_refills():
     sim = make_sim()
     pa = PageAlloc(sim.kernel)

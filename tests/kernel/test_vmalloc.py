@@ -382,6 +382,23 @@ def test_flush_reset_perms_flushes_at_free():
     assert vm.lazy_nr == 0
 
 
+def test_vfree_frees_the_vm_struct_and_the_page_array():
+    """vfree() ends with kvfree(vm->pages) and kfree(vm): two slab frees,
+    each priced as a slab allocation, in its time."""
+    sim = make_sim(bare=True)
+    vm = sim.vmalloc
+
+    def vfree_ns(slab_ns: float) -> int:
+        vm.slab_ns = slab_ns
+        area = run(sim, vm.vmalloc(0, PAGE))
+        t0 = sim.env.now
+        run(sim, vm.vfree(0, area))
+        return sim.env.now - t0
+
+    # the second area sits elsewhere in the trees: a node visit either way
+    assert vfree_ns(1000) - vfree_ns(0) == pytest.approx(2000, abs=2 * vm.visit_ns)
+
+
 # -- 6. memory follows live areas, not the size of the address space ----------------
 def traced_bytes(span: int, live: int) -> int:
     sim = make_sim(

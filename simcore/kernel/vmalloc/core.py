@@ -370,18 +370,22 @@ class Vmalloc(VmapAreaMixin, PurgeMixin, VmapBlockMixin, VreadMixin, SeedMixin):
 
     def free_vm_area(self, cpu: int, area: VmArea):
         """free_vm_area(): remove_vm_area() (clears whatever the owner left
-        mapped, frees the KVA lazily); the owner frees its own pages."""
+        mapped, frees the KVA lazily), then kfree() of the vm_struct; the
+        owner frees its own pages."""
         va = yield from self._find_unlink(cpu, area.addr)
         if va is None:
             raise SimulationError(f"free_vm_area of unknown area {area.addr:#x}")
-        yield from self.pt.vunmap_range_noflush(cpu, area.addr, area.size - PAGE)
+        ns = self.pt.vunmap_ns(area.addr, area.size - PAGE)
         yield from self._free_vmap_area_noflush(cpu, va)
+        # kfree() of the vm_struct, with the unmapping's lock-free time
+        yield self.env.timeout(int(ns + self.slab_ns))
 
     # -- vfree -------------------------------------------------------------------
     def vfree(self, cpu: int, area: VmArea):
-        """vfree(): unlink, clear PTEs, lazily free the KVA, reset the
-        direct map for VM_FLUSH_RESET_PERMS, free the pages. Tracepoint
-        ``vfree``."""
+        """vfree(): remove_vm_area() (unlink, clear PTEs, lazily free the
+        KVA), vm_reset_perms() for VM_FLUSH_RESET_PERMS, __free_page() of
+        each page, kvfree() of the page array and kfree() of the vm_struct.
+        Tracepoint ``vfree``."""
         traced = self.hooks.on  # the tracepoint, inline: see simcore.hooks
         if traced:
             self.hooks.enter("vfree", cpu, (area,), {})
@@ -396,6 +400,11 @@ class Vmalloc(VmapAreaMixin, PurgeMixin, VmapBlockMixin, VreadMixin, SeedMixin):
         yield from self._free_vmap_area_noflush(cpu, va, fast)
         if area.flags & VM_FLUSH_RESET_PERMS and area.pages:
             yield from self.vm_reset_perms(cpu, area)
+        # kvfree(vm->pages) where __vmalloc_area_node() allocated the array,
+        # then kfree(vm): SLUB fast-path frees, priced as the allocations.
+        # An array of more than a page (over 512 pages mapped) is itself
+        # vmalloc()'d by the kernel; here both ends of it cost a slab call
+        ns += self.slab_ns * (2 if area.flags & VM_ALLOC else 1)
         ns += yield from self.free_pages(cpu, area)
         lag = self.lag
         if lag is not None:
