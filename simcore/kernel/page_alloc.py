@@ -30,8 +30,11 @@ Kernel functions modelled here, with the same steps (``__rmqueue_smallest()``,
 - the zone watermarks (:mod:`simcore.kernel.watermarks`):
   ``get_page_from_freelist()`` skips a node whose free pages would not stay
   above its low watermark; when that leaves no page,
-  ``__alloc_pages_slowpath()``: ``wake_all_kswapds()``, a second pass down
-  to the min watermark, then direct reclaim (``try_to_free_pages()`` of
+  ``__alloc_pages_slowpath()``: ``wake_all_kswapds()`` (unless the mask
+  clears ``__GFP_KSWAPD_RECLAIM``: ``GFP_NOKSWAPD``, as
+  ``GFP_TRANSHUGE_LIGHT`` does), a second pass down to the min watermark,
+  then (a costly ``GFP_NORETRY`` order fails here when compaction would be
+  skipped on every node) direct reclaim (``try_to_free_pages()`` of
   :mod:`simcore.kernel.vmscan`) and, when it made progress, another pass,
   ``drain_all_pages()`` and a last pass in each round, and
   ``should_reclaim_retry()`` (MAX_RECLAIM_RETRIES rounds without
@@ -83,8 +86,10 @@ if TYPE_CHECKING:
 __all__ = [
     "BULK_CHUNK",
     "GFP_KERNEL",
+    "GFP_NOKSWAPD",
     "GFP_NORECLAIM",
     "GFP_NORETRY",
+    "GFP_TRANSHUGE_LIGHT",
     "FRAG_PATTERNS",
     "FRAG_SPLIT_P",
     "FRAG_USED_P",
@@ -106,11 +111,16 @@ __all__ = [
 BULK_CHUNK = 100
 # gfp_t bits the slow path reads (include/linux/gfp_types.h); 0 is GFP_KERNEL.
 # GFP_NORETRY is __GFP_NORETRY: one round of direct reclaim, no retry loop;
-# GFP_NORECLAIM is a mask without __GFP_DIRECT_RECLAIM (GFP_NOWAIT,
-# GFP_TRANSHUGE_LIGHT): kswapd is woken, the task does not reclaim.
+# GFP_NORECLAIM is a mask without __GFP_DIRECT_RECLAIM (GFP_NOWAIT):
+# kswapd is woken, the task does not reclaim; GFP_NOKSWAPD is a mask
+# without __GFP_KSWAPD_RECLAIM (no ALLOC_KSWAPD: kswapd is not woken).
+# GFP_TRANSHUGE_LIGHT clears both (__GFP_RECLAIM): a THP fault under the
+# default defrag setting neither reclaims nor wakes kswapd.
 GFP_KERNEL = 0
 GFP_NORETRY = 1
 GFP_NORECLAIM = 2
+GFP_NOKSWAPD = 4
+GFP_TRANSHUGE_LIGHT = GFP_NORECLAIM | GFP_NOKSWAPD
 # the watermark a pass of get_page_from_freelist() keeps (ALLOC_WMARK_*)
 LOW, MIN, NO_WATERMARKS = "low", "min", "none"
 # Share of the bulk path's per-page cost spent moving pages between the buddy
@@ -346,7 +356,9 @@ class PageAlloc:
         reclaim = self.reclaim
         m = self.metrics
         m.inc("buddy.slowpath_allocs")
-        reclaim.wake_all_kswapds(order, nodes)
+        kswapd = not gfp & GFP_NOKSWAPD  # ALLOC_KSWAPD
+        if kswapd:
+            reclaim.wake_all_kswapds(order, nodes)
         pfn, _ = yield from self._get_page_from_freelist(cpu, order, nodes, MIN)
         if pfn is not None:
             return pfn
@@ -361,6 +373,14 @@ class PageAlloc:
         if gfp & GFP_NORECLAIM:
             return None
         costly = order > PAGE_ALLOC_COSTLY_ORDER
+        if costly and gfp & GFP_NORETRY and self._compaction_skipped(order, nodes):
+            # __alloc_pages_direct_compact() comes before reclaim for a
+            # costly order; compaction_suitable() skips every zone short of
+            # its low watermark plus compact_gap(), and a costly
+            # __GFP_NORETRY request then fails without reclaim ("goto
+            # nopage": reclaim is unlikely to free whole pageblocks)
+            m.inc("buddy.compact_skipped_failures")
+            return None
         no_progress = 0
         while True:
             # __alloc_pages_direct_reclaim(), once a round: after reclaim
@@ -388,12 +408,23 @@ class PageAlloc:
             # retry: "ensure kswapd doesn't accidentally go to sleep as long
             # as we loop", then a pass before reclaiming again: kswapd and
             # other tasks may have freed pages meanwhile
-            reclaim.wake_all_kswapds(order, nodes)
+            if kswapd:
+                reclaim.wake_all_kswapds(order, nodes)
             pfn, _ = yield from self._get_page_from_freelist(cpu, order, nodes, MIN)
             if pfn is not None:
                 return pfn
         m.inc("buddy.reclaim_failures")
         return None
+
+    def _compaction_skipped(self, order: int, nodes: list[int]) -> bool:
+        """compaction_suitable() of every node's zone says COMPACT_SKIPPED:
+        for a costly order, order-0 free pages short of the low watermark
+        plus compact_gap() (2 << order). Compaction itself is not modelled;
+        where it would run (a node above that mark without a free block),
+        the request goes on to reclaim as before."""
+        zones = self.buddy.zones
+        gap = 2 << order
+        return all(zones[n].nr_free_pages < zones[n].wmark_low + gap for n in nodes)
 
     def _drain_all(self, cpu: int):
         """drain_all_pages(): every CPU's lists back to the buddy, each list

@@ -101,6 +101,7 @@ RECLAIM_COUNTERS = (
     "buddy.slowpath_allocs",
     "buddy.reclaim_retries",
     "buddy.reclaim_failures",
+    "buddy.compact_skipped_failures",
 )
 
 

@@ -28,6 +28,13 @@ RECLAIM: tuple[MetricInfo, ...] = (
         "allocations that failed after direct reclaim (no OOM killer modelled)",
         label="allocations failed under pressure",
     ),
+    MetricInfo(
+        "buddy.compact_skipped_failures",
+        "count",
+        "lower",
+        "costly __GFP_NORETRY allocations failed without reclaim: compaction "
+        "skipped, every zone short of its low watermark plus compact_gap()",
+    ),
     MetricInfo("vmscan.kswapd_wakeups", "count", "none", "kswapd woken"),
     MetricInfo(
         "vmscan.pageoutrun", "count", "none", "balance_pgdat() runs (pageoutrun)"

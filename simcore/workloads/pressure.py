@@ -23,8 +23,8 @@ process exits and another starts (an anonymous chunk freed, a new one
 allocated).
 
 Allocation follows the kernel's gfp masks: an anonymous THP or mTHP is
-``GFP_TRANSHUGE_LIGHT`` (no direct reclaim: THP ``defrag=madvise``, the
-default), a large page-cache folio is ``readahead_gfp_mask()``
+``GFP_TRANSHUGE_LIGHT`` (no direct reclaim and no kswapd wake-up: THP
+``defrag=madvise``, the default), a large page-cache folio is ``readahead_gfp_mask()``
 (``__GFP_NORETRY``), a 4K page is ``GFP_KERNEL``-like (the page a reader
 or a fault waits for) and may reclaim and retry. A block that fails falls back to 4K pages for the rest of its chunk
 (do_anonymous_page() after a THP miss; readahead's smaller folios). 4K
@@ -46,8 +46,8 @@ from pydantic import Field, field_validator
 from simcore.constants import PAGE, PAGES_PER_PMD, PMD_ORDER
 from simcore.kernel.page_alloc import (
     BULK_CHUNK,
-    GFP_NORECLAIM,
     GFP_NORETRY,
+    GFP_TRANSHUGE_LIGHT,
 )
 from simcore.strict import Strict
 from simcore.units import Rate, parse_size
@@ -227,7 +227,7 @@ class _Run:
         """Allocate a 2 MiB chunk; False when memory ran out."""
         self.busy += 1
         order = self.orders[int(rng.choice(len(self.orders), p=self.order_p))]
-        gfp = GFP_NORETRY if file else GFP_NORECLAIM
+        gfp = GFP_NORETRY if file else GFP_TRANSHUGE_LIGHT
         blocks: list[Block] = []
         want = PAGES_PER_PMD
         ok = True

@@ -9,6 +9,9 @@ from hypothesis import strategies as st
 
 from simcore.errors import SimulationError
 from simcore.kernel.page_alloc import (
+    GFP_NORECLAIM,
+    GFP_NORETRY,
+    GFP_TRANSHUGE_LIGHT,
     MAX_PAGE_ORDER,
     BuddyAllocator,
     PageAlloc,
@@ -376,3 +379,46 @@ def test_fragmentation_knob_reaches_the_allocator():
     assert run(sim, pa.alloc_pages(0, 9)) is None
     assert sim.metrics.counters["buddy.order9_failures"] == 1
     assert run(sim, pa.alloc_pages(0, 0)) is not None
+
+
+# -- the slow path's gfp masks ---------------------------------------------------------
+def _below_min_watermark():
+    """A machine whose one node holds fewer free pages than its min
+    watermark, nothing reclaimable: every allocation takes the slow path
+    and its second pass finds nothing."""
+    sim = make_sim()
+    pa = sim.page_alloc
+    zone = pa.buddy.zones[0]
+    for order in range(MAX_PAGE_ORDER, -1, -1):
+        while zone.nr_free_pages - (1 << order) >= zone.wmark_min - 1:
+            if pa.buddy.alloc_pages(0, order) is None:
+                break
+    assert zone.nr_free_pages < zone.wmark_min
+    return sim, pa
+
+
+def test_a_costly_noretry_order_fails_without_reclaim_below_the_watermarks():
+    """__alloc_pages_slowpath(): compaction comes first for order > 3, is
+    skipped on a zone short of its low watermark plus compact_gap(), and a
+    costly __GFP_NORETRY request then fails without direct reclaim; order
+    3 is not costly and reclaims once."""
+    sim, pa = _below_min_watermark()
+    c = sim.metrics.counters
+    assert run(sim, pa.alloc_pages(0, 9, gfp=GFP_NORETRY)) is None
+    assert c["buddy.compact_skipped_failures"] == 1
+    assert c["vmscan.allocstall"] == 0
+    assert run(sim, pa.alloc_pages(0, 3, gfp=GFP_NORETRY)) is None
+    assert c["vmscan.allocstall"] == 1
+    assert c["buddy.compact_skipped_failures"] == 1
+
+
+def test_a_transhuge_light_fault_does_not_wake_kswapd():
+    """GFP_TRANSHUGE_LIGHT clears __GFP_KSWAPD_RECLAIM (no ALLOC_KSWAPD);
+    GFP_NOWAIT-like masks keep it and wake kswapd."""
+    sim, pa = _below_min_watermark()
+    c = sim.metrics.counters
+    assert run(sim, pa.alloc_pages(0, 9, gfp=GFP_TRANSHUGE_LIGHT)) is None
+    assert c.get("vmscan.kswapd_wakeups", 0) == 0
+    assert c["vmscan.allocstall"] == 0
+    assert run(sim, pa.alloc_pages(0, 9, gfp=GFP_NORECLAIM)) is None
+    assert c["vmscan.kswapd_wakeups"] == 1
