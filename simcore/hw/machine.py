@@ -32,6 +32,29 @@ class Machine:
         self.lag: list[int] | None = (
             [0] * ctx.nr_cpus if ctx.lock_model == "fast" else None
         )
+        # CPU time that work items of per-CPU (bound) workqueues took on
+        # each CPU. The woken kworker preempts the task running there and
+        # runs its item to the end (a purge is shorter than a scheduler
+        # slice); the task owes that time and pays it at its next
+        # vmalloc()/vfree() end (owed_ns()). Migration of the preempted
+        # task by idle balancing is not modelled (an estimate: a task that
+        # just ran is cache-hot, and the nohz balance kick waits for a tick).
+        self.owed = [0] * ctx.nr_cpus
+
+    def kworker_ran(self, cpu: int, ns: int) -> None:
+        """A bound work item ran ``ns`` of CPU time on ``cpu``
+        (``cpu.kworker_ns``)."""
+        if ns > 0:
+            self.owed[cpu] += ns
+            self.metrics.cpu_time("kworker", ns)
+
+    def owed_ns(self, cpu: int) -> int:
+        """What the task on ``cpu`` owes the kworkers that preempted it,
+        cleared: the caller spends it."""
+        ns = self.owed[cpu]
+        if ns:
+            self.owed[cpu] = 0
+        return ns
 
     def rng(self, name: str) -> np.random.Generator:
         return self.ctx.rng(name)

@@ -288,6 +288,45 @@ def test_purge_waits_for_lazy_max_pages(preset):
         assert m["tlb.shootdowns"] == purges
 
 
+@pytest.mark.parametrize(
+    "preset,owed", [("5.15", False), ("6.1", True), ("latest", True)]
+)
+def test_the_drain_kworker_takes_its_time_from_the_freeing_cpu(preset, owed):
+    """From v5.18 vfree() queues the drain on system_wq, a per-CPU
+    workqueue: the kworker preempts the task on the freeing CPU, which
+    pays the purge's CPU time at its next vmalloc()/vfree(); before, the
+    caller purged in its own time and owes nothing."""
+    sim = make_sim(preset=preset, bare=True)
+    vm = sim.vmalloc
+    m = sim.kernel.machine
+    vm.lazy_max_pages = 16
+
+    def frees():
+        areas = []
+        for _ in range(9):  # 18 lazy pages with the guards: one drain
+            areas.append((yield from vm.vmalloc(1, PAGE)))
+        for a in areas:
+            yield from vm.vfree(1, a)
+
+    run(sim, frees())
+    quiesce(sim)
+    assert sim.metrics.counters["vmap.lazy_purges"] == 1
+    if not owed:
+        assert m.owed == [0] * len(m.owed)
+        assert "kworker" not in sim.metrics.cpu_ns
+        return
+    kworker = sim.metrics.cpu_ns["kworker"]
+    assert m.owed[1] == kworker > 0
+    assert sum(m.owed) == kworker  # the freeing CPU's, no other's
+    t0 = sim.env.now
+    area = run(sim, vm.vmalloc(1, PAGE))  # pays it
+    assert m.owed[1] == 0
+    assert sim.env.now - t0 > kworker
+    t0 = sim.env.now
+    run(sim, vm.vfree(1, area))
+    assert sim.env.now - t0 < kworker
+
+
 def test_many_frees_few_shootdowns():
     sim = make_sim(workers=4, loops=3000, sets=("kernel.lazy_max_pages=2000",))
     m = sim.run().metrics

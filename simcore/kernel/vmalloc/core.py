@@ -135,6 +135,10 @@ class Vmalloc(VmapAreaMixin, PurgeMixin, VmapBlockMixin, VreadMixin, SeedMixin):
         self.used_bytes = 0  # publishes vmap.used_bytes
         self.drain_pending = False
         self.drain_running = False  # the drain work item is executing
+        self.helper_wait_ns = 0  # a purge's flush_work() waits for its helpers
+        # what the task on each CPU owes the bound kworkers that preempted
+        # it (simcore.hw.machine), paid at the end of its next call here
+        self.owed = m.owed
         self.seeded: list[VmallocSeed] = []  # captures seeded at time zero
         if self.layout.kimage_vaddr and not k.vmallocinfo:
             self._declare_kernel_vmas()
@@ -306,10 +310,16 @@ class Vmalloc(VmapAreaMixin, PurgeMixin, VmapBlockMixin, VreadMixin, SeedMixin):
             # fail: "if (shift > PAGE_SHIFT) { shift = PAGE_SHIFT; ... goto again; }"
             self.metrics.inc("vmalloc.huge_fallbacks")
             shift = PAGE_SHIFT
+        # kworker time owed on this CPU, and the fast lock model's time
+        # ahead, paid in one timeout
+        ahead = self.owed[cpu]
+        if ahead:
+            self.owed[cpu] = 0
         lag = self.lag
         if lag is not None and lag[cpu]:
-            # the fast lock model's time ahead, paid in one timeout
-            ahead, lag[cpu] = lag[cpu], 0
+            ahead += lag[cpu]
+            lag[cpu] = 0
+        if ahead:
             yield self.env.timeout(ahead)
         if area is not None:
             self.metrics.latency("vmalloc", self.env.now - t0)
@@ -406,6 +416,12 @@ class Vmalloc(VmapAreaMixin, PurgeMixin, VmapBlockMixin, VreadMixin, SeedMixin):
         # vmalloc()'d by the kernel; here both ends of it cost a slab call
         ns += self.slab_ns * (2 if area.flags & VM_ALLOC else 1)
         ns += yield from self.free_pages(cpu, area)
+        # kworker time owed on this CPU (a drain this vfree() queued, once
+        # it has run)
+        owed = self.owed[cpu]
+        if owed:
+            self.owed[cpu] = 0
+            ns += owed
         lag = self.lag
         if lag is not None:
             # the fast lock model's time ahead goes with the last timeout

@@ -82,12 +82,28 @@ class PurgeMixin:
 
     def _drain_work(self, cpu: int):
         """drain_vmap_area_work() on this CPU's kworker, woken once; run
-        again by the same worker while it was queued meanwhile."""
+        again by the same worker while it was queued meanwhile.
+
+        schedule_work() queues it on system_wq, a per-CPU workqueue: the
+        kworker runs on the freeing CPU and its CPU time is the task's
+        there (Machine.kworker_ran()), up to v7.0; 'mm/vmalloc: use
+        dedicated unbound workqueue for vmap purge/drain' (in the mm tree
+        from 31 March 2026, for v7.1, release inferred) moved it off the
+        CPU, an era no preset models."""
         yield self.env.timeout(self.wakeup_ns)
         while self.drain_pending:
             self.drain_pending = False  # cleared as the work starts to run
             while True:
-                yield from self.purge(cpu)
+                # mutex_lock() sleeps while another purge holds it; the
+                # purge's own time, less its flush_work() waits for the
+                # helpers, is the kworker's CPU time
+                yield from self.purge_lock.take(cpu)
+                t0, self.helper_wait_ns = self.env.now, 0
+                yield from self._purge_lazy(cpu, KVA_END, 0, False)
+                self.purge_lock.release(cpu)
+                self.kernel.machine.kworker_ran(
+                    cpu, self.env.now - t0 - self.helper_wait_ns
+                )
                 # v5.18-v6.8 re-checked and drained again while over the
                 # limit (20220119143540.601149-1-urezki@gmail.com); v6.9
                 # drains once
@@ -155,8 +171,10 @@ class PurgeMixin:
                 self.metrics.inc("vmap.purge_helpers")
             else:
                 yield from self._purge_vmap_node(cpu, vn)
-        if jobs:  # flush_work() on each helper
+        if jobs:  # flush_work() on each helper: the caller sleeps
+            t_wait = self.env.now
             yield self.env.all_of(jobs)
+            self.helper_wait_ns += self.env.now - t_wait
         self.metrics.inc("vmap.lazy_purges")
         self.metrics.latency("vmap_purge", self.env.now - t0)
         return True
@@ -204,9 +222,13 @@ class PurgeMixin:
         return True
 
     def _purge_helper(self, cpu: int, vn: _Node):
-        # a kworker on another CPU: woken by the queued work item
+        """purge_vmap_node() as a work item on CPU ``cpu``'s kworker
+        (schedule_work_on()): woken, then its CPU time is the time of the
+        task it preempts there."""
         yield self.env.timeout(self.wakeup_ns)
+        t0 = self.env.now
         yield from self._purge_vmap_node(cpu, vn)
+        self.kernel.machine.kworker_ran(cpu, self.env.now - t0)
 
     def _purge_vmap_node(self, cpu: int, vn: _Node):
         """purge_vmap_node(): back to this node's pools, or to the free tree."""
