@@ -40,20 +40,31 @@ class Machine:
         # task by idle balancing is not modelled (an estimate: a task that
         # just ran is cache-hot, and the nohz balance kick waits for a tick).
         self.owed = [0] * ctx.nr_cpus
+        # work items running on each CPU now: a kworker's own vmalloc() or
+        # vfree() does not pay the task's debt
+        self.in_kworker = [0] * ctx.nr_cpus
 
-    def kworker_ran(self, cpu: int, ns: int) -> None:
-        """A bound work item ran ``ns`` of CPU time on ``cpu``
-        (``cpu.kworker_ns``)."""
+    def kworker_start(self, cpu: int) -> int:
+        """A bound work item starts its CPU work on ``cpu``; the time."""
+        self.in_kworker[cpu] += 1
+        return self.env.now
+
+    def kworker_done(self, cpu: int, t0: int, slept: int = 0) -> None:
+        """The work item that started at ``t0`` ends; its time on the CPU,
+        less ``slept``, is owed by the task there (``cpu.kworker_ns``)."""
+        self.in_kworker[cpu] -= 1
+        ns = self.env.now - t0 - slept
         if ns > 0:
             self.owed[cpu] += ns
             self.metrics.cpu_time("kworker", ns)
 
     def owed_ns(self, cpu: int) -> int:
         """What the task on ``cpu`` owes the kworkers that preempted it,
-        cleared: the caller spends it."""
+        cleared for the caller to spend; 0 inside a work item."""
         ns = self.owed[cpu]
-        if ns:
-            self.owed[cpu] = 0
+        if not ns or self.in_kworker[cpu]:
+            return 0
+        self.owed[cpu] = 0
         return ns
 
     def rng(self, name: str) -> np.random.Generator:

@@ -326,10 +326,14 @@ class ExecmemRox(ModuleAlloc):
             self.env.process(self._clean(cpu))
 
     def _clean(self, cpu: int):
-        """execmem_cache_clean() on this CPU's kworker."""
+        """execmem_cache_clean() on this CPU's kworker (system_wq is
+        per-CPU): its time after taking the mutex is the task's there
+        (Machine.kworker_start())."""
         yield self.env.timeout(self.wakeup_ns)
         self.clean_pending = False
         work = yield from self.cache_mutex.take(cpu)
+        machine = self.kernel.machine
+        t0 = machine.kworker_start(cpu)
         free = self.free_areas
         i = 0
         while i < len(free):
@@ -350,6 +354,7 @@ class ExecmemRox(ModuleAlloc):
             self.metrics.inc("mem.exec.region_frees")
         yield self.env.timeout(int(work))
         self.cache_mutex.release(cpu)
+        machine.kworker_done(cpu, t0)
 
     # -- the strategy interface ------------------------------------------------
     def alloc(self, cpu: int, size: int, kind: str):

@@ -327,6 +327,26 @@ def test_the_drain_kworker_takes_its_time_from_the_freeing_cpu(preset, owed):
     assert sim.env.now - t0 < kworker
 
 
+def test_a_work_item_does_not_pay_the_task_s_debt():
+    """A kworker's own vmalloc()/vfree() (execmem_cache_clean() frees
+    areas) leaves what the task owes for the task, and adds its time."""
+    sim = make_sim(bare=True)
+    vm = sim.vmalloc
+    m = sim.kernel.machine
+    m.owed[1] = 5_000
+
+    def item():
+        t0 = m.kworker_start(1)
+        area = yield from vm.vmalloc(1, PAGE)
+        yield from vm.vfree(1, area)
+        m.kworker_done(1, t0)
+        return sim.env.now - t0
+
+    took = run(sim, item())
+    assert 0 < took < 5_000
+    assert m.owed[1] == 5_000 + took
+
+
 def test_many_frees_few_shootdowns():
     sim = make_sim(workers=4, loops=3000, sets=("kernel.lazy_max_pages=2000",))
     m = sim.run().metrics

@@ -138,7 +138,7 @@ class Vmalloc(VmapAreaMixin, PurgeMixin, VmapBlockMixin, VreadMixin, SeedMixin):
         self.helper_wait_ns = 0  # a purge's flush_work() waits for its helpers
         # what the task on each CPU owes the bound kworkers that preempted
         # it (simcore.hw.machine), paid at the end of its next call here
-        self.owed = m.owed
+        self.owed_ns = m.owed_ns
         self.seeded: list[VmallocSeed] = []  # captures seeded at time zero
         if self.layout.kimage_vaddr and not k.vmallocinfo:
             self._declare_kernel_vmas()
@@ -312,9 +312,7 @@ class Vmalloc(VmapAreaMixin, PurgeMixin, VmapBlockMixin, VreadMixin, SeedMixin):
             shift = PAGE_SHIFT
         # kworker time owed on this CPU, and the fast lock model's time
         # ahead, paid in one timeout
-        ahead = self.owed[cpu]
-        if ahead:
-            self.owed[cpu] = 0
+        ahead = self.owed_ns(cpu)
         lag = self.lag
         if lag is not None and lag[cpu]:
             ahead += lag[cpu]
@@ -418,10 +416,7 @@ class Vmalloc(VmapAreaMixin, PurgeMixin, VmapBlockMixin, VreadMixin, SeedMixin):
         ns += yield from self.free_pages(cpu, area)
         # kworker time owed on this CPU (a drain this vfree() queued, once
         # it has run)
-        owed = self.owed[cpu]
-        if owed:
-            self.owed[cpu] = 0
-            ns += owed
+        ns += self.owed_ns(cpu)
         lag = self.lag
         if lag is not None:
             # the fast lock model's time ahead goes with the last timeout

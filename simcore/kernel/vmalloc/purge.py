@@ -86,10 +86,11 @@ class PurgeMixin:
 
         schedule_work() queues it on system_wq, a per-CPU workqueue: the
         kworker runs on the freeing CPU and its CPU time is the task's
-        there (Machine.kworker_ran()), up to v7.0; 'mm/vmalloc: use
+        there (Machine.kworker_start()), up to v7.0; 'mm/vmalloc: use
         dedicated unbound workqueue for vmap purge/drain' (in the mm tree
         from 31 March 2026, for v7.1, release inferred) moved it off the
         CPU, an era no preset models."""
+        machine = self.kernel.machine
         yield self.env.timeout(self.wakeup_ns)
         while self.drain_pending:
             self.drain_pending = False  # cleared as the work starts to run
@@ -98,12 +99,10 @@ class PurgeMixin:
                 # purge's own time, less its flush_work() waits for the
                 # helpers, is the kworker's CPU time
                 yield from self.purge_lock.take(cpu)
-                t0, self.helper_wait_ns = self.env.now, 0
+                t0, self.helper_wait_ns = machine.kworker_start(cpu), 0
                 yield from self._purge_lazy(cpu, KVA_END, 0, False)
                 self.purge_lock.release(cpu)
-                self.kernel.machine.kworker_ran(
-                    cpu, self.env.now - t0 - self.helper_wait_ns
-                )
+                machine.kworker_done(cpu, t0, self.helper_wait_ns)
                 # v5.18-v6.8 re-checked and drained again while over the
                 # limit (20220119143540.601149-1-urezki@gmail.com); v6.9
                 # drains once
@@ -226,9 +225,10 @@ class PurgeMixin:
         (schedule_work_on()): woken, then its CPU time is the time of the
         task it preempts there."""
         yield self.env.timeout(self.wakeup_ns)
-        t0 = self.env.now
+        machine = self.kernel.machine
+        t0 = machine.kworker_start(cpu)
         yield from self._purge_vmap_node(cpu, vn)
-        self.kernel.machine.kworker_ran(cpu, self.env.now - t0)
+        machine.kworker_done(cpu, t0)
 
     def _purge_vmap_node(self, cpu: int, vn: _Node):
         """purge_vmap_node(): back to this node's pools, or to the free tree."""
