@@ -129,17 +129,21 @@ class TextPoke:
         yield from self.text_poke_copy(cpu, addr, nbytes)
 
     def text_poke_each(
-        self, cpu: int, addr: int, writes: int, nbytes: int, *, sync: bool = False
+        self, cpu: int, addr: int, writes: int, nbytes: int, *, sync=False, held=False
     ):
         """``writes`` separate text_poke() calls of ``nbytes`` each under one
         text_mutex hold: write_relocate_add() applying relocations one at a
         time into ROX memory, perm_writable_finish() poking page by page.
-        ``sync`` ends with text_poke_sync(), an IPI round to every CPU."""
+        ``sync`` ends with text_poke_sync(), an IPI round to every CPU.
+        ``held``: the caller holds text_mutex already."""
         ns = writes * self.poke_ns(addr, nbytes)
         if sync:
             ns += self.flush.ipi_round(cpu, 0.0, counter="text_poke.sync_ipis")
             self.metrics.inc("text_poke.sync_rounds")
-        yield from self.text_mutex.hold(cpu, ns)
+        if held:
+            yield self.env.timeout(int(ns))
+        else:
+            yield from self.text_mutex.hold(cpu, ns)
         self.metrics.inc("text_poke.pokes", writes)
         self.metrics.inc("tlb.local_flushes", writes)
 
@@ -160,12 +164,12 @@ class TextPoke:
         for _ in range(sites):
             yield from self.text_poke_bp(cpu, 1, JUMP_LABEL_NOP_SIZE, site_rate)
 
-    def kprobe_arm(self, cpu: int):
+    def kprobe_arm(self, cpu: int, *, held: bool = False):
         """arch_arm_kprobe() / arch_disarm_kprobe()
         (arch/x86/kernel/kprobes/core.c): text_poke() of the one-byte INT3
         (or the saved opcode back) under text_mutex, then text_poke_sync(),
-        one IPI round to every CPU."""
-        yield from self.text_poke_each(cpu, 0, 1, 1, sync=True)
+        one IPI round to every CPU. ``held``: the caller holds text_mutex."""
+        yield from self.text_poke_each(cpu, 0, 1, 1, sync=True, held=held)
 
     def ftrace_update(self, cpu: int, sites: int, site_rate: float = 0.0):
         """ftrace_replace_code() (arch/x86/kernel/ftrace.c, v5.6+):
@@ -174,18 +178,26 @@ class TextPoke:
         yield from self.text_poke_bp(cpu, sites, JUMP_LABEL_NOP_SIZE, site_rate)
 
     def text_poke_bp(
-        self, cpu: int, sites: int, insn_len: int = 5, site_rate: float = 0.0
+        self,
+        cpu: int,
+        sites: int,
+        insn_len: int = 5,
+        site_rate: float = 0.0,
+        *,
+        held: bool = False,
     ):
         """text_poke_bp_batch() over ``sites`` live call sites, in batches;
         ``site_rate``: how often each site runs on each other CPU (per
-        second), for the INT3 hits while a batch is armed."""
+        second), for the INT3 hits while a batch is armed. ``held``: the
+        caller holds text_mutex (each batch then takes no lock)."""
         left = sites
         while left > 0:
             batch = min(left, TP_VEC_MAX)
             left -= batch
-            ev = self.text_mutex.acquire(cpu)
-            if ev is not None:
-                yield ev
+            if not held:
+                ev = self.text_mutex.acquire(cpu)
+                if ev is not None:
+                    yield ev
             # INT3 on each site, then the tail, then the first byte
             pokes = batch * (3 if insn_len > 1 else 2)
             ns = batch * (self.poke_ns(0, 1) * 2 + self.poke_ns(0, insn_len - 1))
@@ -195,6 +207,9 @@ class TextPoke:
             self.metrics.inc("text_poke.pokes", pokes)
             if site_rate > 0 and self.int3_ns:
                 self._int3_hits(batch * site_rate, ns)
+            if held:
+                yield self.env.timeout(int(ns))
+                continue
             yield self.env.timeout(int(ns) + self.kernel.machine.uncontended_ns)
             self.text_mutex.release(cpu)
 

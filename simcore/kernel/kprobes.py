@@ -41,7 +41,8 @@ arming prepares a detour buffer in a slot of the separate
 written with ``text_poke()`` (``__arch_prepare_optimized_kprobe()``), and
 queues the probe; ``kick_kprobe_optimizer()`` schedules
 ``kprobe_optimizer()`` OPTIMIZE_DELAY jiffies later, which under
-``kprobe_mutex``: unoptimizes what was queued for it
+``kprobe_mutex`` and ``text_mutex`` (so every other text poke waits for
+it, grace period included): unoptimizes what was queued for it
 (``arch_unoptimize_kprobe()``: INT3 and the displacement bytes back, two
 ``text_poke()`` + ``text_poke_sync()``, then ``arch_disarm_kprobe()``),
 waits ``synchronize_rcu_tasks()``, replaces the INT3 of every queued probe
@@ -346,10 +347,11 @@ class Kprobes:
                 kp.opt_slot = None
         self.metrics.latency("kprobe_disarm", env.now - t0)
 
-    def _disarm(self, cpu: int, kp: Kprobe):
+    def _disarm(self, cpu: int, kp: Kprobe, *, held: bool = False):
         """arch_disarm_kprobe(): the probed instruction's first byte (or
-        instruction) back, as arch_arm_kprobe() wrote the breakpoint."""
-        yield from self.kernel.text_poke.kprobe_arm(cpu)
+        instruction) back, as arch_arm_kprobe() wrote the breakpoint
+        (``held``: the caller holds text_mutex)."""
+        yield from self.kernel.text_poke.kprobe_arm(cpu, held=held)
         self._costs(kp, None)
         self.metrics.inc("kprobes.disarms")
 
@@ -389,7 +391,14 @@ class Kprobes:
 
     def _optimizer(self, cpu: int):
         """kprobe_optimizer(), after OPTIMIZE_DELAY: steps 1-5 under
-        ``kprobe_mutex`` (text_mutex is taken by each text poke)."""
+        ``kprobe_mutex``, steps 1-4 also under ``text_mutex``, taken once
+        after kprobe_mutex and cpus_read_lock() (f1c6ece23729 'kprobes:
+        Fix potential deadlock in kprobe_optimizer()', v5.3, before every
+        preset): every other text_poke user waits out the optimizer's
+        synchronize_rcu_tasks(). Here text_mutex is dropped before step 4,
+        whose slot frees may release a page whose INT3 fill takes
+        text_mutex again (the kernel defers that fill since v6.17, which
+        is not modelled)."""
         env = self.env
         yield env.timeout(OPTIMIZE_DELAY_NS)
         t0 = env.now
@@ -397,23 +406,25 @@ class Kprobes:
         yield from mutex.lock(cpu)
         self._work_pending = False
         tp = self.kernel.text_poke
+        yield from tp.text_mutex.lock(cpu)
         # Step 1: do_unoptimize_kprobes()
         cleaned, self.unoptimizing = self.unoptimizing, []
         for kp in cleaned:
             # arch_unoptimize_kprobe(): INT3, sync, the 4 bytes back, sync
-            yield from tp.text_poke_each(cpu, 0, 1, 1, sync=True)
+            yield from tp.text_poke_each(cpu, 0, 1, 1, sync=True, held=True)
             self._costs(kp, "int3")
-            yield from tp.text_poke_each(cpu, 0, 1, DISP32_SIZE, sync=True)
-            yield from self._disarm(cpu, kp)
+            yield from tp.text_poke_each(cpu, 0, 1, DISP32_SIZE, sync=True, held=True)
+            yield from self._disarm(cpu, kp, held=True)
         # Step 2: synchronize_rcu_tasks()
         yield env.timeout(RCU_GP_NS)
         # Step 3: do_optimize_kprobes() -> arch_optimize_kprobes()
         ready, self.optimizing = self.optimizing, []
         for kp in ready:
-            yield from tp.text_poke_bp(cpu, 1, JMP32_INSN_SIZE)
+            yield from tp.text_poke_bp(cpu, 1, JMP32_INSN_SIZE, held=True)
             self._costs(kp, "jump")
             kp.state = "optimized"
             self.metrics.inc("kprobes.optimized")
+        tp.text_mutex.release(cpu)
         # Step 4: do_free_cleaned_kprobes() -> free_aggr_kprobe()
         for kp in cleaned:
             kp.state = "gone"

@@ -152,6 +152,26 @@ def test_optimized_kprobes_jump_through_text_poke_bp_on_x86_only():
     assert ca.get("kprobes.optinsn_pages", 0) == 0
 
 
+def test_a_text_poke_waits_out_the_kprobe_optimizers_grace_period():
+    """kprobe_optimizer() holds text_mutex from its first step to its
+    jumps, synchronize_rcu_tasks() included (f1c6ece23729, v5.3): a static
+    key flipped meanwhile waits for all of it."""
+    from simcore.kernel.kprobes import OPTIMIZE_DELAY_NS
+    from simcore.kernel.module import RCU_GP_NS
+
+    sim = make_sim(machine=X86)
+    env = sim.env
+    _kprobes(sim, 1, optimize=True)
+    # into the optimizer's grace period: it started OPTIMIZE_DELAY after
+    # the kick
+    env.run(until=env.now + OPTIMIZE_DELAY_NS + RCU_GP_NS // 2)
+    assert sim.metrics.counters.get("kprobes.optimized", 0) == 0
+    t0 = env.now
+    run(sim, sim.kernel.text_poke.jump_label_update(1, 4))
+    assert sim.metrics.counters["kprobes.optimized"] == 1
+    assert env.now - t0 >= RCU_GP_NS // 2 - 1_000_000
+
+
 def test_bpf_trampolines_attach_and_detach_balance(tmp_path):
     wl = WL.format(profile="skylake-sp", preset="6.9").replace(
         "    static_keys: {rate: 500/s, sites: 56}\n"

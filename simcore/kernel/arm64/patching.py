@@ -180,27 +180,40 @@ class Arm64Patching:
         return ns
 
     def text_poke_each(
-        self, cpu: int, addr: int, writes: int, nbytes: int, *, sync: bool = False
+        self, cpu: int, addr: int, writes: int, nbytes: int, *, sync=False, held=False
     ):
         """``writes`` separate instruction writes (aarch64_insn_write()) of
-        ``nbytes`` each under text_mutex; ``sync`` ends with a kick. Each
-        write maps, copies and unmaps (with its own broadcast TLBI)."""
+        ``nbytes`` each under text_mutex (``held``: the caller's); ``sync``
+        ends with a kick. Each write maps, copies and unmaps (with its own
+        broadcast TLBI)."""
         ns = self._insn_writes_ns(cpu, addr, writes, nbytes)
         if sync:
             ns += self.kick_all_cpus_sync_ns(cpu)
-        yield from self.text_mutex.hold(cpu, ns)
+        if held:
+            yield self.env.timeout(int(ns))
+        else:
+            yield from self.text_mutex.hold(cpu, ns)
         self.metrics.inc("text_poke.pokes", writes)
 
-    def text_poke_bp(self, cpu: int, sites: int, insn_len: int = AARCH64_INSN_SIZE):
+    def text_poke_bp(
+        self,
+        cpu: int,
+        sites: int,
+        insn_len: int = AARCH64_INSN_SIZE,
+        *,
+        held: bool = False,
+    ):
         """bpf_arch_text_poke() on arm64 (what x86 does with
-        text_poke_bp()): under text_mutex, one
+        text_poke_bp()): under text_mutex (``held``: the caller's), one
         aarch64_insn_patch_text_nosync() per site, a branch or a NOP: no
         breakpoint, no IPI. ``insn_len`` is ignored: every arm64
         instruction is 4 bytes."""
-        yield from self.text_mutex.lock(cpu)
+        if not held:
+            yield from self.text_mutex.lock(cpu)
         for _ in range(sites):
             yield from self.patch_insn_nosync(cpu, 0)
-        self.text_mutex.release(cpu)
+        if not held:
+            self.text_mutex.release(cpu)
 
     def jump_label_update(self, cpu: int, sites: int, batched=None, site_rate=0.0):
         """__jump_label_update() of one key: each site by
@@ -224,15 +237,17 @@ class Arm64Patching:
         ns = self.caches_clean_inval_pou_ns(nbytes) + self.kick_all_cpus_sync_ns(cpu)
         yield self.env.timeout(int(ns))
 
-    def kprobe_arm(self, cpu: int):
+    def kprobe_arm(self, cpu: int, *, held: bool = False):
         """arch_arm_kprobe() / arch_disarm_kprobe()
         (arch/arm64/kernel/probes/kprobes.c): aarch64_insn_patch_text() of
         the one BRK (or the saved instruction back), under stop_machine(),
         with text_mutex held as the generic arm_kprobe() / disarm_kprobe()
-        hold it around the arch call."""
-        yield from self.text_mutex.lock(cpu)
+        hold it around the arch call (``held``: the caller holds it)."""
+        if not held:
+            yield from self.text_mutex.lock(cpu)
         yield from self.patch_text(cpu, 1)
-        self.text_mutex.release(cpu)
+        if not held:
+            self.text_mutex.release(cpu)
 
     def ftrace_update(self, cpu: int, sites: int, site_rate: float = 0.0):
         """ftrace_replace_code() -> ftrace_modify_code() per site
