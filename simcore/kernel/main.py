@@ -160,6 +160,13 @@ class Kernel:
         return Kprobes(self)
 
     @cached_property
+    def jump_label_mutex(self):
+        """kernel/jump_label.c's jump_label_mutex (jump_label_lock()): one
+        for the kernel, which every static key update takes, made on first
+        use (no lock metrics in runs without static keys)."""
+        return self.machine.mutex("jump_label_mutex")
+
+    @cached_property
     def ftrace(self) -> Ftrace:
         """kernel/trace/ftrace.c: ftrace_lock and the ops trampolines."""
         return Ftrace(self)

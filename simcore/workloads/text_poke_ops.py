@@ -44,7 +44,6 @@ class Users:
         self.busy: set[int] = set()
         self.progs: list[BpfProg] = []
         self.patches = 0
-        self.jl_mutex = None
 
     def start(self) -> None:
         cfg = self.cfg
@@ -89,9 +88,7 @@ class Users:
         """static_key_enable()/disable(): jump_label_mutex around
         __jump_label_update()."""
         kernel, cpu = self.kernel, self.cpu
-        if self.jl_mutex is None:  # made on first use: no metrics without it
-            self.jl_mutex = kernel.machine.mutex("jump_label_mutex")
-        mutex = self.jl_mutex
+        mutex = kernel.jump_label_mutex  # the kernel's, shared by every user
         yield from mutex.lock(cpu)
         keys = self.cfg.static_keys
         yield from kernel.text_poke.jump_label_update(

@@ -172,6 +172,23 @@ def test_a_text_poke_waits_out_the_kprobe_optimizers_grace_period():
     assert env.now - t0 >= RCU_GP_NS // 2 - 1_000_000
 
 
+def test_static_key_updates_of_two_workloads_share_the_kernels_mutex(tmp_path):
+    """jump_label_mutex is the kernel's (kernel/jump_label.c): updates from
+    two workloads on two CPUs wait for each other."""
+    wl = """\
+name: two-keys
+duration: 20ms
+machine: {profile: skylake-sp, cpus: 8}
+kernel: {preset: "6.1"}
+host: {enabled: false}
+workloads:
+  - {type: text_poke_users, cpu: 0, static_keys: {rate: 2000/s, sites: 2000}}
+  - {type: text_poke_users, cpu: 1, static_keys: {rate: 2000/s, sites: 2000}}
+"""
+    m = run_metrics(tmp_path, wl)
+    assert m["lock.jump_label_mutex.wait_ns"] > 0
+
+
 def test_bpf_trampolines_attach_and_detach_balance(tmp_path):
     wl = WL.format(profile="skylake-sp", preset="6.9").replace(
         "    static_keys: {rate: 500/s, sites: 56}\n"

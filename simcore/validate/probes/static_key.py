@@ -41,7 +41,7 @@ class StaticKey(Strict):
 
     def _run(self, sim: Simulation):
         env = sim.env
-        lock = sim.machine.mutex("jump_label_mutex")
+        lock = sim.kernel.jump_label_mutex
         poke = sim.text_poke
         for _ in range(self.toggles):
             t0 = env.now
