@@ -40,19 +40,20 @@ class Machine:
         # task by idle balancing is not modelled (an estimate: a task that
         # just ran is cache-hot, and the nohz balance kick waits for a tick).
         self.owed = [0] * ctx.nr_cpus
-        # work items running on each CPU now: a kworker's own vmalloc() or
-        # vfree() does not pay the task's debt
-        self.in_kworker = [0] * ctx.nr_cpus
+        # the SimPy processes of the work items running now: a kworker's
+        # own vmalloc() or vfree() does not pay the task's debt
+        self._kworkers: set = set()
 
     def kworker_start(self, cpu: int) -> int:
-        """A bound work item starts its CPU work on ``cpu``; the time."""
-        self.in_kworker[cpu] += 1
+        """The active process, a bound work item, starts its CPU work on
+        ``cpu``; the time."""
+        self._kworkers.add(self.env.active_process)
         return self.env.now
 
     def kworker_done(self, cpu: int, t0: int, slept: int = 0) -> None:
         """The work item that started at ``t0`` ends; its time on the CPU,
         less ``slept``, is owed by the task there (``cpu.kworker_ns``)."""
-        self.in_kworker[cpu] -= 1
+        self._kworkers.discard(self.env.active_process)
         ns = self.env.now - t0 - slept
         if ns > 0:
             self.owed[cpu] += ns
@@ -60,9 +61,9 @@ class Machine:
 
     def owed_ns(self, cpu: int) -> int:
         """What the task on ``cpu`` owes the kworkers that preempted it,
-        cleared for the caller to spend; 0 inside a work item."""
+        cleared for the caller to spend; 0 when the caller is a work item."""
         ns = self.owed[cpu]
-        if not ns or self.in_kworker[cpu]:
+        if not ns or self.env.active_process in self._kworkers:
             return 0
         self.owed[cpu] = 0
         return ns
