@@ -65,6 +65,10 @@ class KernelKnobs(BaseModel):
     # calculate_min_free_kbytes()'s ceiling in KiB: 65536, then 262144
     # (ee8eb9a5fe86, v5.7)
     min_free_kbytes_max: int
+    # /sys/kernel/mm/transparent_hugepage/enabled at boot: always or madvise
+    # start khugepaged, whose set_recommended_min_free_kbytes() may raise
+    # min_free_kbytes; never does not
+    thp: Literal["always", "madvise", "never"]
     # __vmalloc_node_range(): a NUMA_NO_NODE VM_ALLOW_HUGE_VMAP request is
     # huge when size / num_online_nodes() reaches a PMD, until v6.13
     vmalloc_huge_per_node: bool

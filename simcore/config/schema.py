@@ -66,6 +66,7 @@ class KernelConfig(Strict):
     module_layout: Literal["core_init", "per_type"] | None = None
     bpf_insn_aux: Literal["vzalloc", "vrealloc"] | None = None
     min_free_kbytes_max: int | None = Field(default=None, ge=128)
+    thp: Literal["always", "madvise", "never"] | None = None
     vmalloc_huge_per_node: bool | None = None
     execmem_rox_users: Literal["modules", "modules_kprobes_ftrace"] | None = None
     rodata: Literal["full", "on"] | None = None

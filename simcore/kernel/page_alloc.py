@@ -62,7 +62,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from simcore.constants import PAGE_SIZE
+from simcore.constants import PAGE_SHIFT, PAGE_SIZE
 from simcore.errors import CaptureError, SimulationError
 from simcore.kernel.boot_pages import BootPages
 from simcore.kernel.buddy import PAGE_ALLOC_COSTLY_ORDER, BuddyAllocator
@@ -76,7 +76,7 @@ from simcore.kernel.mmzone import (
     zone_batchsize,
 )
 from simcore.kernel.vmscan import Reclaim
-from simcore.kernel.watermarks import setup_per_zone_wmarks
+from simcore.kernel.watermarks import recommended_min_free_kbytes, setup_per_zone_wmarks
 
 if TYPE_CHECKING:
     from simcore.kernel.main import Kernel
@@ -144,6 +144,21 @@ def node_pages_from_profile(profile: HwProfile) -> list[int]:
     return [per_node] * nodes
 
 
+def kernel_zones(kernel: Kernel, zones: list[Zone]) -> int:
+    """The populated zones up to ZONE_NORMAL that the kernel counts where
+    the model has one zone per node: ZONE_NORMAL on every node, and on the
+    first node ZONE_DMA (x86: the low 16 MiB) and ZONE_DMA32 (to 4 GiB),
+    the latter with ZONE_NORMAL only when the machine has 4 GiB or more (an
+    estimate: the PCI hole below 4 GiB pushes the rest of the first 4 GiB
+    above it). arm64 (an estimate): ZONE_DMA spans the low 4 GiB on servers
+    whose firmware allows 32-bit DMA, ZONE_DMA32 is then empty, so the
+    first node has two."""
+    if kernel.profile.arch == "arm64":
+        return len(zones) + 1
+    normal = sum(z.nr_pages for z in zones) << PAGE_SHIFT >= 4 << 30
+    return len(zones) + (2 if normal else 1)
+
+
 class PageAlloc:
     """The page allocator on the simulated machine: SimPy generators that
     take ``zone->lock`` and charge ``kernel_costs`` (see the module doc).
@@ -185,9 +200,16 @@ class PageAlloc:
         )
         self.zone_locks = [m.spinlock("zone_lock") for _ in self.buddy.zones]
         # init_per_zone_wmark_min(), a postcore initcall
+        zones = self.buddy.zones
         self.min_free_kbytes = setup_per_zone_wmarks(
-            self.buddy.zones, ceil=kernel.knobs.min_free_kbytes_max
+            zones, ceil=kernel.knobs.min_free_kbytes_max
         )
+        if kernel.knobs.thp != "never":
+            # hugepage_init() -> start_stop_khugepaged(), a late initcall
+            lowmem = sum(z.nr_pages for z in zones)
+            raised = recommended_min_free_kbytes(kernel_zones(kernel, zones), lowmem)
+            if raised > self.min_free_kbytes:
+                self.min_free_kbytes = setup_per_zone_wmarks(zones, kbytes=raised)
         self._reclaim: Reclaim | None = None
         t = kernel.profile.topology
         self._cores_per_node = max(

@@ -8,6 +8,11 @@ splits it over the zones:
   * 16)``, clamped to [128, 262144] KiB, ``lowmem_kbytes`` being
   ``nr_free_buffer_pages()`` (the managed pages of the zones up to
   ZONE_NORMAL, less their high watermarks, which are still 0 at that point);
+- khugepaged, started at boot when THP is enabled (``always`` or
+  ``madvise``: ``kernel.thp``), raises ``min_free_kbytes`` to
+  ``set_recommended_min_free_kbytes()`` when that is larger: 11 pageblocks
+  per zone up to ZONE_NORMAL (the boot log's "raising min_free_kbytes
+  from ... to 67584" with three zones), at most 5 % of lowmem;
 - ``__setup_per_zone_wmarks()``: each zone's ``WMARK_MIN`` is its share of
   ``min_free_kbytes`` by managed pages; the distance to ``WMARK_LOW`` and on
   to ``WMARK_HIGH`` is ``max(min / 4, managed * watermark_scale_factor /
@@ -48,6 +53,11 @@ MIN_FREE_KBYTES_FLOOR = 128
 MIN_FREE_KBYTES_CEIL = 262144
 # mm/page_alloc.c: int watermark_scale_factor = 10 (parts of 10000)
 WATERMARK_SCALE_FACTOR = 10
+# pageblock_nr_pages with 4 KiB pages (pageblock_order = HPAGE_PMD_ORDER =
+# 9) and MIGRATE_PCPTYPES (unmovable, movable, reclaimable), which
+# set_recommended_min_free_kbytes() reads
+PAGEBLOCK_NR_PAGES = 512
+MIGRATE_PCPTYPES = 3
 
 
 def min_free_kbytes(lowmem_pages: int, ceil: int = MIN_FREE_KBYTES_CEIL) -> int:
@@ -72,17 +82,29 @@ def setup_per_zone_wmarks(
     zones: Iterable[Zone],
     scale_factor: int = WATERMARK_SCALE_FACTOR,
     ceil: int = MIN_FREE_KBYTES_CEIL,
+    kbytes: int | None = None,
 ) -> int:
     """init_per_zone_wmark_min(): compute min_free_kbytes from the zones'
-    managed pages and set every zone's watermarks; returns min_free_kbytes."""
+    managed pages (or take ``kbytes``, as khugepaged's raise sets it) and
+    set every zone's watermarks; returns min_free_kbytes."""
     zones = list(zones)
     lowmem = sum(z.nr_pages for z in zones)
-    kbytes = min_free_kbytes(lowmem, ceil)
+    if kbytes is None:
+        kbytes = min_free_kbytes(lowmem, ceil)
     for z in zones:
         z.wmark_min, z.wmark_low, z.wmark_high = zone_wmarks(
             z.nr_pages, lowmem, kbytes, scale_factor
         )
     return kbytes
+
+
+def recommended_min_free_kbytes(nr_zones: int, lowmem_pages: int) -> int:
+    """set_recommended_min_free_kbytes() (mm/khugepaged.c), run when
+    khugepaged starts with THP enabled: two free pageblocks per zone up to
+    ZONE_NORMAL, plus MIGRATE_PCPTYPES^2 more for fallbacks between
+    migratetypes, at most 5 % of lowmem; in KiB."""
+    pages = PAGEBLOCK_NR_PAGES * nr_zones * (2 + MIGRATE_PCPTYPES * MIGRATE_PCPTYPES)
+    return min(pages, lowmem_pages // 20) << (PAGE_SHIFT - 10)
 
 
 def zone_watermark_ok(

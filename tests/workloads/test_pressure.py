@@ -58,7 +58,8 @@ def test_watermarks_follow_the_kernel_formula():
     # 10 / 10000) = max(724, 2097) -> low 4993, high 7090
     assert min_free_kbytes(2097152) == 11585
     assert zone_wmarks(2097152, 2097152, 11585, 10) == (2896, 4993, 7090)
-    sim = make_sim()  # small-test: 8 GiB, one node
+    # small-test: 8 GiB, one node; THP off, so khugepaged raises nothing
+    sim = make_sim(kernel="{preset: latest, thp: never}")
     (zone,) = sim.page_alloc.buddy.zones
     assert (zone.wmark_min, zone.wmark_low, zone.wmark_high) == (2896, 4993, 7090)
     assert sim.page_alloc.min_free_kbytes == 11585
@@ -82,10 +83,30 @@ def test_before_v5_7_min_free_kbytes_stops_at_64_mib():
     for preset in ("5.4", "5.10"):
         sim = make_sim(
             machine="{profile: skylake-sp, sockets: 1}",
-            kernel=f'{{preset: "{preset}"}}',
+            kernel=f'{{preset: "{preset}", thp: never}}',
         )
         got[preset] = sim.page_alloc.min_free_kbytes
     assert got == {"5.4": 65536, "5.10": 80264}
+
+
+def test_khugepaged_raises_min_free_kbytes_where_thp_is_on():
+    """set_recommended_min_free_kbytes(): 11 pageblocks per zone up to
+    ZONE_NORMAL, the boot log's 'raising min_free_kbytes from 11585 to
+    67584' on one 8 GiB node (DMA, DMA32, Normal); it raises and never
+    lowers (a 384 GiB node keeps its 80264 KiB on 5.10, and gets 67584
+    instead of the 65536 ceiling on 5.4); THP never keeps the formula's."""
+    got = {}
+    for machine, preset, thp in (
+        ("{profile: small-test}", "latest", "always"),
+        ("{profile: small-test}", "latest", "madvise"),
+        ("{profile: small-test}", "latest", "never"),
+        ("{profile: skylake-sp, sockets: 1}", "5.4", "always"),
+        ("{profile: skylake-sp, sockets: 1}", "5.10", "always"),
+        ("{profile: skylake-sp, sockets: 2}", "5.4", "always"),
+    ):
+        sim = make_sim(machine=machine, kernel=f'{{preset: "{preset}", thp: {thp}}}')
+        got[machine, preset, thp] = sim.page_alloc.min_free_kbytes
+    assert list(got.values()) == [67584, 67584, 11585, 67584, 80264, 90112]
 
 
 def test_no_pressure_no_reclaim():
