@@ -44,9 +44,9 @@ class Machine:
         # own vmalloc() or vfree() does not pay the task's debt
         self._kworkers: set = set()
 
-    def kworker_start(self, cpu: int) -> int:
-        """The active process, a bound work item, starts its CPU work on
-        ``cpu``; the time."""
+    def kworker_start(self) -> int:
+        """The active process, a bound work item, starts its CPU work; the
+        time (``kworker_done()`` names the CPU)."""
         self._kworkers.add(self.env.active_process)
         return self.env.now
 

@@ -396,9 +396,9 @@ class Kprobes:
         Fix potential deadlock in kprobe_optimizer()', v5.3, before every
         preset): every other text_poke user waits out the optimizer's
         synchronize_rcu_tasks(). Here text_mutex is dropped before step 4,
-        whose slot frees may release a page whose INT3 fill takes
-        text_mutex again (the kernel defers that fill since v6.17, which
-        is not modelled)."""
+        which the kernel runs with it held: the model's ROX cache fills a
+        freed range with text_poke_set(), under text_mutex, so a kprobe
+        page freed there would wait on itself."""
         env = self.env
         yield env.timeout(OPTIMIZE_DELAY_NS)
         t0 = env.now

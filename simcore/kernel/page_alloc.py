@@ -76,7 +76,11 @@ from simcore.kernel.mmzone import (
     zone_batchsize,
 )
 from simcore.kernel.vmscan import Reclaim
-from simcore.kernel.watermarks import recommended_min_free_kbytes, setup_per_zone_wmarks
+from simcore.kernel.watermarks import (
+    min_free_kbytes,
+    recommended_min_free_kbytes,
+    setup_per_zone_wmarks,
+)
 
 if TYPE_CHECKING:
     from simcore.kernel.main import Kernel
@@ -144,7 +148,7 @@ def node_pages_from_profile(profile: HwProfile) -> list[int]:
     return [per_node] * nodes
 
 
-def kernel_zones(kernel: Kernel, zones: list[Zone]) -> int:
+def kernel_zones(arch: str, nodes: int, lowmem_pages: int) -> int:
     """The populated zones up to ZONE_NORMAL that the kernel counts where
     the model has one zone per node: ZONE_NORMAL on every node, and on the
     first node ZONE_DMA (x86: the low 16 MiB) and ZONE_DMA32 (to 4 GiB),
@@ -153,10 +157,9 @@ def kernel_zones(kernel: Kernel, zones: list[Zone]) -> int:
     above it). arm64 (an estimate): ZONE_DMA spans the low 4 GiB on servers
     whose firmware allows 32-bit DMA, ZONE_DMA32 is then empty, so the
     first node has two."""
-    if kernel.profile.arch == "arm64":
-        return len(zones) + 1
-    normal = sum(z.nr_pages for z in zones) << PAGE_SHIFT >= 4 << 30
-    return len(zones) + (2 if normal else 1)
+    if arch == "arm64":
+        return nodes + 1
+    return nodes + (2 if lowmem_pages << PAGE_SHIFT >= 4 << 30 else 1)
 
 
 class PageAlloc:
@@ -167,9 +170,10 @@ class PageAlloc:
 
     - a single allocation: ``page_alloc_ns`` (the pcp fast path);
     - a free to the per-CPU lists (order 0, and the pcp orders of the eras
-      that have them): ``page_free_factor * page_alloc_ns`` (the ratio from a published microbenchmark of both
-      paths, in the profile); a larger block freed to the buddy allocator
-      costs ``page_alloc_ns`` as before, plus its locked merge steps;
+      that have them): ``page_free_factor * page_alloc_ns`` (the ratio of
+      the two paths in a published microbenchmark, in the profile); a
+      larger block freed to the buddy allocator costs ``page_alloc_ns``,
+      plus its locked merge steps;
     - bulk allocation: ``page_alloc_ns`` per call plus
       ``bulk_page_factor * page_alloc_ns`` per page (both in the profile);
     - under ``zone->lock``: ``ZONE_LOCKED_SHARE`` of the bulk per-page cost
@@ -201,15 +205,14 @@ class PageAlloc:
         self.zone_locks = [m.spinlock("zone_lock") for _ in self.buddy.zones]
         # init_per_zone_wmark_min(), a postcore initcall
         zones = self.buddy.zones
-        self.min_free_kbytes = setup_per_zone_wmarks(
-            zones, ceil=kernel.knobs.min_free_kbytes_max
-        )
+        lowmem = sum(z.nr_pages for z in zones)
+        kbytes = min_free_kbytes(lowmem, kernel.knobs.min_free_kbytes_max)
         if kernel.knobs.thp != "never":
-            # hugepage_init() -> start_stop_khugepaged(), a late initcall
-            lowmem = sum(z.nr_pages for z in zones)
-            raised = recommended_min_free_kbytes(kernel_zones(kernel, zones), lowmem)
-            if raised > self.min_free_kbytes:
-                self.min_free_kbytes = setup_per_zone_wmarks(zones, kbytes=raised)
+            # hugepage_init() -> start_stop_khugepaged(), a late initcall:
+            # set_recommended_min_free_kbytes() raises it, never lowers it
+            nr_zones = kernel_zones(kernel.profile.arch, len(zones), lowmem)
+            kbytes = max(kbytes, recommended_min_free_kbytes(nr_zones, lowmem))
+        self.min_free_kbytes = setup_per_zone_wmarks(zones, kbytes=kbytes)
         self._reclaim: Reclaim | None = None
         t = kernel.profile.topology
         self._cores_per_node = max(
@@ -508,6 +511,7 @@ class PageAlloc:
         b = self.buddy
         b.check_order(order)
         node = b.zone_of(pfn).node
+        ns = self.free_ns  # free_unref_page(): to this CPU's list
         if order == 0:
             if b.pcp_push(pfn, cpu):
                 yield from self._locked(cpu, node, self._drain, node, cpu)
@@ -517,10 +521,8 @@ class PageAlloc:
         else:
             b.free_pages_prepare(pfn, order)
             yield from self._locked(cpu, node, self._free_one, pfn, order)
-            yield self.env.timeout(int(self.page_ns))
-            self._publish()
-            return
-        yield self.env.timeout(int(self.free_ns))
+            ns = self.page_ns
+        yield self.env.timeout(int(ns))
         self._publish()
 
     def free_pages_batch(self, cpu: int, pfns: list[int]):

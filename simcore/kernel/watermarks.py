@@ -42,6 +42,7 @@ from math import isqrt
 from typing import TYPE_CHECKING
 
 from simcore.constants import PAGE_SHIFT, PAGE_SIZE
+from simcore.kernel.mmzone import PAGEBLOCK_ORDER
 
 if TYPE_CHECKING:
     from simcore.kernel.mmzone import Zone
@@ -53,10 +54,8 @@ MIN_FREE_KBYTES_FLOOR = 128
 MIN_FREE_KBYTES_CEIL = 262144
 # mm/page_alloc.c: int watermark_scale_factor = 10 (parts of 10000)
 WATERMARK_SCALE_FACTOR = 10
-# pageblock_nr_pages with 4 KiB pages (pageblock_order = HPAGE_PMD_ORDER =
-# 9) and MIGRATE_PCPTYPES (unmovable, movable, reclaimable), which
-# set_recommended_min_free_kbytes() reads
-PAGEBLOCK_NR_PAGES = 512
+# MIGRATE_PCPTYPES (unmovable, movable, reclaimable), which
+# set_recommended_min_free_kbytes() reads with pageblock_nr_pages
 MIGRATE_PCPTYPES = 3
 
 
@@ -103,7 +102,9 @@ def recommended_min_free_kbytes(nr_zones: int, lowmem_pages: int) -> int:
     khugepaged starts with THP enabled: two free pageblocks per zone up to
     ZONE_NORMAL, plus MIGRATE_PCPTYPES^2 more for fallbacks between
     migratetypes, at most 5 % of lowmem; in KiB."""
-    pages = PAGEBLOCK_NR_PAGES * nr_zones * (2 + MIGRATE_PCPTYPES * MIGRATE_PCPTYPES)
+    pages = (
+        (1 << PAGEBLOCK_ORDER) * nr_zones * (2 + MIGRATE_PCPTYPES * MIGRATE_PCPTYPES)
+    )
     return min(pages, lowmem_pages // 20) << (PAGE_SHIFT - 10)
 
 

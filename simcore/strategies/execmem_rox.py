@@ -66,6 +66,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import field_validator
 
 from simcore.constants import PAGE, PMD_SHIFT, PMD_SIZE
+from simcore.kernel.module_layout import CORE, INIT
 from simcore.kernel.util import Shadow, kvmalloc, vzalloc
 from simcore.kernel.vmalloc import VM_ALLOW_HUGE_VMAP, VmArea
 from simcore.strategies.base import ExecAlloc
@@ -87,8 +88,9 @@ from simcore.units import Size, format_size
 if TYPE_CHECKING:
     from simcore.kernel.main import Kernel
 
-# EXECMEM_MODULE_TEXT's users: the kinds the module loader remaps RW
-MODULE_TEXT = frozenset({"module_text", "module_init_text"})
+# EXECMEM_MODULE_TEXT's users: the kinds the module loader remaps RW (a
+# module's core and init text)
+MODULE_TEXT = frozenset({CORE, INIT})
 
 # include/linux/maple_tree.h: MAPLE_RANGE64_SLOTS, the fan-out of the
 # range nodes that free_areas and busy_areas are made of
@@ -134,13 +136,9 @@ class RoxParams(StrategyParams):
 @dataclass(slots=True, eq=False)
 class RoxSlice:
     addr: int
-    size: int  # bytes asked for, copied in at finalize
+    size: int  # bytes asked for (a staged copy's size)
     shadow: Shadow | None = None
     temp_rw: bool = False  # remapped RW for the module loader (v6.15)
-
-
-def _npages(sl: RoxSlice) -> int:
-    return round_up(sl.size, PAGE) // PAGE
 
 
 class ExecmemRox(ModuleAlloc):
@@ -235,25 +233,34 @@ class ExecmemRox(ModuleAlloc):
         yield self.env.timeout(int(work))
         self.cache_mutex.release(cpu)
 
-    def _temp_rw(self, cpu: int, obj: ExecAlloc, sl: RoxSlice):
-        """module_memory_alloc() -> execmem_make_temp_rw() (05e555b81726,
-        c287c0723329, v6.15): set_memory_nx() then set_memory_rw() over the
-        slice's pages, each a CPA on the vmalloc mapping (splitting the 2M
-        page the slice sits in) and its direct-map alias, each with its
-        flush; the loader then writes the text in place."""
-        cpa = self.kernel.cpa
-        yield from cpa.set_memory_nx(cpu, sl.addr, _npages(sl))
-        yield from cpa.set_memory_rw(cpu, sl.addr, _npages(sl))
-        sl.temp_rw = True
-        self._follow(sl.addr, sl.size)
+    def _force_rw(self, cpu: int, addr: int, size: int):
+        """execmem_force_rw() (execmem_make_temp_rw() in v6.15-v6.16):
+        set_memory_nx() then set_memory_rw() over the range's pages, each a
+        CPA on the vmalloc mapping (splitting the 2M page the range sits in)
+        and its direct-map alias, each with its flush."""
+        cpa, npages = self.kernel.cpa, -(-size // PAGE)
+        yield from cpa.set_memory_nx(cpu, addr, npages)
+        yield from cpa.set_memory_rw(cpu, addr, npages)
+        self._follow(addr, size)
 
-    def _restore_rox(self, cpu: int, sl: RoxSlice):
-        """execmem_restore_rox(): set_memory_rox() over the slice, which
+    def _restore(self, cpu: int, addr: int, size: int):
+        """execmem_restore_rox(): set_memory_rox() over the range, which
         re-forms the 2M mapping where the era collapses
         (kernel.cpa_collapse)."""
-        yield from self.kernel.cpa.set_memory_rox(cpu, sl.addr, _npages(sl))
+        yield from self.kernel.cpa.set_memory_rox(cpu, addr, -(-size // PAGE))
+        self._follow(addr, size)
+
+    def _temp_rw(self, cpu: int, sl: RoxSlice):
+        """module_memory_alloc() -> execmem_make_temp_rw() (05e555b81726,
+        c287c0723329, v6.15) over the slice; the loader then writes the
+        text in place."""
+        yield from self._force_rw(cpu, sl.addr, sl.size)
+        sl.temp_rw = True
+
+    def _restore_rox(self, cpu: int, sl: RoxSlice):
+        """module_enable_text_rox() -> execmem_restore_rox() of the slice."""
+        yield from self._restore(cpu, sl.addr, sl.size)
         sl.temp_rw = False
-        self._follow(sl.addr, sl.size)
 
     def _follow(self, addr: int, size: int) -> None:
         """Every live slice in the 2M pages a CPA split or re-formed now
@@ -333,7 +340,7 @@ class ExecmemRox(ModuleAlloc):
         self.clean_pending = False
         work = yield from self.cache_mutex.take(cpu)
         machine = self.kernel.machine
-        t0 = machine.kworker_start(cpu)
+        t0 = machine.kworker_start()
         free = self.free_areas
         i = 0
         while i < len(free):
@@ -400,8 +407,10 @@ class ExecmemRox(ModuleAlloc):
             yield from super().write(cpu, obj, nbytes, writes)
             return
         if obj.kind in MODULE_TEXT and writes == 1:
-            if not sl.temp_rw:  # remapped once, at module_memory_alloc()
-                yield from self._temp_rw(cpu, obj, sl)
+            # remapped RW once, at the loader's first write here (the
+            # kernel does it in module_memory_alloc(), before the memset)
+            if not sl.temp_rw:
+                yield from self._temp_rw(cpu, sl)
             yield self.env.timeout(int(self.copy_ns(nbytes, writes)))
             return
         tp = self.kernel.text_poke
@@ -426,8 +435,9 @@ class ExecmemRox(ModuleAlloc):
         yield self.env.timeout(int(self.copy_ns(nbytes, writes)))
 
     def finalize(self, cpu: int, obj: ExecAlloc):
-        """execmem_update_copy() / bpf_arch_text_copy() of the staged copy;
-        the slice is read-only and executable already."""
+        """Module text remapped RW: module_enable_text_rox() restores ROX.
+        Otherwise execmem_update_copy() / bpf_arch_text_copy() of the
+        staged copy into the slice, read-only and executable already."""
         if self._packed(obj):
             yield from self._pack.finalize(cpu, obj)
             return

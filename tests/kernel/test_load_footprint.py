@@ -6,7 +6,7 @@ vfree()d by free_copy() before the module's init)."""
 from __future__ import annotations
 
 from simcore.constants import PAGE
-from simcore.kernel.bpf.core import BPF_INSN_AUX_SIZE, bpf_insn_aux_bytes
+from simcore.kernel.bpf.verifier import BPF_INSN_AUX_SIZE
 from simcore.kernel.module import ModuleSpec
 from tests.kernel import make_sim, run, spy_vmalloc
 
@@ -18,7 +18,8 @@ def test_the_verifier_vzallocs_one_aux_entry_per_insn_and_frees_it():
     assert prog is not None
     aux = [e for e in log if e[1] == "bpf_check"]
     assert [e[0] for e in aux] == ["vmalloc", "vfree"]
-    assert aux[0][2] == bpf_insn_aux_bytes(500) == (500 // 5) * BPF_INSN_AUX_SIZE
+    # one struct bpf_insn_aux_data per instruction of the unpatched program
+    assert aux[0][2] == (500 // 5) * BPF_INSN_AUX_SIZE
     # freed before the program goes live: only the struct stays
     assert aux[1][3] is aux[0][3]
     assert prog.struct is not aux[0][3]

@@ -336,7 +336,7 @@ def test_a_work_item_does_not_pay_the_task_s_debt():
     m.owed[1] = 5_000
 
     def item():
-        t0 = m.kworker_start(1)
+        t0 = m.kworker_start()
         area = yield from vm.vmalloc(1, PAGE)
         yield from vm.vfree(1, area)
         m.kworker_done(1, t0)

@@ -180,40 +180,28 @@ class Arm64Patching:
         return ns
 
     def text_poke_each(
-        self, cpu: int, addr: int, writes: int, nbytes: int, *, sync=False, held=False
+        self, cpu: int, addr: int, writes: int, nbytes: int, *, sync: bool = False
     ):
         """``writes`` separate instruction writes (aarch64_insn_write()) of
-        ``nbytes`` each under text_mutex (``held``: the caller's); ``sync``
-        ends with a kick. Each write maps, copies and unmaps (with its own
-        broadcast TLBI)."""
+        ``nbytes`` each under text_mutex; ``sync`` ends with a kick. Each
+        write maps, copies and unmaps (with its own broadcast TLBI)."""
         ns = self._insn_writes_ns(cpu, addr, writes, nbytes)
         if sync:
             ns += self.kick_all_cpus_sync_ns(cpu)
-        if held:
-            yield self.env.timeout(int(ns))
-        else:
-            yield from self.text_mutex.hold(cpu, ns)
+        yield from self.text_mutex.hold(cpu, ns)
         self.metrics.inc("text_poke.pokes", writes)
 
-    def text_poke_bp(
-        self,
-        cpu: int,
-        sites: int,
-        insn_len: int = AARCH64_INSN_SIZE,
-        *,
-        held: bool = False,
-    ):
+    def text_poke_bp(self, cpu: int, sites: int, insn_len: int = AARCH64_INSN_SIZE):
         """bpf_arch_text_poke() on arm64 (what x86 does with
-        text_poke_bp()): under text_mutex (``held``: the caller's), one
+        text_poke_bp()): under text_mutex, one
         aarch64_insn_patch_text_nosync() per site, a branch or a NOP: no
         breakpoint, no IPI. ``insn_len`` is ignored: every arm64
-        instruction is 4 bytes."""
-        if not held:
-            yield from self.text_mutex.lock(cpu)
+        instruction is 4 bytes. (No ``held``: only x86's optimizer of
+        kprobes, which arm64 lacks, pokes with text_mutex held.)"""
+        yield from self.text_mutex.lock(cpu)
         for _ in range(sites):
             yield from self.patch_insn_nosync(cpu, 0)
-        if not held:
-            self.text_mutex.release(cpu)
+        self.text_mutex.release(cpu)
 
     def jump_label_update(self, cpu: int, sites: int, batched=None, site_rate=0.0):
         """__jump_label_update() of one key: each site by

@@ -39,7 +39,6 @@ from simcore.constants import PAGE
 from simcore.hooks import tracepoint
 from simcore.kernel.bpf.kallsyms import BpfKallsyms
 from simcore.kernel.bpf.verifier import (
-    BPF_INSN_AUX_SIZE,
     PATCH_TAIL_SHARE,
     BpfVerifier,
 )
@@ -83,12 +82,6 @@ JIT_BYTES_PER_INSN = 5
 def prog_insns(proglen: int) -> int:
     """A program's BPF instructions (prog->len) from its JIT image size."""
     return max(1, proglen // JIT_BYTES_PER_INSN)
-
-
-def bpf_insn_aux_bytes(proglen: int) -> int:
-    """bpf_check()'s vzalloc(array_size(sizeof(struct bpf_insn_aux_data),
-    len)) for an unpatched program: one entry per BPF instruction."""
-    return prog_insns(proglen) * BPF_INSN_AUX_SIZE
 
 
 def bpf_prog_size_pages(insn_cnt: int) -> int:

@@ -121,7 +121,6 @@ class BpfVerifier:
             return aux, True
         old_len = prog.insn_cnt
         nbytes = (old_len + cnt - 1) * BPF_INSN_AUX_SIZE
-        new: Shadow | None = None
         if self.realloc:
             grown = yield from vrealloc(
                 k, cpu, aux, nbytes, zero=True, caller="bpf_patch_insn_data"
@@ -135,11 +134,11 @@ class BpfVerifier:
                 return aux, False
         ok = yield from k.bpf.patch_insn_single(cpu, prog, cnt)
         if not ok:
-            if new is not None:
+            if not self.realloc:
                 yield from k.vmalloc.vfree(cpu, new.area)
             return aux, False
         # adjust_insn_aux_data()
-        if new is None:
+        if self.realloc:
             # memmove() of the entries after the patch, memset() of the
             # patched range
             moved = int(old_len * PATCH_TAIL_SHARE) * BPF_INSN_AUX_SIZE

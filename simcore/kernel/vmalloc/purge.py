@@ -99,7 +99,7 @@ class PurgeMixin:
                 # purge's own time, less its flush_work() waits for the
                 # helpers, is the kworker's CPU time
                 yield from self.purge_lock.take(cpu)
-                t0, self.helper_wait_ns = machine.kworker_start(cpu), 0
+                t0, self.helper_wait_ns = machine.kworker_start(), 0
                 yield from self._purge_lazy(cpu, KVA_END, 0, False)
                 self.purge_lock.release(cpu)
                 machine.kworker_done(cpu, t0, self.helper_wait_ns)
@@ -226,7 +226,7 @@ class PurgeMixin:
         task it preempts there."""
         yield self.env.timeout(self.wakeup_ns)
         machine = self.kernel.machine
-        t0 = machine.kworker_start(cpu)
+        t0 = machine.kworker_start()
         yield from self._purge_vmap_node(cpu, vn)
         machine.kworker_done(cpu, t0)
 
