@@ -394,11 +394,11 @@ class Kprobes:
         ``kprobe_mutex``, steps 1-4 also under ``text_mutex``, taken once
         after kprobe_mutex and cpus_read_lock() (f1c6ece23729 'kprobes:
         Fix potential deadlock in kprobe_optimizer()', v5.3, before every
-        preset): every other text_poke user waits out the optimizer's
-        synchronize_rcu_tasks(). Here text_mutex is dropped before step 4,
-        which the kernel runs with it held: the model's ROX cache fills a
-        freed range with text_poke_set(), under text_mutex, so a kprobe
-        page freed there would wait on itself."""
+        preset): every other text_poke user waits out the optimizer, its
+        synchronize_rcu_tasks() and step 4's frees included (a slot page
+        freed there goes back through execmem_free(), which takes no
+        text_mutex: v6.17's ROX cache fills it through a temporary RW
+        remap, see execmem_rox)."""
         env = self.env
         yield env.timeout(OPTIMIZE_DELAY_NS)
         t0 = env.now
@@ -424,7 +424,6 @@ class Kprobes:
             self._costs(kp, "jump")
             kp.state = "optimized"
             self.metrics.inc("kprobes.optimized")
-        tp.text_mutex.release(cpu)
         # Step 4: do_free_cleaned_kprobes() -> free_aggr_kprobe()
         for kp in cleaned:
             kp.state = "gone"
@@ -432,6 +431,7 @@ class Kprobes:
                 yield from self.optinsn.put(cpu, kp.opt_slot, dirty=True)
                 kp.opt_slot = None
             yield from self.insn.put(cpu, kp.slot, dirty=True)
+        tp.text_mutex.release(cpu)
         # Step 5: kick the optimizer again if needed
         if self.optimizing or self.unoptimizing:
             self._kick(cpu)

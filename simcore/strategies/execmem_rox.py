@@ -176,7 +176,10 @@ class ExecmemRox(ModuleAlloc):
         self.live: dict[int, ExecAlloc] = {}  # slices handed out, by address
         # the kinds whose execmem range has EXECMEM_ROX_CACHE in this era
         self.rox_kinds = MODULE_TEXT
-        if kernel.knobs.execmem_rox_users == "modules_kprobes_ftrace":
+        # the v6.17 series: kprobes and ftrace in the cache, and
+        # execmem_cache_free() reworked (see _cache_free)
+        self.reworked_free = kernel.knobs.execmem_rox_users == "modules_kprobes_ftrace"
+        if self.reworked_free:
             self.rox_kinds |= {"kprobe", "ftrace"}
         self.rng = kernel.rng(f"strategy.{self.name}")
         self._bpf_pack: BpfProgPack | None = None
@@ -318,15 +321,33 @@ class ExecmemRox(ModuleAlloc):
         return True
 
     def _cache_free(self, cpu: int, addr: int):
-        """execmem_cache_free()."""
+        """execmem_cache_free(). v6.15-v6.16: erase from busy_areas under the
+        cache mutex, execmem_fill_trapping_insns(ptr, size, writable =
+        false) (text_poke_set() of INT3, under text_mutex), then
+        execmem_cache_add(). From 'execmem: rework execmem_cache_free()', in
+        the v6.17 series that also put kprobes and ftrace in the cache
+        (``kernel.execmem_rox_users: modules_kprobes_ftrace``, the same
+        era), __execmem_cache_free() under the cache mutex:
+        execmem_force_rw(), the INT3 fill as plain stores,
+        execmem_restore_rox(), execmem_cache_add_locked(); no text_mutex.
+        (Its deferred path, taken only when execmem_force_rw() fails, is
+        not modelled.)"""
         work = yield from self.cache_mutex.take(cpu)
         size = self.busy.pop(addr)
         work += self._tree_ns(len(self.busy) + 1, 2)  # mas_walk(), erase
         yield self.env.timeout(int(work))
-        self.cache_mutex.release(cpu)
-        # execmem_fill_trapping_insns(ptr, size, writable = false)
-        yield from self.kernel.text_poke.text_poke_set(cpu, addr, size)
-        yield from self._cache_add(cpu, addr, size)
+        if self.reworked_free:
+            yield from self._force_rw(cpu, addr, size)
+            yield self.env.timeout(int(size * self.byte_ns))
+            yield from self._restore(cpu, addr, size)
+            self.free_areas.give(addr, size)
+            ns = self._tree_ns(len(self.free_areas), 3)
+            yield self.env.timeout(int(ns))
+            self.cache_mutex.release(cpu)
+        else:
+            self.cache_mutex.release(cpu)
+            yield from self.kernel.text_poke.text_poke_set(cpu, addr, size)
+            yield from self._cache_add(cpu, addr, size)
         if not self.clean_pending:
             # schedule_work(&execmem_cache_clean_work): no-op while pending
             self.clean_pending = True

@@ -140,7 +140,12 @@ def test_slices_are_whole_pages():
 
 
 def test_free_refills_with_int3_and_merges_back():
-    sim = rox_sim(machine="{profile: skylake-sp, cpus: 16}")
+    # v6.15-v6.16 (the cache serving module text only): the INT3 fill is a
+    # text_poke_set(); from the v6.17 series the test below
+    sim = rox_sim(
+        machine="{profile: skylake-sp, cpus: 16}",
+        kernel="{preset: latest, execmem_rox_users: modules}",
+    )
     st = sim.exec_strategy
     a, b, c = text(sim, PAGE), text(sim, 2 * PAGE), text(sim, PAGE)
     (area,) = st.areas.values()
@@ -160,6 +165,28 @@ def test_free_refills_with_int3_and_merges_back():
     assert not st.areas and not st.free_areas.runs()
     assert exec_mem(sim) == (0, 0, 0)
     assert sim.metrics.counters["mem.exec.region_frees"] == 1
+
+
+def test_from_v6_17_a_free_fills_through_a_temporary_rw_remap():
+    """'execmem: rework execmem_cache_free()': execmem_force_rw(), the fill
+    as plain stores, execmem_restore_rox(), no text_poke_set()."""
+    sim = rox_sim(machine="{profile: skylake-sp, cpus: 16}")
+    st = sim.exec_strategy
+    text(sim, PAGE)  # a neighbour, so the freed range is not the whole area
+    b = text(sim, 2 * PAGE)
+    pokes, shoot = count(sim, "text_poke.pokes", "tlb.shootdowns")
+    hists = sim.metrics.hists
+    calls = {
+        op: hists[op].n if op in hists else 0
+        for op in ("set_memory_nx", "set_memory_rw", "set_memory_rox")
+    }
+    run(sim, st.free(0, b))
+    assert count(sim, "text_poke.pokes")[0] == pokes
+    assert count(sim, "tlb.shootdowns")[0] > shoot
+    for op, n in calls.items():
+        assert hists[op].n == n + 1, op
+    d = text(sim, PAGE)
+    assert d.addr == b.addr  # merged back into free_areas all the same
 
 
 def test_the_cleaner_restores_the_direct_map():

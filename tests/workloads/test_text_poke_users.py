@@ -172,6 +172,35 @@ def test_a_text_poke_waits_out_the_kprobe_optimizers_grace_period():
     assert env.now - t0 >= RCU_GP_NS // 2 - 1_000_000
 
 
+def test_the_optimizer_frees_cleaned_slot_pages_under_text_mutex():
+    """Step 4 of kprobe_optimizer() (do_free_cleaned_kprobes()) runs with
+    text_mutex held, page frees included; with v6.17's ROX cache (latest)
+    a freed kprobe page is filled through a temporary RW remap
+    (set_memory_*()), not text_poke_set(), so nothing waits on itself."""
+    sim = make_sim(machine=X86, strategy="execmem_rox")
+    kp, tm = sim.kernel.kprobes, sim.kernel.text_poke.text_mutex
+    strat = sim.kernel.exec_alloc
+    owners = []
+    free = strat.free
+
+    def spy(cpu, obj):
+        owners.append(tm.owner)
+        return (yield from free(cpu, obj))
+
+    strat.free = spy
+    probes = _kprobes(sim, 600, optimize=True)
+    sim.env.run(until=sim.env.now + 20_000_000)
+    hists = sim.metrics.hists
+    rox = hists["set_memory_rox"].n if "set_memory_rox" in hists else 0
+    for p in probes:
+        sim.env.process(kp.unregister(0, p))
+    sim.env.run(until=sim.env.now + 400_000_000)
+    assert owners and all(o is not None for o in owners)  # held by the optimizer
+    assert all(p.state == "gone" for p in probes)
+    assert kp.kprobe_mutex.owner is None and tm.owner is None
+    assert hists["set_memory_rox"].n > rox  # execmem_restore_rox() of each fill
+
+
 def test_static_key_updates_of_two_workloads_share_the_kernels_mutex(tmp_path):
     """jump_label_mutex is the kernel's (kernel/jump_label.c): updates from
     two workloads on two CPUs wait for each other."""
