@@ -59,7 +59,7 @@ from simcore.kernel.vmalloc import VM_ALLOW_HUGE_VMAP, VM_FLUSH_RESET_PERMS, VmA
 from simcore.strategies.base import ExecAlloc
 from simcore.strategies.bpf_prog_pack import BpfProgPack, PackImage, PackParams
 from simcore.strategies.params import StrategyParams, param, power_of_two
-from simcore.strategies.vmalloc_huge_modules import follow_mapping, huge_fits
+from simcore.strategies.vmalloc_huge_modules import follow_mapping
 from simcore.units import Size
 
 if TYPE_CHECKING:
@@ -230,7 +230,7 @@ class ModuleAllocType(BpfProgPack):
         """Returns the VmArea, or None."""
         t0 = self.env.now
         flags = VM_FLUSH_RESET_PERMS
-        if params.huge and huge_fits(self.kernel, size):
+        if params.huge and self.kernel.vmalloc.huge_fits(size):
             flags |= VM_ALLOW_HUGE_VMAP
         area = yield from self.kernel.vmalloc.vmalloc(
             cpu,

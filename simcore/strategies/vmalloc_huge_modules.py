@@ -6,7 +6,9 @@ HAVE_ARCH_HUGE_VMALLOC with HAVE_ARCH_HUGE_VMAP",
 least a PMD per node huge unless the caller passed ``VM_NO_HUGE_VMAP``,
 and ``module_alloc()`` did not pass it. ``__vmalloc_node_range()`` with
 ``NUMA_NO_NODE`` divides the size by ``num_online_nodes()`` before the
-PMD test, aligns the area to 2 MiB and rounds its size up to whole PMDs.
+PMD test (until v6.13: the preset's ``kernel.vmalloc_huge_per_node``, which
+vmalloc applies, ``Vmalloc.huge_fits()``), aligns the area to 2 MiB and
+rounds its size up to whole PMDs.
 
 Rick Edgecombe's review (5bd16e2c06a2df357400556c6ae01bb5d3c5c32a.camel@
 intel.com) named the two costs modelled here: CPA splits the 2 MiB vmalloc
@@ -44,7 +46,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from simcore.constants import PAGE, PAGE_SHIFT, PMD_SHIFT, PMD_SIZE
+from simcore.constants import PAGE, PAGE_SHIFT, PMD_SHIFT
 from simcore.kernel.vmalloc import (
     VM_ALLOW_HUGE_VMAP,
     VM_FLUSH_RESET_PERMS,
@@ -55,12 +57,6 @@ from simcore.strategies.module_alloc import ModuleAlloc
 
 if TYPE_CHECKING:
     from simcore.kernel.main import Kernel
-
-
-def huge_fits(kernel: Kernel, size: int) -> bool:
-    """__vmalloc_node_range() with NUMA_NO_NODE: huge only when
-    ``size / num_online_nodes()`` reaches a PMD."""
-    return size // max(1, len(kernel.page_alloc.buddy.zones)) >= PMD_SIZE
 
 
 def pmd_shifts(kernel: Kernel, addr: int, size: int) -> list[int]:
@@ -114,8 +110,9 @@ class VmallocHugeModules(ModuleAlloc):
     def alloc(self, cpu: int, size: int, kind: str):
         """module_alloc(): __vmalloc_node_range(), huge where it fits."""
         flags = self.vm_flags
-        if not huge_fits(self.kernel, size):
-            # less than a PMD per node: 4K, whatever vmalloc's default
+        if not self.kernel.vmalloc.huge_fits(size):
+            # too small for a PMD (per node until v6.13): 4K, whatever
+            # vmalloc's default
             flags = (flags & ~VM_ALLOW_HUGE_VMAP) | VM_NO_HUGE_VMAP
         area = yield from self.kernel.vmalloc.vmalloc(
             cpu, size, range_=self.kernel.execmem_range(kind), flags=flags, caller=kind

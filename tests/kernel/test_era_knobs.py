@@ -76,6 +76,19 @@ def test_a_huge_request_was_divided_by_the_nodes_until_6_13(preset, huge):
     assert area.page_shift == 21
 
 
+@pytest.mark.parametrize(("preset", "huge"), [("6.9", False), ("6.13", True)])
+def test_huge_module_strategies_follow_vmallocs_per_node_rule(preset, huge):
+    # vmalloc_huge_modules decides huge-or-4K with vmalloc's own test, so on
+    # two nodes a 2 MiB module text is 2M-mapped from v6.13 as vmalloc does
+    sim = make_sim(
+        machine="{profile: skylake-sp, cpus: 8}",
+        kernel=f'{{preset: "{preset}"}}',
+        strategy="vmalloc_huge_modules",
+    )
+    obj = run(sim, sim.kernel.exec_alloc.alloc(0, 2 << 20, "module_text"))
+    assert (obj.page_shift == 21) is huge
+
+
 def test_vmalloc_asks_for_its_high_orders_without_direct_reclaim():
     # the high-order-first path (latest) passes large_gfp = gfp &
     # ~__GFP_DIRECT_RECLAIM: a failed order falls back to the bulk path

@@ -298,8 +298,7 @@ class Vmalloc(VmapAreaMixin, PurgeMixin, VmapBlockMixin, VreadMixin, SeedMixin):
             and (flags & VM_ALLOW_HUGE_VMAP or self.huge_by_default)
             and not flags & VM_NO_HUGE_VMAP
         )
-        if huge and size // self.huge_divisor >= PMD_SIZE:
-            # size_per_node: the whole size from v6.13
+        if huge and self.huge_fits(size):
             shift = PMD_SHIFT
         while True:
             area = yield from self._vmalloc_node_range(
@@ -324,6 +323,12 @@ class Vmalloc(VmapAreaMixin, PurgeMixin, VmapBlockMixin, VreadMixin, SeedMixin):
         if traced:
             self.hooks.exit("vmalloc", cpu, args, kw, area)
         return area
+
+    def huge_fits(self, size: int) -> bool:
+        """__vmalloc_node_range()'s test for a PMD mapping of a NUMA_NO_NODE
+        request: ``size / num_online_nodes()`` (size_per_node) reaches a
+        PMD, or the whole size from v6.13 (``kernel.vmalloc_huge_per_node``)."""
+        return size // self.huge_divisor >= PMD_SIZE
 
     def _vmalloc_node_range(self, cpu, size, range_, align, flags, caller, zero, shift):
         """One pass of __vmalloc_node_range(): __get_vm_area_node() then
